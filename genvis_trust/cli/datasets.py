@@ -1,0 +1,140 @@
+"""`genvis-trust datasets ...`: list the real-data sources, export one as a corpus, verify a corpus."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from genvis_trust.datasets import (
+    CorpusError,
+    CorpusWriter,
+    SourceError,
+    get_source,
+    list_sources,
+    read_corpus,
+)
+
+from .common import EXIT_PROBLEM, err, fail, friendly_errors, out, print_json, progress
+
+app = typer.Typer(help="Real-data sources and corpora.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to stdout.")):
+    """Show the built-in data sources (no download needed) and the folder layouts understood."""
+    rows = []
+    for name in list_sources():
+        rows.append(get_source(name).describe())
+    layouts = {
+        "PATH (folder)": "every image below a folder; --label sets real/generated",
+        "PATH (ForenSynths)": "[split/][class/]0_real|1_fake/ (CNNDetection benchmarks)",
+        "PATH (GenImage)": "[generator/]train|val/nature|ai/",
+        "PATH (corpus)": "a folder with manifest.jsonl written by this toolkit",
+    }
+    if json_out:
+        print_json({"builtin": rows, "layouts": layouts})
+        return
+    t = Table(title="built-in sources (shipped inside installed packages)")
+    for col in ("name", "images", "train/val/test images", "classes", "description"):
+        t.add_column(col)
+    for r in rows:
+        s = r["images_per_split"]
+        t.add_row(
+            r["name"], str(r["images"]), f"{s['train']}/{s['val']}/{s['test']}",
+            str(r["num_classes"] or "-"), r["description"],
+        )
+    out.print(t)
+    t2 = Table(title="folder layouts (pass a path as SOURCE)")
+    t2.add_column("source")
+    t2.add_column("layout")
+    for k, v in layouts.items():
+        t2.add_row(k, escape(v))
+    out.print(t2)
+
+
+@app.command("export")
+def export_cmd(
+    source: str = typer.Argument(..., help="A built-in source name (see `datasets list`) or a folder path."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Corpus folder to write."),
+    patch: Optional[int] = typer.Option(None, help="Cut square patches of this side (default: whole images)."),
+    n: Optional[int] = typer.Option(None, "--n", help="Number of images/patches (default: all images)."),
+    seed: int = typer.Option(0, help="Seed for splits and patch positions."),
+    split: str = typer.Option("all", help="train, val, test or all. Splits are made by source image."),
+    label: Optional[str] = typer.Option(None, help="Label for a plain folder: real or generated."),
+    image_format: str = typer.Option("png", "--format", help="png (lossless, default), jpeg (4:4:4, q95) or webp."),
+    grid: Optional[Path] = typer.Option(None, help="Also write a PNG grid of the first 64 images here."),
+    resume: bool = typer.Option(False, help="Continue an interrupted export into the same folder."),
+    overwrite: bool = typer.Option(False, help="Replace an existing corpus in --out."),
+):
+    """Write SOURCE as a corpus folder: images + manifest.jsonl (sha256 per image) + card.json.
+
+    Example: genvis-trust datasets export builtin-photos --patch 32 --n 2000 --out /tmp/real32
+    """
+    split_opt = None if split == "all" else split
+    opts = dict(patch=patch, n=n, seed=seed, split=split_opt)
+    if label is not None:
+        opts["label"] = label
+    with friendly_errors(SourceError, CorpusError):
+        src = get_source(source, **opts)
+        total = len(src)
+        card = {"data": src.spec(), "command": _command_line()}
+        t0 = time.time()
+        preview = []
+        with CorpusWriter(out_dir, card=card, image_format=image_format, resume=resume, overwrite=overwrite) as w:
+            done = w.count
+            with progress() as bar:
+                task = bar.add_task(f"export {source}", total=total, completed=done)
+                for i, s in enumerate(src):
+                    if i < done:  # resume: the stream is deterministic, skip what is written
+                        continue
+                    if s.label is None:
+                        raise SourceError(f"{source}: images have no label; pass --label real|generated")
+                    w.add_sample(s)
+                    if grid is not None and i % max(1, total // 64) == 0 and len(preview) < 64:
+                        preview.append(s.image)
+                    bar.advance(task)
+            written = w.count
+    if grid is not None and preview:
+        from genvis_trust.report.grid import save_grid
+
+        save_grid(grid, preview, cell=max(32, min(96, preview[0].shape[0])))
+        err.print(f"grid: {grid}")
+    if src.errors:
+        err.print(f"[yellow]{len(src.errors)} input file(s) could not be read:[/]")
+        for e in src.errors[:20]:
+            err.print(f"  {e['path']}: {e['message']} [{e['code']}]", highlight=False)
+    err.print(f"wrote {written} images to {out_dir} in {time.time() - t0:.1f}s")
+    if src.errors:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+@app.command("verify")
+def verify_cmd(
+    corpus: Path = typer.Argument(..., help="Corpus folder (with manifest.jsonl)."),
+    no_hashes: bool = typer.Option(False, "--no-hashes", help="Skip sha256 checks (paths and presence only)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON to stdout."),
+):
+    """Read a corpus back and check every record: path inside the root, file present, sha256 matches."""
+    try:
+        c = read_corpus(corpus, verify=True, hashes=not no_hashes)
+    except CorpusError as e:
+        if json_out:
+            print_json({"ok": False, "error": str(e)})
+        fail(str(e))
+    summary = {"ok": True, **c.summary(), "hashes_checked": not no_hashes}
+    if json_out:
+        print_json(summary)
+    else:
+        out.print(f"[green]ok[/]: {summary['images']} images, labels {summary['labels']}, all sha256 match")
+
+
+def _command_line() -> str:
+    import shlex
+    import sys
+
+    return " ".join(shlex.quote(a) for a in ["genvis-trust", *sys.argv[1:]])

@@ -1,0 +1,39 @@
+"""The `genvis-trust` command. One module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from genvis_trust import __version__
+
+from . import datasets
+
+app = typer.Typer(
+    name="genvis-trust",
+    help=(
+        "Content provenance and deepfake detection with built-in generators.\n\n"
+        "Data goes to stdout (with --json), progress and diagnostics to stderr.\n"
+        "Exit codes: 0 ok, 1 a problem was found in the data, 2 usage error."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(datasets.app, name="datasets")
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"genvis-trust {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+):
+    pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,371 @@
+"""The corpus folder: images + ``manifest.jsonl`` + ``card.json``.
+
+One manifest record per image::
+
+    {"path": "images/000/000000.png", "sha256": "...", "bytes": 2101, "width": 32,
+     "height": 32, "label": "real", "source": "builtin-photos", "key": "...",
+     "group": "astronaut", "class_id": null, "family": null, "seed": null,
+     "checkpoint_sha256": null, "provenance": null, "meta": {...}}
+
+Writing streams (constant memory), writes each image atomically before its manifest
+line, and resumes an interrupted corpus. Reading refuses paths that leave the corpus
+root and files whose sha256 does not match, naming the record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genvis_trust import __version__
+from genvis_trust.io import (
+    ImageLoadError,
+    atomic_write_bytes,
+    atomic_write_text,
+    encode_image,
+    load_image,
+    sha256_bytes,
+    sha256_file,
+)
+
+from .base import LABELS, Item, Sample, Source, SourceError
+
+MANIFEST = "manifest.jsonl"
+CARD = "card.json"
+CORPUS_FORMAT = 1
+_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be trusted: names the corpus, the record line and the problem."""
+
+
+@dataclass
+class CorpusRecord:
+    line: int  # 1-based line in manifest.jsonl
+    data: dict[str, Any]
+
+    def __getitem__(self, k):
+        return self.data[k]
+
+    def get(self, k, default=None):
+        return self.data.get(k, default)
+
+
+class CorpusWriter:
+    """Stream samples into a corpus folder.
+
+    >>> import tempfile, numpy as np
+    >>> d = tempfile.mkdtemp()
+    >>> with CorpusWriter(d, card={"about": "doctest"}) as w:
+    ...     _ = w.add(np.zeros((4, 4, 3), np.uint8), label="real", source="zeros")
+    >>> len(read_corpus(d))
+    1
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        card: dict[str, Any] | None = None,
+        image_format: str = "PNG",
+        jpeg_quality: int = 95,
+        resume: bool = False,
+        overwrite: bool = False,
+    ):
+        self.root = Path(root)
+        self.image_format = image_format.upper().replace("JPG", "JPEG")
+        if self.image_format not in _FORMATS:
+            raise CorpusError(f"image_format must be one of {sorted(_FORMATS)}, got {image_format!r}")
+        self.jpeg_quality = jpeg_quality
+        self.card = dict(card or {})
+        manifest = self.root / MANIFEST
+        self.count = 0
+        self._labels: dict[str, int] = {}
+        if manifest.exists() and not (resume or overwrite):
+            raise CorpusError(
+                f"{self.root}: a corpus already exists here; pass resume=True to continue it "
+                "or overwrite=True to replace it"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        if manifest.exists() and overwrite:
+            manifest.unlink()
+            (self.root / CARD).unlink(missing_ok=True)
+        if manifest.exists():
+            self._resume(manifest)
+        self._fh = open(manifest, "a", encoding="utf-8")
+        self._t0 = time.time()
+
+    def _resume(self, manifest: Path) -> None:
+        raw = manifest.read_bytes()
+        if raw and not raw.endswith(b"\n"):  # a crash mid-line: drop the partial record
+            raw = raw[: raw.rfind(b"\n") + 1]
+            manifest.write_bytes(raw)
+        for line in raw.decode("utf-8").splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                self.count += 1
+                self._labels[rec["label"]] = self._labels.get(rec["label"], 0) + 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        self.close(complete=exc_type is None)
+
+    def add(
+        self,
+        image: np.ndarray,
+        *,
+        label: str,
+        source: str,
+        key: str | None = None,
+        group: str | None = None,
+        class_id: int | None = None,
+        family: str | None = None,
+        seed: int | None = None,
+        checkpoint_sha256: str | None = None,
+        provenance: dict | None = None,
+        meta: dict | None = None,
+        data: bytes | None = None,
+    ) -> dict[str, Any]:
+        """Write one image (or pre-encoded ``data``) and its manifest record; returns the record."""
+        if label not in LABELS:
+            raise CorpusError(f"label must be one of {LABELS}, got {label!r}")
+        idx = self.count
+        if data is None:
+            data = encode_image(image, self.image_format, quality=self.jpeg_quality, subsampling="4:4:4")
+            ext = _FORMATS[self.image_format]
+        else:
+            ext = Path(key or "").suffix or _FORMATS[self.image_format]
+        rel = f"images/{idx // 1000:03d}/{idx:06d}{ext}"
+        atomic_write_bytes(self.root / rel, data)
+        h, w = (int(image.shape[0]), int(image.shape[1])) if image is not None else (None, None)
+        rec = {
+            "path": rel,
+            "sha256": sha256_bytes(data),
+            "bytes": len(data),
+            "width": w,
+            "height": h,
+            "label": label,
+            "source": source,
+            "key": key if key is not None else str(idx),
+            "group": group,
+            "class_id": None if class_id is None else int(class_id),
+            "family": family,
+            "seed": seed,
+            "checkpoint_sha256": checkpoint_sha256,
+            "provenance": provenance,
+            "meta": meta or {},
+        }
+        self._fh.write(json.dumps(rec, sort_keys=True) + "\n")
+        self._fh.flush()
+        self.count += 1
+        self._labels[label] = self._labels.get(label, 0) + 1
+        return rec
+
+    def add_sample(self, s: Sample, **extra) -> dict[str, Any]:
+        label = extra.pop("label", s.label)
+        if label is None:
+            raise CorpusError(f"sample {s.key} has no label; pass label='real' or 'generated'")
+        return self.add(
+            s.image,
+            label=label,
+            source=extra.pop("source", s.source),
+            key=s.key,
+            group=s.group,
+            class_id=s.class_id,
+            meta={**s.meta, **extra.pop("meta", {})},
+            **extra,
+        )
+
+    def close(self, complete: bool = True) -> None:
+        if self._fh.closed:
+            return
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        card = {
+            "format": CORPUS_FORMAT,
+            "toolkit_version": __version__,
+            "images": self.count,
+            "labels": self._labels,
+            "image_format": self.image_format,
+            "complete": complete,
+            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **self.card,
+        }
+        atomic_write_text(self.root / CARD, json.dumps(card, indent=2, sort_keys=True) + "\n")
+
+
+def write_corpus(root, samples: Iterable[Sample], *, card: dict | None = None, **kw) -> int:
+    """Write all ``samples`` to a new corpus; returns the number written."""
+    with CorpusWriter(root, card=card, **kw) as w:
+        for s in samples:
+            w.add_sample(s)
+        return w.count
+
+
+class Corpus:
+    """A corpus read back: ``records`` (manifest order) and ``card``."""
+
+    def __init__(self, root: Path, records: list[CorpusRecord], card: dict[str, Any]):
+        self.root = root
+        self.records = records
+        self.card = card
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def file(self, rec: CorpusRecord) -> Path:
+        return safe_join(self.root, rec["path"], f"{self.root / MANIFEST}:{rec.line}")
+
+    def verify(self, *, hashes: bool = True) -> list[str]:
+        """Check every record's file exists (and its sha256); raise CorpusError on the first bad one."""
+        for rec in self.records:
+            where = f"{self.root / MANIFEST}:{rec.line} ({rec['path']})"
+            p = self.file(rec)
+            if not p.is_file():
+                raise CorpusError(f"{where}: file is missing")
+            if hashes:
+                actual = sha256_file(p)
+                if actual != rec["sha256"]:
+                    raise CorpusError(
+                        f"{where}: sha256 mismatch: manifest says {rec['sha256'][:16]}…, "
+                        f"file is {actual[:16]}…"
+                    )
+        return []
+
+    def summary(self) -> dict[str, Any]:
+        labels: dict[str, int] = {}
+        families: dict[str, int] = {}
+        for r in self.records:
+            labels[r["label"]] = labels.get(r["label"], 0) + 1
+            fam = r.get("family") or r.get("source")
+            families[fam] = families.get(fam, 0) + 1
+        return {"root": str(self.root), "images": len(self), "labels": labels, "by_family": families}
+
+
+_REQUIRED = ("path", "sha256", "label")
+
+
+def read_corpus(root: str | os.PathLike, *, verify: bool = True, hashes: bool = True) -> Corpus:
+    """Read a corpus folder; with ``verify`` check paths, presence and (``hashes``) sha256."""
+    root = Path(root)
+    manifest = root / MANIFEST
+    if not manifest.is_file():
+        raise CorpusError(f"{root}: not a corpus (no {MANIFEST})")
+    records = []
+    with open(manifest, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CorpusError(f"{manifest}:{i}: not valid JSON ({e.msg})") from None
+            if not isinstance(data, dict) or any(k not in data for k in _REQUIRED):
+                raise CorpusError(f"{manifest}:{i}: record lacks one of {_REQUIRED}")
+            if data["label"] not in LABELS:
+                raise CorpusError(f"{manifest}:{i}: label must be one of {LABELS}, got {data['label']!r}")
+            rec = CorpusRecord(i, data)
+            safe_join(root, data["path"], f"{manifest}:{i}")  # reject escapes even without verify
+            records.append(rec)
+    card: dict[str, Any] = {}
+    if (root / CARD).is_file():
+        try:
+            card = json.loads((root / CARD).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise CorpusError(f"{root / CARD}: not valid JSON ({e.msg})") from None
+    corpus = Corpus(root, records, card)
+    if verify:
+        corpus.verify(hashes=hashes)
+    return corpus
+
+
+def safe_join(root: Path, rel: str, where: str) -> Path:
+    """``root / rel``, refusing absolute paths and anything resolving outside ``root``."""
+    if not isinstance(rel, str) or not rel:
+        raise CorpusError(f"{where}: path must be a non-empty string")
+    if rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":") or "\x00" in rel:
+        raise CorpusError(f"{where}: path {rel!r} is absolute; manifest paths must be relative")
+    base = root.resolve()
+    target = (base / rel).resolve()
+    if not target.is_relative_to(base):
+        raise CorpusError(f"{where}: path {rel!r} leaves the corpus root")
+    return target
+
+
+class CorpusSource(Source):
+    """A corpus as a data source: labels, classes and groups come from the manifest.
+
+    Splits: records carrying ``meta.split`` keep it only when ``keep_splits``; by default
+    groups are re-assigned with ``fractions``/``seed`` like any other source.
+    """
+
+    name = "corpus"
+    description = "a corpus folder written by this toolkit (manifest.jsonl + card.json)"
+
+    def __init__(self, root, *, verify: bool = True, label: str | None = None, **options):
+        super().__init__(**options)
+        self.root = Path(root)
+        self.corpus = read_corpus(self.root, verify=verify)
+        self.label_override = label
+        self.name = f"corpus:{self.root.name}"
+
+    def spec(self):
+        return {**super().spec(), "root": str(self.root)}
+
+    def list_items(self) -> list[Item]:
+        items = []
+        for rec in self.corpus.records:
+            path = self.corpus.file(rec)
+            items.append(
+                Item(
+                    key=rec["path"],
+                    group=rec.get("group") or rec["path"],
+                    load=_Loader(path, rec["sha256"]),
+                    label=self.label_override or rec["label"],
+                    class_id=rec.get("class_id"),
+                    meta={
+                        "family": rec.get("family"),
+                        "path": rec["path"],
+                        "source": rec.get("source"),
+                    },
+                )
+            )
+        return items
+
+
+class _Loader:
+    """Load a corpus file, checking its hash at load time too (files can change after listing)."""
+
+    def __init__(self, path: Path, sha: str):
+        self.path, self.sha = path, sha
+
+    def __call__(self) -> np.ndarray:
+        data = self.path.read_bytes()
+        if sha256_bytes(data) != self.sha:
+            raise ImageLoadError("corrupt", "sha256 differs from the corpus manifest", str(self.path))
+        return load_image(data, name=str(self.path)).array
+
+
+__all__ = [
+    "CARD",
+    "MANIFEST",
+    "Corpus",
+    "CorpusError",
+    "CorpusRecord",
+    "CorpusSource",
+    "CorpusWriter",
+    "SourceError",
+    "read_corpus",
+    "safe_join",
+    "write_corpus",
+]

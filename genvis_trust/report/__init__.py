@@ -1,0 +1,1 @@
+"""Reports: JSON schema, HTML report and plots."""
