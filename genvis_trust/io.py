@@ -19,14 +19,16 @@ from __future__ import annotations
 import hashlib
 import io as _io
 import os
+import stat
 import struct
 import tempfile
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 # Never let Pillow half-decode a truncated file and hand back grey pixels.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -53,11 +55,17 @@ class ImageLoadError(Exception):
     """A refused image: ``code`` is one of :data:`ERROR_CODES`, ``path`` names the input."""
 
     def __init__(self, code: str, message: str, path: str = "<bytes>"):
-        assert code in ERROR_CODES, code
+        if code not in ERROR_CODES:
+            raise ValueError(f"unknown ImageLoadError code {code!r}")
         self.code = code
         self.path = path
         self.message = message
         super().__init__(f"{path}: {message} [{code}]")
+
+    def __reduce__(self):
+        # The default reduce replays ``args`` (the formatted text) into __init__, which
+        # fails; batch workers (multiprocessing, Ray) must be able to send errors back.
+        return (type(self), (self.code, self.message, self.path))
 
     def to_dict(self) -> dict:
         return {"code": self.code, "message": self.message, "path": self.path}
@@ -89,8 +97,11 @@ def sniff_format(data: bytes) -> str | None:
 
     Returns names of formats we decode (``SUPPORTED_FORMATS``) and of image formats we
     recognise but refuse (``HEIC``, ``AVIF``, ``JXL``, ``SVG``, ``PSD``, ``ICO``, ...).
+
+    >>> sniff_format(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(8)), sniff_format(b"hello")
+    ('PNG', None)
     """
-    head = data[:64]
+    head = bytes(data[:64])
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -99,15 +110,17 @@ def sniff_format(data: bytes) -> str | None:
         return "GIF"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
-    if head[:2] == b"BM":
+    # "BM" alone is two printable letters; also require a known DIB header size.
+    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_DIB_SIZES:
         return "BMP"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
+    if head[:4] in _TIFF_PREFIXES:
         return "TIFF"
     if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"avif", b"avis"):
+        box_end = min(max(int.from_bytes(head[:4], "big"), 16), len(head))
+        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, box_end - 3, 4)}
+        if brands & {b"avif", b"avis"}:
             return "AVIF"
-        if brand in (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"heim", b"heis"):
+        if brands & {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}:
             return "HEIC"
         return None
     if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL "):
@@ -116,35 +129,55 @@ def sniff_format(data: bytes) -> str | None:
         return "PSD"
     if head[:4] == b"\x00\x00\x01\x00":
         return "ICO"
-    if head.startswith(b"\x00\x00\x00\x0cjP  "):
+    if head.startswith(b"\x00\x00\x00\x0cjP  ") or head.startswith(b"\xff\x4f\xff\x51"):
         return "JPEG2000"
-    text = head.lstrip().lower()
-    if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in data[:1024].lower()):
+    text = bytes(data[:1024]).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"<svg") or (
+        text.startswith((b"<?xml", b"<!doctype svg", b"<!--")) and b"<svg" in text
+    ):
         return "SVG"
     return None
 
 
-def read_bytes(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    """Read a whole file, refusing what is missing, not a regular file, or too big."""
-    p = Path(path)
-    name = str(p)
+_BMP_DIB_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
+# Classic TIFF, BigTIFF, and the swapped prefixes Pillow also accepts.
+_TIFF_PREFIXES = {b"II*\x00", b"MM\x00*", b"II\x00*", b"MM*\x00", b"II+\x00", b"MM\x00+"}
+
+
+def read_bytes(
+    path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES, *, name: str | None = None
+) -> bytes:
+    """Read a whole file, refusing what is missing, not a regular file, or too big.
+
+    ``name`` labels the file in errors (default: the path).
+    """
+    try:
+        p = Path(path)
+    except TypeError:
+        raise TypeError(f"expected a path or bytes, got {type(path).__name__}") from None
+    label = name or str(p)
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise ImageLoadError("not_found", "file not found", name) from None
+        raise ImageLoadError("not_found", "file not found", label) from None
+    except ValueError as e:  # e.g. an embedded NUL byte
+        raise ImageLoadError("unreadable", f"invalid path: {e}", label) from None
     except OSError as e:
-        raise ImageLoadError("unreadable", f"cannot stat: {e.strerror}", name) from None
-    if not p.is_file():
-        raise ImageLoadError("unreadable", "not a regular file", name)
+        raise ImageLoadError("unreadable", f"cannot stat: {e.strerror or e}", label) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageLoadError("unreadable", "not a regular file", label)
     if st.st_size > max_bytes:
         raise ImageLoadError(
-            "too_large", f"file is {st.st_size} bytes, limit is {max_bytes}", name
+            "too_large", f"file is {st.st_size} bytes, limit is {max_bytes}", label
         )
     try:
         with open(p, "rb") as f:
-            return f.read(max_bytes + 1)
+            data = f.read(max_bytes + 1)
     except OSError as e:
-        raise ImageLoadError("unreadable", f"cannot read: {e.strerror}", name) from None
+        raise ImageLoadError("unreadable", f"cannot read: {e.strerror or e}", label) from None
+    if len(data) > max_bytes:  # the file grew after stat()
+        raise ImageLoadError("too_large", f"file exceeds the limit of {max_bytes} bytes", label)
+    return data
 
 
 def load_image(
@@ -156,7 +189,8 @@ def load_image(
 ) -> LoadedImage:
     """Decode an image from a path or bytes into RGB uint8, or raise :class:`ImageLoadError`.
 
-    ``name`` labels the input in errors when ``source`` is bytes.
+    ``name`` labels the input in errors and in ``LoadedImage.path`` (default: the path,
+    or ``"<bytes>"``).
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -164,12 +198,31 @@ def load_image(
         if len(data) > max_bytes:
             raise ImageLoadError("too_large", f"{len(data)} bytes, limit is {max_bytes}", path)
     else:
-        path = name or str(source)
-        data = read_bytes(source, max_bytes)
+        data = read_bytes(source, max_bytes, name=name)
+        path = name or str(Path(source))
     return decode_image(data, path=path, max_pixels=max_pixels)
 
 
-def decode_image(data: bytes, *, path: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+# What Pillow's decoders raise on malformed input (found by fuzzing, see tests/test_io.py).
+_DECODE_ERRORS = (
+    OSError,
+    EOFError,
+    SyntaxError,
+    ValueError,
+    TypeError,
+    LookupError,
+    ArithmeticError,
+    struct.error,
+    zlib.error,
+    RecursionError,
+)
+
+
+def decode_image(
+    data: bytes, *, path: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> LoadedImage:
+    """Decode image bytes (see :func:`load_image`); ``path`` only labels the input."""
+    data = bytes(data)
     if len(data) == 0:
         raise ImageLoadError("empty", "file is empty (0 bytes)", path)
     fmt = sniff_format(data)
@@ -183,48 +236,56 @@ def decode_image(data: bytes, *, path: str = "<bytes>", max_pixels: int = DEFAUL
     if ext and not _extension_matches(ext, fmt):
         notes.append(f"extension .{ext} but content is {fmt}")
 
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns (not raises) between MAX_IMAGE_PIXELS and 2x; we decide ourselves.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(_io.BytesIO(data), formats=[fmt])
-            width, height = im.size
-            if width <= 0 or height <= 0:
-                raise ImageLoadError("corrupt", f"invalid dimensions {width}x{height}", path)
-            if width * height > max_pixels:
-                raise ImageLoadError(
-                    "too_large",
-                    f"{width}x{height} = {width * height} pixels exceeds limit {max_pixels} "
-                    "(possible decompression bomb)",
-                    path,
-                )
-            n_frames = getattr(im, "n_frames", 1)
-            if n_frames > 1:
-                im.seek(0)
-                notes.append(f"animated: {n_frames} frames, first frame used")
+    # Pillow reports recoverable damage (bad EXIF, odd tags) as warnings: keep them as
+    # notes instead of printing them, and never let a warnings-as-errors filter turn
+    # them into exceptions that escape the typed error.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            im, high_bit_raw = _open_first_frame(data, fmt, path, max_pixels, notes)
             im.load()
-    except ImageLoadError:
-        raise
-    except Image.DecompressionBombError as e:
-        raise ImageLoadError("too_large", f"decompression bomb: {e}", path) from None
-    except UnidentifiedImageError:
-        raise ImageLoadError("corrupt", f"{fmt} header could not be parsed", path) from None
-    except (OSError, EOFError, SyntaxError, ValueError, IndexError, struct.error) as e:
-        msg = str(e) or type(e).__name__
-        code = "truncated" if _looks_truncated(msg, e) else "corrupt"
-        raise ImageLoadError(code, f"cannot decode {fmt}: {msg}", path) from None
+        except ImageLoadError:
+            raise
+        except Image.DecompressionBombError as e:
+            raise ImageLoadError("too_large", _bomb_message(e, max_pixels), path) from None
+        except MemoryError:
+            raise ImageLoadError("too_large", "not enough memory to decode", path) from None
+        except UnidentifiedImageError:
+            short = _ends_early(fmt, data)
+            if short:
+                raise ImageLoadError(
+                    "truncated", f"{fmt} header incomplete: {short}", path
+                ) from None
+            raise ImageLoadError("corrupt", f"{fmt} header could not be parsed", path) from None
+        except _DECODE_ERRORS as e:
+            msg = str(e) or type(e).__name__
+            short = _ends_early(fmt, data)
+            code = "truncated" if short or _looks_truncated(msg, e) else "corrupt"
+            detail = f" ({short})" if short else ""
+            raise ImageLoadError(code, f"cannot decode {fmt}: {msg}{detail}", path) from None
+        except Exception as e:  # a decoder bug must still be a typed refusal, not a crash
+            raise ImageLoadError(
+                "corrupt", f"cannot decode {fmt}: unexpected {type(e).__name__}: {e}", path
+            ) from e
 
-    mode = im.mode
-    conversions: list[str] = []
-    try:
-        orientation = im.getexif().get(0x0112, 1)
-    except Exception:  # a malformed EXIF block must not sink a decodable image
-        orientation = 1
-        notes.append("EXIF block unreadable; orientation not applied")
-    if orientation not in (1, None):
-        im = ImageOps.exif_transpose(im)
-        conversions.append(f"EXIF orientation {orientation} applied")
-    arr = _to_rgb_uint8(im, conversions)
+        mode = im.mode
+        conversions: list[str] = []
+        im = _apply_orientation(im, conversions, notes)
+        if high_bit_raw and not mode.startswith(("I", "F")):
+            conversions.append(f"16 bits per channel ({high_bit_raw}) reduced to 8 bits")
+        try:
+            arr = _to_rgb_uint8(im, conversions)
+        except (ValueError, OSError) as e:
+            raise ImageLoadError(
+                "unsupported_format", f"cannot convert {fmt} mode {mode} to RGB: {e}", path
+            ) from None
+        short = _ends_early(fmt, data)
+        if short:
+            notes.append(f"pixels decoded completely but the file looks cut short: {short}")
+    for w in caught:
+        text = f"decoder warning: {w.message}".strip()
+        if not issubclass(w.category, Image.DecompressionBombWarning) and text not in notes:
+            notes.append(text)
     return LoadedImage(
         array=np.ascontiguousarray(arr),
         format=fmt,
@@ -236,11 +297,161 @@ def decode_image(data: bytes, *, path: str = "<bytes>", max_pixels: int = DEFAUL
     )
 
 
+def _open_first_frame(
+    data: bytes, fmt: str, path: str, max_pixels: int, notes: list[str]
+) -> tuple[Image.Image, str]:
+    """Open the first frame and check its size before any pixel is decoded."""
+    im = Image.open(_io.BytesIO(data), formats=[fmt])
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise ImageLoadError("corrupt", f"invalid dimensions {width}x{height}", path)
+    if width * height > max_pixels:
+        raise ImageLoadError(
+            "too_large",
+            f"{width}x{height} = {width * height} pixels exceeds limit {max_pixels} "
+            "(possible decompression bomb)",
+            path,
+        )
+    try:
+        n_frames = int(getattr(im, "n_frames", 1))
+    except _DECODE_ERRORS as e:
+        # Counting walks every frame; a broken later frame must not hide a good first one.
+        notes.append(f"could not count frames ({str(e) or type(e).__name__}); first frame used")
+        im = Image.open(_io.BytesIO(data), formats=[fmt])
+        n_frames = 1
+    if n_frames > 1:
+        im.seek(0)
+        kind = {"TIFF": "multi-page", "JPEG": "multi-picture (MPO)"}.get(fmt, "animated")
+        notes.append(f"{kind}: {n_frames} frames, first frame used")
+    # The raw mode is only visible before load(); Pillow silently keeps the high byte.
+    raw = ""
+    for tile in getattr(im, "tile", None) or ():
+        args = tile[3] if len(tile) > 3 else None
+        raw = (
+            args
+            if isinstance(args, str)
+            else (args[0] if args and isinstance(args[0], str) else "")
+        )
+        if ";16" in raw:
+            break
+    return im, (raw if ";16" in raw else "")
+
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _apply_orientation(im: Image.Image, conversions: list[str], notes: list[str]) -> Image.Image:
+    # Not ImageOps.exif_transpose: it re-serialises the whole EXIF block and raises on
+    # malformed tags that have nothing to do with orientation.
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # a malformed EXIF block must not sink a decodable image
+        notes.append("EXIF block unreadable; orientation not applied")
+        return im
+    if orientation in (1, None):
+        return im
+    method = _TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+    if method is None:
+        notes.append(f"invalid EXIF orientation {orientation!r} ignored")
+        return im
+    conversions.append(f"EXIF orientation {orientation} applied")
+    return im.transpose(method)
+
+
+def _bomb_message(e: Exception, max_pixels: int) -> str:
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and max_pixels > 2 * limit:
+        return (
+            f"decompression bomb: {e} (Pillow's own limit PIL.Image.MAX_IMAGE_PIXELS="
+            f"{limit} applies before max_pixels={max_pixels}; raise it too)"
+        )
+    return f"decompression bomb: {e}"
+
+
 def _looks_truncated(msg: str, exc: BaseException) -> bool:
+    # Not "broken data stream": that is libImaging's IMAGING_CODEC_BROKEN, bad data.
     m = msg.lower()
     return isinstance(exc, EOFError) or any(
-        k in m for k in ("truncated", "end of file", "broken data stream", "unexpected end", "premature")
+        k in m for k in ("truncated", "end of file", "unexpected end", "premature")
     )
+
+
+def _ends_early(fmt: str, data: bytes) -> str | None:
+    """Why the container looks cut short (its own framing ends past the data), or None."""
+    n = len(data)
+    if fmt == "PNG":
+        pos = 8
+        while True:
+            if pos + 8 > n:
+                return "no IEND chunk"
+            length = int.from_bytes(data[pos : pos + 4], "big")
+            if length > 0x7FFFFFFF:
+                return None  # malformed length, not a short file
+            end = pos + 12 + length
+            if end > n:
+                ctype = data[pos + 4 : pos + 8].decode("latin-1")
+                return f"{ctype} chunk needs {end} bytes, file has {n}"
+            if data[pos + 4 : pos + 8] == b"IEND":
+                return None
+            pos = end
+    if fmt == "JPEG":
+        return _jpeg_ends_early(data)
+    if fmt == "GIF":
+        return None if data.endswith(b";") else "no GIF trailer"
+    if fmt == "WEBP":
+        need = 8 + int.from_bytes(data[4:8], "little")
+        return f"RIFF header declares {need} bytes, file has {n}" if need > n else None
+    if fmt == "BMP":
+        need = max(int.from_bytes(data[2:6], "little"), int.from_bytes(data[10:14], "little") + 1)
+        return f"header declares {need} bytes, file has {n}" if need > n else None
+    if fmt == "TIFF":
+        big = data[2:4] in (b"+\x00", b"\x00+")
+        order = "little" if data[:2] == b"II" else "big"
+        head = 16 if big else 8
+        if n < head:
+            return "header incomplete"
+        ifd = int.from_bytes(data[8:16] if big else data[4:8], order)
+        count_size, entry_size, next_size = (8, 20, 8) if big else (2, 12, 4)
+        if ifd + count_size > n:
+            return f"first IFD at byte {ifd}, file has {n}"
+        count = int.from_bytes(data[ifd : ifd + count_size], order)
+        need = ifd + count_size + count * entry_size + next_size
+        return f"first IFD needs {need} bytes, file has {n}" if need > n else None
+    return None
+
+
+def _jpeg_ends_early(data: bytes) -> str | None:
+    n, pos = len(data), 2
+    while pos < n:
+        if data[pos] != 0xFF:
+            return None  # not a marker where one must be: malformed, not short
+        while pos < n and data[pos] == 0xFF:
+            pos += 1
+        if pos >= n:
+            break
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:
+            return None
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            continue
+        if pos + 2 > n:
+            break
+        seg_end = pos + int.from_bytes(data[pos : pos + 2], "big")
+        if seg_end > n:
+            return f"marker 0xFF{marker:02X} segment needs {seg_end} bytes, file has {n}"
+        pos = seg_end
+        if marker == 0xDA:  # entropy-coded data: only EOI ends it for good
+            return None if data.find(b"\xff\xd9", pos) >= 0 else "no EOI marker after scan data"
+    return "no EOI marker"
 
 
 _EXT = {
@@ -259,22 +470,19 @@ def _extension_matches(ext: str, fmt: str) -> bool:
 
 def _to_rgb_uint8(im: Image.Image, conversions: list[str]) -> np.ndarray:
     mode = im.mode
-    if mode == "RGB":
+    if mode == "RGB" and "transparency" not in im.info:
         return np.asarray(im, dtype=np.uint8)
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.asarray(im).astype(np.float64)
-        peak = 65535.0 if mode.startswith("I;16") or (a.size and a.max() > 255) else 255.0
-        if mode in ("I", "F") and a.size and a.max() > 65535:
-            peak = float(a.max())
-        g = np.clip(np.round(a / peak * 255.0), 0, 255).astype(np.uint8)
-        conversions.append(f"{mode} (high bit depth grayscale) scaled to 8-bit, grayscale to RGB")
-        return np.repeat(g[..., None], 3, axis=2)
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info):
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return _high_bit_depth_gray(im, conversions)
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode in ("P", "L", "RGB") and "transparency" in im.info
+    ):
         rgba = im.convert("RGBA")
         alpha = np.asarray(rgba)[..., 3]
         has_alpha_values = bool(alpha.size and alpha.min() < 255)
+        what = "alpha channel" if mode not in ("P", "L", "RGB") else "transparency"
         conversions.append(
-            f"{mode} to RGB: alpha channel discarded"
+            f"{mode} to RGB: {what} discarded"
             + (" (image had transparent pixels)" if has_alpha_values else "")
         )
         return np.asarray(rgba, dtype=np.uint8)[..., :3].copy()
@@ -291,6 +499,29 @@ def _to_rgb_uint8(im: Image.Image, conversions: list[str]) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
+def _high_bit_depth_gray(im: Image.Image, conversions: list[str]) -> np.ndarray:
+    mode = im.mode
+    a = np.asarray(im).astype(np.float64)
+    finite = a[np.isfinite(a)]
+    top = float(finite.max()) if finite.size else 0.0
+    if mode.startswith("I;16"):
+        peak = 65535.0
+    else:
+        # 32-bit int / float samples carry no declared range: the scale is a guess from
+        # the data, and the conversion note says which one was used.
+        peak = next(
+            (p for p in ((1.0,) if mode == "F" else ()) + (255.0, 65535.0) if top <= p), top
+        )
+    clipped = bool(finite.size and finite.min() < 0) or finite.size != a.size
+    g = np.clip(np.round(np.nan_to_num(a) / peak * 255.0), 0, 255).astype(np.uint8)
+    conversions.append(
+        f"{mode} (high bit depth grayscale) scaled to 8-bit (0..{peak:g} -> 0..255)"
+        + (", negative or non-finite values clipped" if clipped else "")
+        + ", grayscale to RGB"
+    )
+    return np.repeat(g[..., None], 3, axis=2)
+
+
 # --------------------------------------------------------------------------- encoding
 
 
@@ -302,7 +533,9 @@ def encode_image(
     subsampling: str | int | None = None,
 ) -> bytes:
     """Encode an RGB uint8 array. ``subsampling`` for JPEG: ``"4:4:4"``, ``"4:2:2"``, ``"4:2:0"``."""
-    fmt = fmt.upper().replace("JPG", "JPEG")
+    fmt = {"JPG": "JPEG", "TIF": "TIFF"}.get(fmt.upper(), fmt.upper())
+    if subsampling is not None and fmt != "JPEG":
+        raise ValueError(f"subsampling applies to JPEG only, not {fmt}")
     im = Image.fromarray(_as_uint8_rgb(array))
     buf = _io.BytesIO()
     kwargs: dict = {}
@@ -326,7 +559,7 @@ def _as_uint8_rgb(array: np.ndarray) -> np.ndarray:
         a = np.repeat(a[..., None], 3, axis=2)
     if a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"expected H x W x 3 image, got shape {a.shape}")
-    return a
+    return np.ascontiguousarray(a)
 
 
 # --------------------------------------------------------------------------- atomic output
@@ -335,15 +568,21 @@ def _as_uint8_rgb(array: np.ndarray) -> np.ndarray:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never half.
 
-    ``mode`` sets permissions on the temporary file *before* any byte is written (keys: 0o600).
+    ``mode`` sets permissions on the temporary file *before* any byte is written (keys:
+    0o600). Without it, an existing file keeps its permissions and a new one gets the
+    usual ``0o666 & ~umask`` (not the 0o600 of the temporary file).
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(p.stat().st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
-        if mode is not None:
-            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -354,17 +593,49 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = 
         except FileNotFoundError:
             pass
         raise
+    _fsync_dir(p.parent)
+
+
+def _umask() -> int:
+    # Reading the umask by setting it races with other threads; /proc avoids that on Linux.
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Make the rename itself durable; not every platform or filesystem allows it.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, mode: int | None = None) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
 
 
 def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's content, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
@@ -372,6 +643,8 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+# Suffixes a folder scan picks up; refused formats are included so that they are
+# reported (unsupported_format), not silently skipped.
 IMAGE_EXTENSIONS = frozenset(
-    {"." + e for exts in _EXT.values() for e in exts} | {".heic", ".avif", ".jxl"}
+    {"." + e for exts in _EXT.values() for e in exts} | {".heic", ".heif", ".avif", ".jxl"}
 )
