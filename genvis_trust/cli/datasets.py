@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -18,8 +17,9 @@ from genvis_trust.datasets import (
     list_sources,
     read_corpus,
 )
+from genvis_trust.datasets.corpus import MANIFEST
 
-from .common import EXIT_PROBLEM, err, fail, friendly_errors, out, print_json, progress
+from .common import EXIT_PROBLEM, EXIT_USAGE, err, fail, friendly_errors, out, print_json, progress
 
 app = typer.Typer(help="Real-data sources and corpora.", no_args_is_help=True)
 
@@ -61,13 +61,13 @@ def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to 
 def export_cmd(
     source: str = typer.Argument(..., help="A built-in source name (see `datasets list`) or a folder path."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Corpus folder to write."),
-    patch: Optional[int] = typer.Option(None, help="Cut square patches of this side (default: whole images)."),
-    n: Optional[int] = typer.Option(None, "--n", help="Number of images/patches (default: all images)."),
+    patch: int | None = typer.Option(None, help="Cut square patches of this side (default: whole images)."),
+    n: int | None = typer.Option(None, "--n", help="Number of images/patches (default: all images)."),
     seed: int = typer.Option(0, help="Seed for splits and patch positions."),
     split: str = typer.Option("all", help="train, val, test or all. Splits are made by source image."),
-    label: Optional[str] = typer.Option(None, help="Label for a plain folder: real or generated."),
+    label: str | None = typer.Option(None, help="Label for a plain folder: real or generated."),
     image_format: str = typer.Option("png", "--format", help="png (lossless, default), jpeg (4:4:4, q95) or webp."),
-    grid: Optional[Path] = typer.Option(None, help="Also write a PNG grid of the first 64 images here."),
+    grid: Path | None = typer.Option(None, help="Also write a PNG grid of the first 64 images here."),
     resume: bool = typer.Option(False, help="Continue an interrupted export into the same folder."),
     overwrite: bool = typer.Option(False, help="Replace an existing corpus in --out."),
 ):
@@ -79,8 +79,19 @@ def export_cmd(
     opts = dict(patch=patch, n=n, seed=seed, split=split_opt)
     if label is not None:
         opts["label"] = label
+    if resume and overwrite:
+        fail("--resume and --overwrite exclude each other", EXIT_USAGE)
+    if (out_dir / MANIFEST).exists() and not (resume or overwrite):
+        fail(
+            f"{out_dir} already holds a corpus; pass --resume to continue it "
+            "or --overwrite to replace it",
+            EXIT_USAGE,
+        )
     with friendly_errors(SourceError, CorpusError):
         src = get_source(source, **opts)
+        # checked before the writer starts, so a refused export leaves no empty corpus behind
+        if any(it.label is None for it in src.split_items()):
+            raise SourceError(f"{source}: images have no label; pass --label real|generated")
         total = len(src)
         card = {"data": src.spec(), "command": _command_line()}
         t0 = time.time()

@@ -12,7 +12,6 @@ that a user downloaded elsewhere: images may be PIL images, tensors or arrays.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,9 +19,19 @@ import numpy as np
 from .base import Item, Source, SourceError, to_rgb_uint8
 
 
-def _load_index(dataset, index: int) -> np.ndarray:
-    image, _ = dataset[index]
-    return to_rgb_uint8(image)
+class _IndexLoader:
+    """Decode item ``index``; when the class was unknown at listing (no ``targets``
+    attribute), take it from the target this decode returns anyway."""
+
+    def __init__(self, source: MapDatasetSource, index: int):
+        self.source, self.index = source, index
+        self.item: Item | None = None
+
+    def __call__(self) -> np.ndarray:
+        image, target = self.source.dataset[self.index]
+        if self.item is not None and self.item.class_id is None:
+            self.item.class_id = self.source._class(target)
+        return to_rgb_uint8(image)
 
 
 class MapDatasetSource(Source):
@@ -58,6 +67,8 @@ class MapDatasetSource(Source):
         self.name = name or f"dataset:{type(dataset).__name__}"
         classes = getattr(dataset, "classes", None)
         self.num_classes = len(classes) if classes is not None else None
+        if self.num_classes is None and isinstance(getattr(dataset, "num_classes", None), int):
+            self.num_classes = dataset.num_classes  # e.g. FakeData
 
     def _targets(self) -> list[Any] | None:
         for attr in ("targets", "labels"):
@@ -69,6 +80,7 @@ class MapDatasetSource(Source):
     def list_items(self) -> list[Item]:
         targets = self._targets()
         items = []
+        class_known = targets is not None or self.label_of is not None or self.class_of is not None
         for i in range(len(self.dataset)):
             if targets is None and (self.label_of or self.class_of):
                 target = self.dataset[i][1]  # costs a decode: only without a targets attribute
@@ -77,15 +89,17 @@ class MapDatasetSource(Source):
             label = self.label_of(target) if self.label_of else self.label
             if label not in (None, "real", "generated"):
                 raise SourceError(f"item {i}: label must be 'real' or 'generated', got {label!r}")
-            items.append(
-                Item(
-                    key=f"{i}",
-                    group=self.group_of(i) if self.group_of else f"{i}",
-                    load=partial(_load_index, self.dataset, i),
-                    label=label,
-                    class_id=self._class(target),
-                )
+            loader = _IndexLoader(self, i)
+            item = Item(
+                key=f"{i}",
+                group=self.group_of(i) if self.group_of else f"{i}",
+                load=loader,
+                label=label,
+                class_id=self._class(target) if class_known else None,
             )
+            if not class_known:
+                loader.item = item
+            items.append(item)
         return items
 
     def _class(self, target) -> int | None:

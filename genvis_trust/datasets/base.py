@@ -71,15 +71,21 @@ def assign_splits(
     order = sorted(uniq, key=lambda g: stable_int(seed, "split", g))
     total = sum(fractions)
     n = len(order)
-    counts = [int(round(f / total * n)) for f in fractions]
+    # Largest-remainder rounding: counts sum to n and a zero fraction never gets a group
+    # (plain rounding can overshoot n and leave train with a negative count).
+    exact = [f / total * n for f in fractions]
+    counts = [int(e) for e in exact]
+    by_remainder = sorted(range(3), key=lambda i: (counts[i] - exact[i], i))
+    for i in by_remainder[: n - sum(counts)]:
+        counts[i] += 1
     wanted = [i for i, f in enumerate(fractions) if f > 0]
     if n >= len(wanted):
         for i in wanted:  # no requested split left empty
             if counts[i] == 0:
-                donor = max(range(3), key=lambda j: counts[j])
+                # the largest split holds >= 2 groups here (pigeonhole), so it stays non-empty
+                donor = max(range(3), key=lambda j: (counts[j], -j))
                 counts[donor] -= 1
                 counts[i] = 1
-    counts[0] += n - sum(counts)  # rounding remainder goes to train
     out: dict[str, str] = {}
     pos = 0
     for name, c in zip(SPLITS, counts, strict=True):
@@ -333,7 +339,10 @@ def get_source(spec: str, **options: Any) -> Source:
     plain folder of images.
     """
     if spec in _REGISTRY:
-        return _REGISTRY[spec][0](**options)
+        try:
+            return _REGISTRY[spec][0](**options)
+        except TypeError as e:  # an option this source does not take, e.g. label=
+            raise SourceError(f"{spec}: {e}") from None
     from pathlib import Path
 
     from .folders import source_for_path

@@ -73,6 +73,8 @@ class BuiltinPhotos(Source):
 
     def __init__(self, **options):
         options.setdefault("scales", (1.0, 0.5, 0.25))
+        # 10 photographs: 6/2/2 keeps two unseen photographs for testing (0.7/0.15/0.15 gives 7/2/1)
+        options.setdefault("fractions", (0.6, 0.2, 0.2))
         super().__init__(**options)
 
     def list_items(self) -> list[Item]:
@@ -80,7 +82,11 @@ class BuiltinPhotos(Source):
         for key, group, resolve in _PHOTOS:
             if not os.path.exists(resolve()):
                 raise SourceError(f"{key}: expected file {resolve()} is missing from its package")
-            items.append(Item(key=key, group=group, load=partial(_load_path, resolve), label="real"))
+            # the codec the photograph was stored with: detector training compares it across classes
+            encoding = "jpeg" if resolve().lower().endswith((".jpg", ".jpeg")) else "png"
+            items.append(
+                Item(key=key, group=group, load=partial(_load_path, resolve), label="real", meta={"encoding": encoding})
+            )
         return items
 
 

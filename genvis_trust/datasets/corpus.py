@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,16 +33,20 @@ from genvis_trust.io import (
     atomic_write_text,
     encode_image,
     load_image,
+    read_bytes,
     sha256_bytes,
     sha256_file,
+    sniff_format,
 )
 
-from .base import LABELS, Item, Sample, Source, SourceError
+from .base import LABELS, SPLITS, Item, Sample, Source, SourceError
 
 MANIFEST = "manifest.jsonl"
 CARD = "card.json"
 CORPUS_FORMAT = 1
 _FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
+_DATA_EXT = {**_FORMATS, "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class CorpusError(ValueError):
@@ -98,21 +104,50 @@ class CorpusWriter:
         if manifest.exists() and overwrite:
             manifest.unlink()
             (self.root / CARD).unlink(missing_ok=True)
+            # old images beyond the new count would linger as files no record names
+            shutil.rmtree(self.root / "images", ignore_errors=True)
         if manifest.exists():
             self._resume(manifest)
         self._fh = open(manifest, "a", encoding="utf-8")
         self._t0 = time.time()
+        self._write_card(complete=False)  # a crash leaves a card saying what was being written
+
+    def _check_resumable(self) -> None:
+        """Resuming is only sound when the new stream is the one the corpus was started with."""
+        path = self.root / CARD
+        if not path.is_file():
+            return
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise CorpusError(f"{path}: not valid JSON ({e.msg}); cannot resume") from None
+        if old.get("image_format", self.image_format) != self.image_format:
+            raise CorpusError(
+                f"{self.root}: cannot resume: corpus images are {old['image_format']}, "
+                f"asked for {self.image_format}"
+            )
+        if "data" in old and "data" in self.card:
+            new = json.loads(json.dumps(self.card["data"], default=str))  # as the card stores it
+            if old["data"] != new:
+                raise CorpusError(
+                    f"{self.root}: cannot resume: the corpus was written from {old['data']}, "
+                    f"not {new}"
+                )
 
     def _resume(self, manifest: Path) -> None:
         raw = manifest.read_bytes()
         if raw and not raw.endswith(b"\n"):  # a crash mid-line: drop the partial record
             raw = raw[: raw.rfind(b"\n") + 1]
             manifest.write_bytes(raw)
-        for line in raw.decode("utf-8").splitlines():
+        for i, line in enumerate(raw.decode("utf-8").splitlines(), 1):
             if line.strip():
-                rec = json.loads(line)
+                try:
+                    label = json.loads(line)["label"]
+                except (json.JSONDecodeError, TypeError, KeyError):
+                    raise CorpusError(f"{manifest}:{i}: not a valid record; cannot resume") from None
                 self.count += 1
-                self._labels[rec["label"]] = self._labels.get(rec["label"], 0) + 1
+                self._labels[label] = self._labels.get(label, 0) + 1
+        self._check_resumable()
 
     def __enter__(self):
         return self
@@ -141,10 +176,14 @@ class CorpusWriter:
             raise CorpusError(f"label must be one of {LABELS}, got {label!r}")
         idx = self.count
         if data is None:
-            data = encode_image(image, self.image_format, quality=self.jpeg_quality, subsampling="4:4:4")
+            sub = "4:4:4" if self.image_format == "JPEG" else None  # full chroma: no JPEG blur on colour
+            data = encode_image(image, self.image_format, quality=self.jpeg_quality, subsampling=sub)
             ext = _FORMATS[self.image_format]
-        else:
-            ext = Path(key or "").suffix or _FORMATS[self.image_format]
+        else:  # the extension follows the bytes, never a caller-supplied name
+            fmt = sniff_format(data)
+            if fmt not in _DATA_EXT:
+                raise CorpusError(f"{key or idx}: data is not an image this toolkit writes ({fmt})")
+            ext = _DATA_EXT[fmt]
         rel = f"images/{idx // 1000:03d}/{idx:06d}{ext}"
         atomic_write_bytes(self.root / rel, data)
         h, w = (int(image.shape[0]), int(image.shape[1])) if image is not None else (None, None)
@@ -191,6 +230,9 @@ class CorpusWriter:
             return
         os.fsync(self._fh.fileno())
         self._fh.close()
+        self._write_card(complete)
+
+    def _write_card(self, complete: bool) -> None:
         card = {
             "format": CORPUS_FORMAT,
             "toolkit_version": __version__,
@@ -262,6 +304,7 @@ def read_corpus(root: str | os.PathLike, *, verify: bool = True, hashes: bool = 
     if not manifest.is_file():
         raise CorpusError(f"{root}: not a corpus (no {MANIFEST})")
     records = []
+    seen: dict[Path, int] = {}
     with open(manifest, encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
             if not line.strip():
@@ -274,8 +317,13 @@ def read_corpus(root: str | os.PathLike, *, verify: bool = True, hashes: bool = 
                 raise CorpusError(f"{manifest}:{i}: record lacks one of {_REQUIRED}")
             if data["label"] not in LABELS:
                 raise CorpusError(f"{manifest}:{i}: label must be one of {LABELS}, got {data['label']!r}")
+            if not isinstance(data["sha256"], str) or not _SHA256.fullmatch(data["sha256"]):
+                raise CorpusError(f"{manifest}:{i}: sha256 must be 64 lowercase hex digits")
             rec = CorpusRecord(i, data)
-            safe_join(root, data["path"], f"{manifest}:{i}")  # reject escapes even without verify
+            target = safe_join(root, data["path"], f"{manifest}:{i}")  # reject escapes even without verify
+            if target in seen:
+                raise CorpusError(f"{manifest}:{i}: path {data['path']!r} is already line {seen[target]}")
+            seen[target] = i
             records.append(rec)
     card: dict[str, Any] = {}
     if (root / CARD).is_file():
@@ -312,20 +360,39 @@ class CorpusSource(Source):
     name = "corpus"
     description = "a corpus folder written by this toolkit (manifest.jsonl + card.json)"
 
-    def __init__(self, root, *, verify: bool = True, label: str | None = None, **options):
+    def __init__(
+        self,
+        root,
+        *,
+        verify: bool = True,
+        label: str | None = None,
+        keep_splits: bool = False,
+        **options,
+    ):
+        if label not in (None, *LABELS):
+            raise SourceError(f"label must be one of {LABELS} or None, got {label!r}")
         super().__init__(**options)
+        self.keep_splits = keep_splits
         self.root = Path(root)
         self.corpus = read_corpus(self.root, verify=verify)
         self.label_override = label
         self.name = f"corpus:{self.root.name}"
 
     def spec(self):
-        return {**super().spec(), "root": str(self.root)}
+        return {**super().spec(), "root": str(self.root), "keep_splits": self.keep_splits}
 
     def list_items(self) -> list[Item]:
         items = []
         for rec in self.corpus.records:
             path = self.corpus.file(rec)
+            split = None
+            if self.keep_splits:
+                split = (rec.get("meta") or {}).get("split")
+                if split is not None and split not in SPLITS:
+                    raise SourceError(
+                        f"{self.root / MANIFEST}:{rec.line}: meta.split must be one of {SPLITS}, "
+                        f"got {split!r}"
+                    )
             items.append(
                 Item(
                     key=rec["path"],
@@ -333,6 +400,7 @@ class CorpusSource(Source):
                     load=_Loader(path, rec["sha256"]),
                     label=self.label_override or rec["label"],
                     class_id=rec.get("class_id"),
+                    split=split,
                     meta={
                         "family": rec.get("family"),
                         "path": rec["path"],
@@ -350,7 +418,7 @@ class _Loader:
         self.path, self.sha = path, sha
 
     def __call__(self) -> np.ndarray:
-        data = self.path.read_bytes()
+        data = read_bytes(self.path)  # a vanished file is an ImageLoadError, recorded, not a crash
         if sha256_bytes(data) != self.sha:
             raise ImageLoadError("corrupt", "sha256 differs from the corpus manifest", str(self.path))
         return load_image(data, name=str(self.path)).array

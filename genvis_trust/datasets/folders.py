@@ -18,7 +18,7 @@ import numpy as np
 
 from genvis_trust.io import IMAGE_EXTENSIONS, load_image
 
-from .base import SPLITS, Item, Source, SourceError
+from .base import LABELS, SPLITS, Item, Source, SourceError
 
 _REAL_DIRS = {"0_real": "real", "1_fake": "generated"}
 _GENIMAGE_DIRS = {"nature": "real", "ai": "generated"}
@@ -62,7 +62,9 @@ class _FileSource(Source):
         return {**super().spec(), "root": str(self.root)}
 
     def _item(self, path: Path, label, split=None, meta=None) -> Item:
-        rel = path.resolve().relative_to(self.root.resolve()).as_posix()
+        # ``path`` lies below the resolved root (iter_image_files); resolving it again would
+        # turn an in-root symlink into its target's key and duplicate that key.
+        rel = path.relative_to(self.root.resolve()).as_posix()
         return Item(
             key=rel,
             group=rel,
@@ -80,11 +82,17 @@ class FolderSource(_FileSource):
     description = "every image below a folder (recursive), one label for all"
 
     def __init__(self, root, *, label: str | None = None, **options):
+        if label not in (None, *LABELS):
+            raise SourceError(f"label must be one of {LABELS} or None, got {label!r}")
         super().__init__(root, **options)
         self.label = label
 
     def list_items(self) -> list[Item]:
-        return [self._item(p, self.label) for p in iter_image_files(self.root)]
+        items = [self._item(p, self.label) for p in iter_image_files(self.root)]
+        if not items:
+            exts = " ".join(sorted(IMAGE_EXTENSIONS))
+            raise SourceError(f"{self.root}: no image files below this folder (extensions: {exts})")
+        return items
 
 
 class ForenSynthsSource(_FileSource):
@@ -103,7 +111,8 @@ class ForenSynthsSource(_FileSource):
                 continue
             i = label_idx[-1]
             label = _REAL_DIRS[parts[i]]
-            split = _SPLIT_ALIASES.get(parts[0]) if parts else None
+            # the nearest split folder above the label folder, wherever the tree starts
+            split = next((_SPLIT_ALIASES[d] for d in reversed(parts[:i]) if d in _SPLIT_ALIASES), None)
             family = next((d for d in reversed(parts[:i]) if d not in _SPLIT_ALIASES), None)
             items.append(self._item(p, label, split, {"family": family}))
         if not items:
@@ -166,7 +175,10 @@ def source_for_path(root: Path, *, layout: str | None = None, **options) -> Sour
     if layout not in cls:
         raise SourceError(f"unknown layout {layout!r}; choose corpus, forensynths, genimage or folder")
     if layout != "folder":
-        options.pop("label", None)
+        if options.pop("label", None) is not None:
+            raise SourceError(
+                f"{root}: a {layout} layout takes its labels from its folder names; do not pass label"
+            )
     return cls[layout](root, **options)
 
 
