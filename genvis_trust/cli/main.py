@@ -6,7 +6,8 @@ import typer
 
 from genvis_trust import __version__
 
-from . import datasets
+from . import datasets, detectors
+from . import generators, train
 
 app = typer.Typer(
     name="genvis-trust",
@@ -20,6 +21,11 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(datasets.app, name="datasets")
+app.add_typer(generators.app, name="generators")
+app.add_typer(train.app, name="train")
+app.command("generate")(generators.generate_cmd)
+app.add_typer(detectors.app, name="detectors")
+app.command("evaluate")(detectors.evaluate_cmd)
 
 
 def _version(value: bool):

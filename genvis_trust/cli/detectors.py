@@ -1,0 +1,255 @@
+"""`genvis-trust detectors ...`, `genvis-trust evaluate` and `genvis-trust train detector`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from genvis_trust.artifacts import ArtifactError
+from genvis_trust.datasets import SourceError, get_source
+from genvis_trust.datasets.corpus import CorpusError
+
+from .common import err, fail, friendly_errors, out, print_json, progress
+
+app = typer.Typer(help="Detector families, bundled detectors, checkpoint import, explanations.", no_args_is_help=True)
+
+_ERRORS = (SourceError, CorpusError, ArtifactError, ValueError, FileNotFoundError)
+
+
+def data_source(spec: str, split: str | None, *, patch: int | None, n: int | None, seed: int, label: str | None = None):
+    """A source restricted to one split (by source group). Built-in sources are cut into
+    ``patch`` patches (``n`` of them); folders and corpora give whole images, which training
+    crops and scoring tiles."""
+    from genvis_trust.datasets import list_sources
+
+    builtin = spec in list_sources()
+    opts = dict(split=split, seed=seed, n=n if builtin else None)
+    if patch is not None and builtin:
+        opts["patch"] = patch
+    if label is not None:
+        opts["label"] = label
+    return get_source(spec, **opts)
+
+
+@app.command("list")
+def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to stdout.")):
+    """Show detector families and the detectors bundled with the package."""
+    from genvis_trust.detectors import list_bundled, list_families
+
+    fams = {n: {"description": f.description, "patch": f.patch, "defaults": f.defaults} for n, f in list_families().items()}
+    bundled = {}
+    for name, path in list_bundled().items():
+        card = json.loads((path / "card.json").read_text())
+        bundled[name] = {"path": str(path), "family": card.get("family"), "summary": card.get("summary", "")}
+    if json_out:
+        print_json({"families": fams, "bundled": bundled})
+        return
+    t = Table(title="detector families")
+    for c in ("family", "input", "description"):
+        t.add_column(c)
+    for n, f in fams.items():
+        t.add_row(n, f"{f['patch']}px", f["description"])
+    out.print(t)
+    t2 = Table(title="bundled detectors (use by name: --detector NAME)")
+    for c in ("name", "family", "summary"):
+        t2.add_column(c)
+    for n, b in bundled.items():
+        t2.add_row(n, b["family"], b["summary"])
+    out.print(t2)
+
+
+@app.command("import")
+def import_cmd(
+    checkpoint: Path = typer.Argument(..., help="A published checkpoint (.pth/.pt state dict or .safetensors)."),
+    arch: str = typer.Option(..., help="resnet50 (CNNDetection layout) or npr (NPR raw state dict)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Artifact folder to write."),
+    patch: Optional[int] = typer.Option(None, help="Input side for tiling (default 224)."),
+):
+    """Convert a published checkpoint into a toolkit artifact. Loaded with weights_only=True: no
+    arbitrary unpickling. The result is uncalibrated until you evaluate/calibrate it on your data."""
+    from genvis_trust.detectors.importing import CheckpointImportError, import_checkpoint
+
+    with friendly_errors(CheckpointImportError, *_ERRORS):
+        det = import_checkpoint(checkpoint, arch, patch=patch)
+        sha = det.save(out_dir, card={"name": out_dir.name, "summary": f"imported {arch} checkpoint (uncalibrated)"})
+    err.print(f"wrote {arch} detector to {out_dir} (weights sha256 {sha[:16]}…)")
+
+
+@app.command("explain")
+def explain_cmd(
+    image: Path = typer.Argument(..., help="Image to explain."),
+    out_png: Path = typer.Option(..., "--out", "-o", help="PNG to write: the image with the evidence map over it."),
+    detector: str = typer.Option("default", help="Bundled name or artifact folder."),
+    method: str = typer.Option("auto", help="tiles (patch-score map), gradcam, or auto (gradcam for one-tile images)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+):
+    """Write a heat map of where the detector's evidence comes from."""
+    from genvis_trust.detectors import load_detector
+    from genvis_trust.detectors.explain import gradcam, overlay, patch_score_map
+    from genvis_trust.io import ImageLoadError, load_image
+    from genvis_trust.report.grid import save_grid
+
+    with friendly_errors(ImageLoadError, *_ERRORS):
+        det = load_detector(detector, device=device)
+        img = load_image(image).array
+        single = img.shape[0] <= det.patch * 1.5 and img.shape[1] <= det.patch * 1.5
+        use_cam = method == "gradcam" or (method == "auto" and single)
+        if use_cam:
+            from genvis_trust.detectors.training import fixed_patches
+
+            patch = fixed_patches([img], det.patch)[0]
+            heat = overlay(patch, gradcam(det, patch))
+            base = patch
+        else:
+            heat = overlay(img, patch_score_map(det, img))
+            base = img
+        scale = max(1, 256 // max(base.shape[:2]))
+        save_grid(out_png, [base, heat], ncols=2, cell=max(base.shape[:2]) * scale if scale > 1 else None)
+    p = det.score(img).probability
+    err.print(f"{'Grad-CAM' if use_cam else 'patch-score map'} written to {out_png}; p(generated) = {p:.3f}")
+
+
+def train_detector_cmd(
+    family: str = typer.Argument("cnn", help="Detector family (see `detectors list`)."),
+    real: str = typer.Option("builtin-photos", help="Real source: built-in name or folder."),
+    fake: list[str] = typer.Option(..., help="Generated corpus folder(s); repeat the option for several."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Artifact folder to write."),
+    patch: Optional[int] = typer.Option(None, help="Input side (default: the family's, 32 for most)."),
+    real_n: int = typer.Option(6000, help="Real training patches (validation gets a quarter)."),
+    steps: int = typer.Option(2000, help="Optimizer steps (early stopping may end sooner)."),
+    batch: int = typer.Option(64, help="Batch size (half real, half generated)."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (one-cycle)."),
+    blur_p: float = typer.Option(0.1, help="Probability of Gaussian blur augmentation."),
+    jpeg_p: float = typer.Option(0.1, help="Probability of JPEG augmentation."),
+    reencode: Optional[str] = typer.Option(None, help="Perturbation applied to every image of both classes, e.g. jpeg:quality=95."),
+    calibration: str = typer.Option("platt", help="platt, temperature, isotonic or none (fitted on the val split)."),
+    seed: int = typer.Option(0, help="Seed for splits, sampling and initialisation."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+):
+    """Train a detector on real vs generated images; writes config.json + model.safetensors + card.json.
+
+    Example: genvis-trust train detector cnn --fake out/gen-gan --fake out/gen-vae --out out/det
+    """
+    from genvis_trust.detectors.training import TrainConfig, train_detector
+    from genvis_trust.devices import use_all_cores
+
+    use_all_cores()
+    cfg = TrainConfig(
+        steps=steps, batch=batch, lr=lr, blur_p=blur_p, jpeg_p=jpeg_p, reencode=reencode,
+        calibration=calibration, seed=seed,
+    )
+    with friendly_errors(*_ERRORS):
+        from genvis_trust.detectors.registry import get_family
+
+        p = patch or get_family(family).patch
+        tr_real = data_source(real, "train", patch=p, n=real_n, seed=seed)
+        va_real = data_source(real, "val", patch=p, n=max(1, real_n // 4), seed=seed)
+        tr_fake = [data_source(f, "train", patch=None, n=None, seed=seed) for f in fake]
+        va_fake = [data_source(f, "val", patch=None, n=None, seed=seed) for f in fake]
+        with progress() as bar:
+            task = bar.add_task(f"train {family}", total=steps)
+            res = train_detector(
+                family, tr_real, tr_fake, real_val=va_real, fake_val=va_fake, patch=p, config=cfg,
+                device=device, log=lambda m: err.print(m, highlight=False),
+                progress=lambda i, n: bar.update(task, completed=i, total=n),
+            )
+        card = {
+            "name": out_dir.name,
+            "summary": f"{family} trained on {real} vs {', '.join(Path(f).name for f in fake)}",
+            "data": {"real": tr_real.spec(), "generated": [s.spec() for s in tr_fake]},
+            "command": _command_line(),
+            "wall_time_s": round(res.wall_time_s, 1),
+        }
+        sha = res.detector.save(out_dir, card=card)
+    m = res.metrics
+    err.print(
+        f"val AUC {m['val_auc']:.4f}; ECE {m['val_ece_uncalibrated']:.3f} -> {m['val_ece_calibrated_on_val']:.3f} "
+        f"after {cfg.calibration} calibration (on the val split it was fitted on; use `evaluate` for test numbers)"
+    )
+    err.print(f"wrote {out_dir} in {res.wall_time_s:.0f}s (weights sha256 {sha[:16]}…)")
+
+
+def evaluate_cmd(
+    detector: str = typer.Argument("default", help="Bundled detector name or artifact folder."),
+    real: str = typer.Option("builtin-photos", help="Real source: built-in name or folder."),
+    fake: list[str] = typer.Option(..., help="Generated corpus folder(s); repeat for several."),
+    split: str = typer.Option("test", help="Split to evaluate on (by source group): test, val, train or all."),
+    real_n: int = typer.Option(1000, help="Real test patches (for patch sources)."),
+    seed: int = typer.Option(0, help="The seed the detector was trained with keeps splits aligned."),
+    robust: bool = typer.Option(False, "--robustness", help="Also sweep the standard perturbations (JPEG, resize, crop, blur, ...)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.json and plots (ROC, reliability, robustness) here."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON to stdout."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+):
+    """Evaluate a detector on held-out real and generated images: acc (real/fake), AP, AUC, EER,
+    TPR@1%FPR, ECE, per-generator breakdown; optionally robustness sweeps and plots."""
+    from genvis_trust.datasets.perturbations import STANDARD_ROBUSTNESS_SUITE
+    from genvis_trust.detectors import load_detector
+    from genvis_trust.detectors.evaluation import EvalSet, evaluate, robustness
+    from genvis_trust.detectors.metrics import reliability
+
+    sp = None if split == "all" else split
+    with friendly_errors(*_ERRORS):
+        det = load_detector(detector, device=device)
+        data = EvalSet.from_sources(
+            [data_source(real, sp, patch=det.patch, n=real_n, seed=seed)],
+            [data_source(f, sp, patch=None, n=None, seed=seed) for f in fake],
+        )
+        t0 = time.time()
+        rep = evaluate(det, data)
+        probs = rep.pop("probabilities")
+        rep["detector"] = {"name": det.name, "family": det.family, "sha256": det.sha256, "calibration": det.calibration["method"]}
+        rep["data"] = {"real": real, "generated": fake, "split": split}
+        if robust:
+            rep["robustness"] = robustness(det, data, STANDARD_ROBUSTNESS_SUITE, seed=seed)
+        rep["wall_time_s"] = round(time.time() - t0, 2)
+    if out_dir is not None:
+        from genvis_trust.io import atomic_write_text
+        from genvis_trust.report import plots
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "report.json", json.dumps(rep, indent=2, sort_keys=True, default=str) + "\n")
+        fams = np.array(data.families)
+        curves = {"all": (data.labels, probs)}
+        for fam in rep["per_generator"]:
+            m = (data.labels == 0) | (fams == fam)
+            curves[fam] = (data.labels[m], probs[m])
+        plots.roc_curves(out_dir / "roc.png", curves, title=f"ROC: {det.name}")
+        plots.reliability_diagram(out_dir / "reliability.png", reliability(data.labels, probs), title=f"Reliability: {det.name}")
+        if robust:
+            plots.robustness_curves(out_dir / "robustness.png", rep["robustness"], "auc", title=f"AUC under perturbations: {det.name}")
+        err.print(f"report and plots in {out_dir}")
+    if json_out:
+        print_json(rep)
+        return
+    t = Table(title=f"{det.name} on {split} split")
+    cols = ("set", "n", "acc", "real acc", "fake acc", "AUC", "AP", "EER", "TPR@1%FPR", "ECE")
+    for c in cols:
+        t.add_column(c)
+
+    def row(name, r):
+        t.add_row(name, str(r["n"]), *(f"{r[k]:.3f}" for k in ("acc", "real_acc", "fake_acc", "auc", "ap", "eer", "tpr_at_0.01_fpr", "ece")))
+
+    row("all", rep["overall"])
+    for fam, r in rep["per_generator"].items():
+        row(f"real vs {fam}", r)
+    if robust:
+        for name, r in rep["robustness"].items():
+            row(f"[{name}]", r)
+    out.print(t)
+
+
+def _command_line() -> str:
+    import shlex
+    import sys
+
+    return " ".join(shlex.quote(a) for a in ["genvis-trust", *sys.argv[1:]])
+
+
+__all__ = ["app", "evaluate_cmd", "train_detector_cmd", "fail"]

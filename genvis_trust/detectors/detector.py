@@ -1,0 +1,251 @@
+"""A detector: a registered network + its input size + calibration, scoring images of any size.
+
+Whole images are scored by tiling: the image is cut into non-overlapping ``patch x patch``
+tiles on a grid (plus edge-aligned tiles so every pixel is covered); when there are more
+than ``max_tiles`` tiles, an evenly spaced subset is kept. Images smaller than a patch are
+enlarged (bicubic) to one patch and the result says so. **Aggregation**: the mean of the
+tile logits, then calibration; the per-tile logits are kept as a patch-score map.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from genvis_trust.artifacts import ArtifactError, load_artifact, read_config, save_artifact
+from genvis_trust.devices import resolve_device
+
+from .calibration import apply_calibration
+from .registry import build_net, get_family
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "detectors"
+AGGREGATION = "mean_logit"
+
+
+@dataclass
+class DetectionScore:
+    """A learned-detector verdict for one image."""
+
+    probability: float  # calibrated p(generated)
+    logit: float  # aggregated raw logit
+    calibrated: bool
+    detector: str
+    tiles: int
+    grid: tuple[int, int]  # rows x cols of the tile grid (before any sub-sampling)
+    aggregation: str = AGGREGATION
+    notes: list[str] = field(default_factory=list)
+    tile_logits: np.ndarray | None = None  # per tile, in ``tile_positions`` order
+    tile_positions: list[tuple[int, int]] | None = None  # (y, x) of each tile
+
+    def to_dict(self, with_tiles: bool = False) -> dict[str, Any]:
+        d = {
+            "probability": round(self.probability, 6),
+            "logit": round(self.logit, 6),
+            "calibrated": self.calibrated,
+            "detector": self.detector,
+            "tiles": self.tiles,
+            "grid": list(self.grid),
+            "aggregation": self.aggregation,
+            "notes": self.notes,
+        }
+        if with_tiles and self.tile_logits is not None:
+            d["tile_logits"] = [round(float(v), 4) for v in self.tile_logits]
+            d["tile_positions"] = [list(p) for p in self.tile_positions or []]
+        return d
+
+
+def tile_image(img: np.ndarray, patch: int, max_tiles: int = 64) -> tuple[np.ndarray, list[tuple[int, int]], tuple[int, int], list[str]]:
+    """Cut ``img`` into ``patch``-sided tiles: (tiles N x P x P x 3, positions, grid, notes)."""
+    notes: list[str] = []
+    h, w = img.shape[:2]
+    if h < patch or w < patch:
+        f = patch / min(h, w)
+        img = cv2.resize(img, (max(patch, round(w * f)), max(patch, round(h * f))), interpolation=cv2.INTER_CUBIC)
+        notes.append(f"image {w}x{h} is smaller than the detector's {patch}px input: enlarged")
+        h, w = img.shape[:2]
+    ys = list(range(0, h - patch + 1, patch))
+    xs = list(range(0, w - patch + 1, patch))
+    if ys[-1] != h - patch:
+        ys.append(h - patch)
+    if xs[-1] != w - patch:
+        xs.append(w - patch)
+    positions = [(y, x) for y in ys for x in xs]
+    if len(positions) > max_tiles:
+        keep = np.unique(np.linspace(0, len(positions) - 1, max_tiles).round().astype(int))
+        positions = [positions[i] for i in keep]
+        notes.append(f"{len(ys) * len(xs)} tiles, {len(positions)} evenly spaced ones scored")
+    tiles = np.stack([img[y : y + patch, x : x + patch] for y, x in positions])
+    return tiles, positions, (len(ys), len(xs)), notes
+
+
+class Detector:
+    """A network with everything needed to score images: input side, calibration, device."""
+
+    def __init__(
+        self,
+        family: str,
+        net: torch.nn.Module,
+        *,
+        net_config: dict[str, Any],
+        patch: int,
+        calibration: dict[str, Any] | None = None,
+        max_tiles: int = 64,
+        name: str | None = None,
+        card: dict[str, Any] | None = None,
+        device: str | torch.device = "auto",
+        sha256: str | None = None,
+    ):
+        self.family = family
+        self.net = net
+        self.net_config = net_config
+        self.patch = int(patch)
+        self.calibration = calibration or {"method": "none"}
+        self.max_tiles = max_tiles
+        self.name = name or family
+        self.card = card or {}
+        self.sha256 = sha256
+        self.device = resolve_device(device)
+        self.net.to(self.device).eval()
+        if self.device.type == "cuda":
+            self.net.to(memory_format=torch.channels_last)
+
+    # -- construction
+    @classmethod
+    def create(cls, family: str, *, patch: int | None = None, device="auto", **net_config) -> Detector:
+        fam = get_family(family)
+        patch = patch or fam.patch
+        params = inspect.signature(fam.cls.__init__).parameters
+        if "patch" in params:
+            net_config["patch"] = patch
+        full = {**fam.defaults, **net_config}
+        full = {k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}
+        return cls(family, build_net(family, **full), net_config=full, patch=patch, device=device)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.calibration.get("method", "none") != "none"
+
+    # -- scoring
+    @torch.no_grad()
+    def logits(self, tiles: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Raw logits for a stack of ``N x P x P x 3`` uint8 tiles, in batches."""
+        self.net.eval()
+        out = []
+        for i in range(0, len(tiles), batch_size):
+            out.append(self.forward_uint8(torch.from_numpy(np.ascontiguousarray(tiles[i : i + batch_size]))))
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def forward_uint8(self, batch: torch.Tensor) -> np.ndarray:
+        """``N x H x W x 3`` uint8 tensor (any device) -> logits as float32 numpy."""
+        x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.float16):
+                z = self.net(x)
+        else:
+            z = self.net(x)
+        return z.float().cpu().numpy()
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return apply_calibration(self.calibration, logits)
+
+    def predict_proba(self, patches: np.ndarray) -> np.ndarray:
+        """Calibrated p(generated) for patches already at the detector's input size."""
+        return self.probabilities(self.logits(patches))
+
+    def score(self, image: np.ndarray) -> DetectionScore:
+        return self.score_many([image])[0]
+
+    def score_many(self, images: list[np.ndarray], batch_size: int = 256) -> list[DetectionScore]:
+        """Tile every image, score all tiles in shared batches, aggregate per image."""
+        tiled = [tile_image(im, self.patch, self.max_tiles) for im in images]
+        if not tiled:
+            return []
+        all_logits = self.logits(np.concatenate([t[0] for t in tiled]), batch_size)
+        out, pos = [], 0
+        for tiles, positions, grid, notes in tiled:
+            z = all_logits[pos : pos + len(tiles)]
+            pos += len(tiles)
+            agg = float(np.mean(z))
+            out.append(
+                DetectionScore(
+                    probability=float(self.probabilities(np.array([agg]))[0]),
+                    logit=agg,
+                    calibrated=self.calibrated,
+                    detector=self.name,
+                    tiles=len(tiles),
+                    grid=grid,
+                    notes=notes,
+                    tile_logits=z,
+                    tile_positions=positions,
+                )
+            )
+        return out
+
+    # -- persistence
+    def save(self, path: str | os.PathLike, card: dict[str, Any] | None = None) -> str:
+        fam = get_family(self.family)
+        self.card = {**self.card, **(card or {})}
+        config = {
+            "net": self.net_config,
+            "patch": self.patch,
+            "calibration": self.calibration,
+            "aggregation": AGGREGATION,
+            "max_tiles": self.max_tiles,
+        }
+        state = {k: v for k, v in self.net.state_dict().items()}
+        self.sha256 = save_artifact(
+            path, kind="detector", family=self.family, config=config, tensors=state, card=self.card, version=fam.version
+        )
+        return self.sha256
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device="auto") -> Detector:
+        path = Path(path)
+        family = read_config(path).get("family")
+        fam = get_family(family)
+        art = load_artifact(path, kind="detector", family=family, max_version=fam.version)
+        cfg = art.config
+        net = build_net(family, **cfg["net"])
+        missing, unexpected = net.load_state_dict(art.tensors, strict=False)
+        if missing or unexpected:
+            raise ArtifactError(f"{path}: weights do not fit {family}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        return cls(
+            family,
+            net,
+            net_config=cfg["net"],
+            patch=cfg["patch"],
+            calibration=cfg.get("calibration"),
+            max_tiles=cfg.get("max_tiles", 64),
+            name=art.card.get("name", path.name),
+            card=art.card,
+            device=device,
+            sha256=art.sha256,
+        )
+
+
+def list_bundled() -> dict[str, Path]:
+    if not BUNDLED_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(BUNDLED_DIR.iterdir()) if (p / "config.json").is_file()}
+
+
+def load_detector(name_or_path: str | os.PathLike = "default", device="auto") -> Detector:
+    """A bundled detector by name (``default``) or an artifact folder by path."""
+    bundled = list_bundled()
+    if str(name_or_path) in bundled:
+        det = Detector.load(bundled[str(name_or_path)], device=device)
+        det.name = str(name_or_path)
+        return det
+    p = Path(name_or_path)
+    if p.is_dir():
+        return Detector.load(p, device=device)
+    known = ", ".join(bundled) or "none bundled"
+    raise ArtifactError(f"no detector named {str(name_or_path)!r} (bundled: {known}) and no folder at that path")

@@ -1,0 +1,26 @@
+"""ResNet-50 with a one-logit head, in the layout of the published CNNDetection checkpoints
+(Wang et al., CVPR 2020): torchvision ``resnet50`` with ``fc`` -> 1 logit, ImageNet
+normalisation. Checkpoints keep the state dict under ``'model'``; ``detectors import``
+converts them (see ``genvis_trust.detectors.importing``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models import resnet50
+
+from .npr import IMAGENET_MEAN, IMAGENET_STD
+from .registry import register_detector
+
+
+@register_detector("resnet50", "ResNet-50 binary head, CNNDetection checkpoint layout", patch=224)
+class ResNet50Detector(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.model = resnet50(weights=None, num_classes=1)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std).squeeze(1)

@@ -1,0 +1,294 @@
+"""Train a detector on real vs generated images: one loop for every gradient-trained family,
+a closed-form fit for ``freq-logreg``; early stopping and calibration on a validation split.
+
+The recipe:
+- balanced batches (half real, half generated), random ``patch`` crops and flips;
+- blur + JPEG augmentation applied to *both* classes with configurable probabilities
+  (Wang et al. 2020 found it the main lever for generalisation);
+- a **format guard**: if one class arrives mostly JPEG-derived and the other lossless, the
+  network would learn "JPEG or not" instead of "real or generated". Training refuses such
+  data unless ``reencode`` sends every image of both classes through the same codec;
+- validation by source group (never the test split) for early stopping and calibration.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genvis_trust.datasets.base import Source
+from genvis_trust.datasets.perturbations import Compose, RandomApply, Range, create_perturbation, parse_perturbation
+from genvis_trust.devices import resolve_device
+
+from .calibration import apply_calibration, fit_calibration
+from .detector import Detector
+from .metrics import ece, roc_auc
+
+LOSSY = {"jpeg", "jpg", "webp"}
+
+
+class TrainingError(ValueError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    blur_p: float = 0.1
+    blur_sigma: tuple[float, float] = (0.0, 2.0)
+    jpeg_p: float = 0.1
+    jpeg_quality: tuple[int, int] = (60, 100)
+    hflip: bool = True
+    eval_every: int = 100
+    patience: int = 5  # evaluations without improvement before stopping
+    calibration: str = "platt"
+    reencode: str | None = None  # a perturbation spec applied to every image, e.g. "jpeg:quality=95"
+    seed: int = 0
+    max_images_per_class: int = 20000
+
+
+@dataclass
+class LabeledImages:
+    images: list[np.ndarray]
+    labels: np.ndarray  # 1 generated, 0 real
+    families: list[str]
+    encodings: list[str]
+    groups: list[str] = field(default_factory=list)
+
+
+def encoding_of(sample) -> str:
+    """``jpeg``/``png``/... of the file a sample came from, or ``raw`` for in-memory data."""
+    enc = sample.meta.get("encoding")
+    if enc:
+        return str(enc).lower()
+    path = sample.meta.get("path") or ""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    return {"jpg": "jpeg", "jpe": "jpeg", "jfif": "jpeg"}.get(suffix, suffix or "raw")
+
+
+def collect(sources: Sequence[Source], label: int, *, limit: int, family_default: str) -> LabeledImages:
+    imgs, fams, encs, groups = [], [], [], []
+    per = max(1, limit // max(1, len(sources)))
+    for src in sources:
+        for k, s in enumerate(src):
+            if k >= per:
+                break
+            imgs.append(s.image)
+            fams.append(str(s.meta.get("family") or (family_default if label == 0 else s.source)))
+            encs.append(encoding_of(s))
+            groups.append(s.group)
+    return LabeledImages(imgs, np.full(len(imgs), label, np.int64), fams, encs, groups)
+
+
+def merge(a: LabeledImages, b: LabeledImages) -> LabeledImages:
+    return LabeledImages(
+        a.images + b.images,
+        np.concatenate([a.labels, b.labels]),
+        a.families + b.families,
+        a.encodings + b.encodings,
+        a.groups + b.groups,
+    )
+
+
+def lossy_share(encodings: list[str]) -> float:
+    return float(np.mean([e in LOSSY for e in encodings])) if encodings else 0.0
+
+
+def format_guard(real: LabeledImages, fake: LabeledImages, reencode: str | None, tolerance: float = 0.2) -> dict:
+    """Compare the share of JPEG/WebP-derived images per class; refuse a mismatch unless re-encoding."""
+    r, f = lossy_share(real.encodings), lossy_share(fake.encodings)
+    report = {"real_lossy_share": round(r, 3), "generated_lossy_share": round(f, 3), "reencode": reencode}
+    if abs(r - f) > tolerance and reencode is None:
+        raise TrainingError(
+            f"format mismatch: {r:.0%} of real images but {f:.0%} of generated images come from lossy "
+            "(JPEG/WebP) files. A detector trained on this learns the codec, not the generator. "
+            "Pass reencode='jpeg:quality=95' (CLI: --reencode jpeg:quality=95) to send both classes "
+            "through the same codec, or use data stored the same way."
+        )
+    return report
+
+
+def augmentation(cfg: TrainConfig):
+    parts = []
+    if cfg.blur_p > 0:
+        parts.append(RandomApply(cfg.blur_p, create_perturbation("gaussian_blur", sigma=Range(*cfg.blur_sigma))))
+    if cfg.jpeg_p > 0:
+        parts.append(RandomApply(cfg.jpeg_p, create_perturbation("jpeg", quality=Range(*cfg.jpeg_quality))))
+    return Compose(parts) if parts else None
+
+
+def _crop(img: np.ndarray, patch: int, rng: np.random.Generator | None) -> np.ndarray:
+    h, w = img.shape[:2]
+    if h < patch or w < patch:
+        import cv2
+
+        f = patch / min(h, w)
+        img = cv2.resize(img, (max(patch, round(w * f)), max(patch, round(h * f))), interpolation=cv2.INTER_CUBIC)
+        h, w = img.shape[:2]
+    if rng is None:
+        y, x = (h - patch) // 2, (w - patch) // 2
+    else:
+        y, x = int(rng.integers(0, h - patch + 1)), int(rng.integers(0, w - patch + 1))
+    return img[y : y + patch, x : x + patch]
+
+
+def fixed_patches(images: list[np.ndarray], patch: int) -> np.ndarray:
+    """Centre crops for evaluation (deterministic)."""
+    return np.stack([_crop(im, patch, None) for im in images]) if images else np.zeros((0, patch, patch, 3), np.uint8)
+
+
+def _batch(data: LabeledImages, idx: np.ndarray, patch: int, aug, rng: np.random.Generator, hflip: bool):
+    out = np.empty((len(idx), patch, patch, 3), np.uint8)
+    for j, i in enumerate(idx):
+        im = data.images[i]
+        if aug is not None:
+            im = aug(im, rng)
+        im = _crop(im, patch, rng)
+        if hflip and rng.random() < 0.5:
+            im = im[:, ::-1]
+        out[j] = im
+    return out, data.labels[idx]
+
+
+@dataclass
+class TrainResult:
+    detector: Detector
+    history: list[dict[str, float]]
+    metrics: dict[str, Any]
+    wall_time_s: float
+
+
+def train_detector(
+    family: str,
+    real: Source | Sequence[Source],
+    fake: Sequence[Source],
+    *,
+    real_val: Source | Sequence[Source] | None = None,
+    fake_val: Sequence[Source] | None = None,
+    patch: int | None = None,
+    config: TrainConfig | None = None,
+    device: str = "auto",
+    net_config: dict | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train ``family`` on train-split ``real`` vs ``fake`` sources; validate on the val splits.
+
+    ``real``/``fake`` are sources already restricted to their training split; ``real_val`` /
+    ``fake_val`` to their validation split (the CLI builds both from the same data by group).
+    """
+    cfg = config or TrainConfig()
+    log = log or (lambda m: print(m, file=sys.stderr))
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    det = Detector.create(family, patch=patch, device=device, **(net_config or {}))
+    dev = resolve_device(device)
+    P = det.patch
+
+    reals = [real] if isinstance(real, Source) else list(real)
+    lim = cfg.max_images_per_class
+    tr_real = collect(reals, 0, limit=lim, family_default="real")
+    tr_fake = collect(fake, 1, limit=lim, family_default="generated")
+    if not tr_real.images or not tr_fake.images:
+        raise TrainingError(f"need both classes: got {len(tr_real.images)} real and {len(tr_fake.images)} generated training images")
+    guard = format_guard(tr_real, tr_fake, cfg.reencode)
+    va_real = collect([real_val] if isinstance(real_val, Source) else list(real_val or []), 0, limit=lim // 4, family_default="real")
+    va_fake = collect(list(fake_val or []), 1, limit=lim // 4, family_default="generated")
+    if not va_real.images or not va_fake.images:
+        raise TrainingError("need real and generated validation images for early stopping and calibration")
+    reenc = parse_perturbation(cfg.reencode) if cfg.reencode else None
+    train = merge(tr_real, tr_fake)
+    val = merge(va_real, va_fake)
+    if reenc is not None:
+        train.images = [reenc(im) for im in train.images]
+        val.images = [reenc(im) for im in val.images]
+    log(
+        f"{family}: {len(tr_real.images)} real + {len(tr_fake.images)} generated training images, "
+        f"{len(va_real.images)} + {len(va_fake.images)} validation; patch {P}; device {dev}"
+    )
+    val_x = fixed_patches(val.images, P)
+    aug = augmentation(cfg)
+    history: list[dict[str, float]] = []
+
+    net = det.net
+    if getattr(net, "fitted_in_closed_form", False):
+        xs, ys = [], []
+        for i in range(len(train.images)):
+            b, y = _batch(train, np.array([i]), P, aug, rng, cfg.hflip)
+            xs.append(b[0])
+            ys.append(y[0])
+        x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255.0
+        with torch.no_grad():
+            feats = torch.cat([net.features(x[i : i + 512].to(dev)).cpu() for i in range(0, len(x), 512)])
+        net.fit_features(feats.numpy(), np.array(ys), seed=cfg.seed)
+        steps_done = 1
+        if progress:
+            progress(1, 1)
+    else:
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 2), pct_start=0.1)
+        real_idx = np.flatnonzero(train.labels == 0)
+        fake_idx = np.flatnonzero(train.labels == 1)
+        best, best_state, bad = float("inf"), None, 0
+        steps_done = 0
+        for step in range(1, cfg.steps + 1):
+            net.train()
+            half = cfg.batch // 2
+            idx = np.concatenate([rng.choice(real_idx, half), rng.choice(fake_idx, cfg.batch - half)])
+            xb, yb = _batch(train, idx, P, aug, rng, cfg.hflip)
+            x = torch.from_numpy(xb).to(dev).permute(0, 3, 1, 2).float() / 255.0
+            y = torch.from_numpy(yb).to(dev).float()
+            loss = F.binary_cross_entropy_with_logits(net(x), y)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss became {loss.item()} at step {step}; lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            steps_done = step
+            if progress:
+                progress(step, cfg.steps)
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                z = det.logits(val_x)
+                vloss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(z), torch.from_numpy(val.labels).float()))
+                vauc = roc_auc(val.labels, z)
+                history.append({"step": step, "train_loss": loss.item(), "val_loss": vloss, "val_auc": vauc})
+                if vloss < best - 1e-4:
+                    best, best_state, bad = vloss, copy.deepcopy(net.state_dict()), 0
+                else:
+                    bad += 1
+                    if bad >= cfg.patience:
+                        log(f"early stop at step {step}: validation loss did not improve for {bad} evaluations")
+                        break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+
+    z_val = det.logits(val_x)
+    det.calibration = fit_calibration(z_val, val.labels, cfg.calibration)
+    p_raw, p_cal = apply_calibration(None, z_val), apply_calibration(det.calibration, z_val)
+    metrics = {
+        "val_auc": roc_auc(val.labels, z_val),
+        "val_ece_uncalibrated": ece(val.labels, p_raw),
+        "val_ece_calibrated_on_val": ece(val.labels, p_cal),
+        "steps": steps_done,
+        "format_guard": guard,
+        "n_train": {"real": len(tr_real.images), "generated": len(tr_fake.images)},
+        "n_val": {"real": len(va_real.images), "generated": len(va_fake.images)},
+        "generated_families": sorted(set(tr_fake.families)),
+    }
+    cfg_dict = asdict(cfg)
+    det.card = {"training": cfg_dict, "metrics": metrics, "history": history}
+    return TrainResult(det, history, metrics, time.time() - t0)

@@ -1,0 +1,88 @@
+"""Charts for reports: ROC curves, reliability diagrams, robustness curves, histograms.
+
+Every function writes a PNG atomically and returns its path; matplotlib runs headless.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from genvis_trust.io import atomic_write_bytes  # noqa: E402
+
+
+def _save(fig, path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def roc_curves(path, curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], title: str = "ROC") -> Path:
+    """``curves``: name -> (labels, scores)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    for name, (y, s) in curves.items():
+        if len(set(np.asarray(y).tolist())) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, s):.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(xlabel="false-positive rate (real called generated)", ylabel="true-positive rate", title=title)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def reliability_diagram(path, before: dict, after: dict | None = None, title: str = "Reliability") -> Path:
+    """Inputs are ``metrics.reliability`` dicts (uncalibrated, calibrated)."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect")
+    for name, r in (("uncalibrated", before), ("calibrated", after)):
+        if r is None:
+            continue
+        m = np.array(r["count"]) > 0
+        ax.plot(np.array(r["mean_predicted"])[m], np.array(r["observed"])[m], "o-", label=name)
+    ax.set(xlabel="predicted p(generated)", ylabel="observed share generated", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def robustness_curves(path, table: Mapping[str, Mapping[str, float]], metric: str = "auc", title: str | None = None) -> Path:
+    """``table``: perturbation name -> metrics dict; one bar per perturbation."""
+    names = list(table)
+    vals = [table[n].get(metric, np.nan) for n in names]
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.5 * len(names)), 3.6))
+    ax.bar(range(len(names)), vals, color="#4c72b0")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set(ylabel=metric, title=title or f"{metric} under perturbations", ylim=(0, 1.02))
+    for i, v in enumerate(vals):
+        ax.text(i, min(v, 0.98) if v == v else 0, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+    return _save(fig, path)
+
+
+def histogram(path, groups: Mapping[str, Sequence[float]], title: str, xlabel: str, bins: int = 20) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for name, v in groups.items():
+        if len(v):
+            ax.hist(v, bins=bins, range=(0, 1), alpha=0.6, label=f"{name} (n={len(v)})")
+    ax.set(xlabel=xlabel, ylabel="images", title=title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def bar_counts(path, counts: Mapping[str, int], title: str) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 0.4 * max(3, len(counts)) + 1))
+    names = list(counts)
+    ax.barh(names, [counts[n] for n in names], color="#55a868")
+    ax.set(title=title, xlabel="images")
+    ax.invert_yaxis()
+    return _save(fig, path)
