@@ -1,0 +1,204 @@
+"""Provenance commands: ``keys init``, ``stamp``, ``verify``, ``watermark list|evaluate``.
+
+Exit codes: 0 ok; 1 some input failed (stamp) or an image carries an Invalid C2PA
+manifest or could not be read (verify); 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from .common import EXIT_PROBLEM, EXIT_USAGE, err, fail, out, print_json, progress
+
+keys_app = typer.Typer(help="Signing keys for C2PA manifests.", no_args_is_help=True)
+watermark_app = typer.Typer(help="Invisible-watermark backends.", no_args_is_help=True)
+
+
+@keys_app.command("init")
+def keys_init(
+    directory: Path = typer.Argument(..., help="Folder to create the test CA and signing key in."),
+    organization: str = typer.Option("genvis-trust local test", help="Organization in the certificates."),
+    days: int = typer.Option(365, help="Validity of the signing certificate in days."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing keys."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Create a local test CA and an ES256 C2PA signing certificate (keys mode 0600)."""
+    from genvis_trust.provenance.keys import TEST_CA_WARNING, KeyError_, init_keys
+
+    try:
+        info = init_keys(directory, organization=organization, days=days, overwrite=force)
+    except KeyError_ as e:
+        fail(str(e), EXIT_USAGE)
+    err.print(f"[yellow]warning:[/] {TEST_CA_WARNING}", highlight=False)
+    if as_json:
+        print_json(info)
+    else:
+        out.print(f"signing chain: {info['signer_chain']}\nsigning key:   {info['signer_key']} (0600)\n"
+                  f"trust anchor:  {info['ca_certificate']}", highlight=False)
+
+
+def _material(keys: Path | None, cert_chain: Path | None, private_key: Path | None):
+    from genvis_trust.provenance.keys import KeyError_, load_signing_material
+
+    try:
+        return load_signing_material(keys, cert_chain=cert_chain, private_key=private_key)
+    except KeyError_ as e:
+        fail(str(e), EXIT_USAGE)
+
+
+def stamp(
+    images: list[Path] = typer.Argument(..., help="Images to stamp."),
+    out_dir: Path = typer.Option(..., "--out", help="Output folder for stamped images."),
+    keys: Path = typer.Option(None, "--keys", help="Folder made by `keys init`."),
+    cert_chain: Path = typer.Option(None, "--cert-chain", help="Your PEM chain (signer first)."),
+    private_key: Path = typer.Option(None, "--private-key", help="Your PEM private key (ES256)."),
+    store_path: Path = typer.Option(None, "--store", help="Provenance store (default OUT/provenance.db)."),
+    backend: str = typer.Option("dwtDctSvd", help="Watermark backend (see `watermark list`)."),
+    fmt: str = typer.Option("keep", "--format", help="keep | JPEG | PNG | WEBP."),
+    generator: str = typer.Option("unknown", help="Generator name recorded in the manifest."),
+    family: str = typer.Option(None, help="Generator family (gan, vae, diffusion, ...)."),
+    checkpoint_sha256: str = typer.Option(None, "--checkpoint-sha256", help="Checkpoint hash."),
+    edited: bool = typer.Option(False, help="Mark as compositeWithTrainedAlgorithmicMedia."),
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines to stdout, one per image."),
+):
+    """Watermark, sign (C2PA) and record images. JPEG is written 4:4:4, WebP lossless."""
+    from genvis_trust.io import ImageLoadError, load_image
+    from genvis_trust.provenance.stamp import EXTENSIONS, STAMP_FORMATS, StampError, stamp_array
+    from genvis_trust.provenance.store import ProvenanceStore
+    from genvis_trust.provenance.watermarks import WatermarkError, get_watermark
+
+    material = _material(keys, cert_chain, private_key)
+    try:
+        get_watermark(backend)
+    except WatermarkError as e:
+        fail(str(e), EXIT_USAGE)
+    if fmt.lower() != "keep" and fmt.upper().replace("JPG", "JPEG") not in STAMP_FORMATS:
+        fail(f"--format must be keep or one of {', '.join(STAMP_FORMATS)}", EXIT_USAGE)
+    store = ProvenanceStore(store_path or out_dir / "provenance.db")
+    failures = 0
+    with progress() as bar:
+        task = bar.add_task("stamping", total=len(images))
+        for p in images:
+            try:
+                img = load_image(p)
+                f = img.format if fmt.lower() == "keep" else fmt.upper().replace("JPG", "JPEG")
+                if f not in STAMP_FORMATS:
+                    f = "PNG"
+                dest = out_dir / (Path(p).stem + EXTENSIONS[f])
+                res = stamp_array(img.array, dest, store=store, material=material, fmt=f, backend=backend,
+                                  generator=generator, family=family, checkpoint_sha256=checkpoint_sha256,
+                                  edited=edited, title=Path(p).name)
+                if as_json:
+                    print(json.dumps({"input": str(p), **res.to_dict()}, sort_keys=True), flush=True)
+                else:
+                    out.print(f"{p} -> {res.path}  record {res.record_id}  PSNR {res.psnr_db} dB", highlight=False)
+            except (ImageLoadError, WatermarkError, StampError, OSError) as e:
+                failures += 1
+                err.print(f"[red]failed:[/] {e}", highlight=False)
+                if as_json:
+                    print(json.dumps({"input": str(p), "error": str(e)}), flush=True)
+            bar.advance(task)
+    if failures:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+def verify(
+    images: list[Path] = typer.Argument(..., help="Images to verify."),
+    trust_anchors: Path = typer.Option(None, "--trust-anchors", help="PEM bundle of trusted CA certificates."),
+    store_path: Path = typer.Option(None, "--store", help="Provenance store to look records up in."),
+    backends: str = typer.Option("dwtDctSvd,dwtDct", help="Watermark backends to read, comma separated, or 'all' (adds rivaGan: >1 s/image on CPU)."),
+    no_known: bool = typer.Option(False, "--no-known-generators", help="Skip SDXL/SD watermark checks."),
+    as_json: bool = typer.Option(False, "--json", help="JSON to stdout: one document, or JSON Lines with several images."),
+):
+    """Report C2PA, watermarks, known-generator marks, metadata markers and store records."""
+    from genvis_trust.provenance.store import ProvenanceStore
+    from genvis_trust.provenance.verify import verify_paths
+    from genvis_trust.provenance.watermarks import list_watermarks
+
+    pem = None
+    if trust_anchors is not None:
+        if not trust_anchors.is_file():
+            fail(f"{trust_anchors}: trust anchor file not found", EXIT_USAGE)
+        pem = trust_anchors.read_text()
+    names = tuple(b.strip() for b in backends.split(",") if b.strip())
+    unknown = [b for b in names if b != "all" and b not in list_watermarks()]
+    if unknown:
+        fail(f"unknown backend(s) {unknown}; choose from {sorted(list_watermarks())} or 'all'", EXIT_USAGE)
+    if store_path is not None and not store_path.exists():
+        fail(f"{store_path}: provenance store not found", EXIT_USAGE)
+    store = ProvenanceStore(store_path) if store_path else None
+    problems = 0
+    for p in images:
+        rep = verify_paths([p], trust_anchors_pem=pem, store=store, backends=names, known_generators=not no_known)[0]
+        if rep.error or rep.c2pa.get("state") == "Invalid":
+            problems += 1
+        if as_json:
+            d = rep.to_dict()
+            if len(images) == 1:
+                print_json(d)
+            else:
+                print(json.dumps(d, sort_keys=True, default=str), flush=True)
+        else:
+            _print_report(rep)
+    if problems:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+def _print_report(rep) -> None:
+    out.print(f"[bold]{rep.path}[/]", highlight=False)
+    if rep.error:
+        out.print(f"  error: {rep.error['message']} [{rep.error['code']}]", highlight=False)
+        return
+    for e in rep.evidence:
+        mark = {"none": "·", "tampered": "[red]✗[/]"}.get(e.indicates, "[green]●[/]")
+        out.print(f"  {mark} [{e.strength}] {e.kind}: {e.summary}", highlight=False)
+
+
+@watermark_app.command("list")
+def watermark_list(as_json: bool = typer.Option(False, "--json")):
+    """The registered watermark backends."""
+    from genvis_trust.provenance.watermarks import get_watermark, list_watermarks
+
+    rows = {n: {"description": d, "bits": get_watermark(n).n_bits, "min_side": get_watermark(n).min_side}
+            for n, d in list_watermarks().items()}
+    if as_json:
+        print_json(rows)
+    else:
+        for n, r in rows.items():
+            out.print(f"{n:10s} {r['bits']:3d} bits  min {r['min_side']}px  {r['description']}", highlight=False)
+
+
+@watermark_app.command("evaluate")
+def watermark_evaluate(
+    backend: str = typer.Option("dwtDctSvd", "--backend", help="Backend to evaluate."),
+    data: str = typer.Option("builtin-photos", "--data", help="Dataset source name or a folder."),
+    n: int = typer.Option(12, help="Number of images."),
+    size: int = typer.Option(512, help="Square patch size taken from each source image."),
+    attacks: str = typer.Option("standard", help="'standard' or comma-separated perturbation specs."),
+    fpr: float = typer.Option(0.01, help="False-positive rate at which the detection rate is reported."),
+    seed: int = typer.Option(0),
+    out_dir: Path = typer.Option(None, "--out", help="Folder for robustness.json, .md table and .png chart."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Robustness of a backend against the shared perturbations."""
+    from genvis_trust.provenance.robustness import evaluate_backend, load_eval_images, write_outputs
+    from genvis_trust.provenance.watermarks import WatermarkError, get_watermark
+
+    try:
+        get_watermark(backend)
+        images = load_eval_images(data, n=n, size=size, seed=seed)
+    except (WatermarkError, ValueError) as e:
+        fail(str(e), EXIT_USAGE)
+    result = evaluate_backend(backend, images, attacks=attacks, target_fpr=fpr, seed=seed, log=err.print)
+    if out_dir:
+        paths = write_outputs(result, out_dir)
+        err.print(f"wrote {', '.join(str(p) for p in paths)}", highlight=False)
+    if as_json:
+        print_json(result)
+    else:
+        from genvis_trust.provenance.robustness import markdown_table
+
+        typer.echo(markdown_table(result))

@@ -1,0 +1,207 @@
+"""Invisible-watermark backends: a registry, the shared interface, and detection.
+
+Every backend embeds and reads a fixed number of bits in an RGB ``uint8`` image and is
+built on `invisible-watermark <https://github.com/ShieldMnt/invisible-watermark>`_:
+
+- ``dwtDctSvd`` (default, 64 bits): the library's DWT-DCT-SVD embedder;
+- ``dwtDct`` (64 bits): the library's DWT "max-DCT" embedder, kept because other tools
+  (Stable Diffusion) embed with it; it is the least robust of the three (see the
+  robustness table in ``docs/provenance.md``);
+- ``rivaGan`` (32 bits): the library's learned RivaGAN encoder/decoder (ONNX).
+
+Reading a batch (:meth:`WatermarkBackend.read_bits_batch`) uses a vectorised decoder for
+the DWT backends that reproduces the library's bits (verified against the library in the
+tests and the benchmark).
+
+:func:`detect` decodes the bits with the payload codec and says whether our watermark is
+present: ``detected`` only for a valid payload, whose false-accept rate for random bits is
+stated in the result.
+
+>>> sorted(list_watermarks())
+['dwtDct', 'dwtDctSvd', 'rivaGan']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .payload import DecodedPayload, get_codec
+
+__all__ = [
+    "DEFAULT_BACKEND",
+    "BitReading",
+    "WatermarkBackend",
+    "WatermarkDetection",
+    "WatermarkError",
+    "binomial_sf",
+    "detect",
+    "get_watermark",
+    "list_watermarks",
+    "register_watermark",
+]
+
+DEFAULT_BACKEND = "dwtDctSvd"
+
+_REGISTRY: dict[str, Callable[[], WatermarkBackend]] = {}
+_INSTANCES: dict[str, WatermarkBackend] = {}
+
+
+class WatermarkError(ValueError):
+    """An image the backend cannot handle (too small, wrong type) or an unknown backend."""
+
+
+def register_watermark(name: str):
+    def deco(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"watermark backend {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def list_watermarks() -> dict[str, str]:
+    """Registered backends: name -> one-line description."""
+    _ensure_registered()
+    return {n: (c.__doc__ or "").strip().splitlines()[0] for n, c in _REGISTRY.items()}
+
+
+def get_watermark(name: str = DEFAULT_BACKEND) -> WatermarkBackend:
+    """The backend instance for ``name`` (instances are shared: they hold loaded models)."""
+    _ensure_registered()
+    if name not in _REGISTRY:
+        raise WatermarkError(f"unknown watermark backend {name!r}; choose from {sorted(_REGISTRY)}")
+    if name not in _INSTANCES:
+        _INSTANCES[name] = _REGISTRY[name]()
+    return _INSTANCES[name]
+
+
+def _ensure_registered() -> None:
+    from . import dwt, rivagan  # noqa: F401  (register on import)
+
+
+@dataclass
+class BitReading:
+    """Bits read from one image; ``confidence`` in [0, 1] is how far the soft scores sit
+    from the decision threshold on average (0: a coin toss for every bit)."""
+
+    bits: np.ndarray  # uint8 0/1
+    soft: np.ndarray  # per-bit soft score in [0, 1] (1 means "bit is 1")
+    confidence: float
+
+
+class WatermarkBackend:
+    """Interface of a watermark backend. Images are ``H x W x 3`` ``uint8`` RGB."""
+
+    name: str = ""
+    n_bits: int = 64
+    min_side: int = 256
+    #: channel order the underlying library expects; we convert from RGB for it
+    library_order: str = "BGR"
+
+    def check_image(self, rgb: np.ndarray, what: str = "image") -> np.ndarray:
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise WatermarkError(f"{what}: expected an H x W x 3 uint8 RGB array")
+        h, w = rgb.shape[:2]
+        if min(h, w) < self.min_side:
+            raise WatermarkError(
+                f"{what}: {w}x{h} is below the {self.name} minimum of "
+                f"{self.min_side}x{self.min_side}; the watermark would not be readable"
+            )
+        return rgb
+
+    def check_bits(self, bits) -> np.ndarray:
+        b = np.asarray(bits, dtype=np.uint8).ravel()
+        if b.size != self.n_bits or b.max(initial=0) > 1:
+            raise WatermarkError(f"{self.name} embeds exactly {self.n_bits} bits of 0/1, got {b.size}")
+        return b
+
+    def embed(self, rgb: np.ndarray, bits) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_batch(self, images: Sequence[np.ndarray], bits: Sequence) -> list[np.ndarray]:
+        return [self.embed(im, b) for im, b in zip(images, bits, strict=True)]
+
+    def read_bits(self, rgb: np.ndarray) -> BitReading:
+        return self.read_bits_batch([rgb])[0]
+
+    def read_bits_batch(self, images: Sequence[np.ndarray]) -> list[BitReading]:
+        raise NotImplementedError
+
+    def read_bits_reference(self, rgb: np.ndarray) -> np.ndarray:
+        """Bits as the unmodified library decodes them (slow; for verification)."""
+        raise NotImplementedError
+
+
+def binomial_sf(k: int, n: int, p: float = 0.5) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    from scipy.stats import binom
+
+    return float(binom.sf(k - 1, n, p))
+
+
+@dataclass
+class WatermarkDetection:
+    """Our watermark in one image, as one backend reads it."""
+
+    backend: str
+    detected: bool
+    n_bits: int
+    bits: str  # decoded bits as a 0/1 string
+    confidence: float
+    payload: dict  # DecodedPayload.to_dict()
+    matched_bits: int | None  # bits agreeing with the nearest codeword (None: none found)
+    p_value: float | None  # P(an unwatermarked image reads this close to a valid payload)
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def detection_from_reading(backend: WatermarkBackend, reading: BitReading, radius: int | None = None) -> WatermarkDetection:
+    codec = get_codec(backend.n_bits)
+    dec: DecodedPayload = codec.decode(reading.bits, radius=radius)
+    matched = None if dec.distance is None else codec.n_bits - dec.distance
+    return WatermarkDetection(
+        backend=backend.name,
+        detected=dec.valid,
+        n_bits=codec.n_bits,
+        bits="".join(map(str, reading.bits.tolist())),
+        confidence=round(float(reading.confidence), 4),
+        payload=dec.to_dict(),
+        matched_bits=matched,
+        p_value=dec.p_value,
+    )
+
+
+def detect(rgb: np.ndarray, backend: str = DEFAULT_BACKEND, radius: int | None = None) -> WatermarkDetection:
+    """Read and decode our payload from ``rgb`` with one backend.
+
+    Too-small images give a detection with ``error`` set, not an exception.
+    """
+    be = get_watermark(backend)
+    try:
+        be.check_image(rgb)
+    except WatermarkError as e:
+        return WatermarkDetection(be.name, False, be.n_bits, "", 0.0, {}, None, None, error=str(e))
+    return detection_from_reading(be, be.read_bits(rgb), radius)
+
+
+def detect_batch(images: Sequence[np.ndarray], backend: str = DEFAULT_BACKEND, radius: int | None = None) -> list[WatermarkDetection]:
+    be = get_watermark(backend)
+    ok, out = [], [None] * len(images)
+    for i, im in enumerate(images):
+        try:
+            be.check_image(im)
+            ok.append(i)
+        except WatermarkError as e:
+            out[i] = WatermarkDetection(be.name, False, be.n_bits, "", 0.0, {}, None, None, error=str(e))
+    if ok:
+        for i, r in zip(ok, be.read_bits_batch([images[i] for i in ok]), strict=True):
+            out[i] = detection_from_reading(be, r, radius)
+    return out
