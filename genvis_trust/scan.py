@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genvis_trust.io import DEFAULT_MAX_PIXELS
 from genvis_trust.scoring.engine import ScoreRecord, ScoringEngine
 
 SCAN_SCHEMA_VERSION = "1.0"
@@ -97,11 +98,12 @@ def fuse(record: ScoreRecord, stability: dict | None = None) -> ScanResult:
         )
         if stability is not None:
             det["stability"] = stability
-    verdict, summary = _decide(evidence, p, stability)
+    calibrated = bool(record.score is not None and record.score.calibrated)
+    verdict, summary = _decide(evidence, p, stability, calibrated)
     return ScanResult(record.input, verdict, summary, evidence, image, det, pd)
 
 
-def _decide(evidence: list[dict], p: float | None, stability: dict | None) -> tuple[str, str]:
+def _decide(evidence: list[dict], p: float | None, stability: dict | None, calibrated: bool = True) -> tuple[str, str]:
     by = {}
     for e in evidence:
         by.setdefault(e["kind"], []).append(e)
@@ -131,7 +133,8 @@ def _decide(evidence: list[dict], p: float | None, stability: dict | None) -> tu
     if stability is not None and stability.get("uncertain"):
         return "uncertain", prefix + f"uncertain (detector p={p:.2f} flips under mild perturbation)"
     if p >= THRESHOLD:
-        return "likely_generated", prefix + f"likely generated (detector p={p:.2f}, calibrated)"
+        cal = "calibrated" if calibrated else "uncalibrated"
+        return "likely_generated", prefix + f"likely generated (detector p={p:.2f}, {cal})"
     return "no_evidence", prefix + f"no evidence of generation (detector p={p:.2f})"
 
 
@@ -161,7 +164,9 @@ class Scanner:
         batch_size: int = 512,
         workers: int | None = None,
         check_stability: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ):
+        """``max_pixels``: larger images become ``too_large`` error records (the service lowers it)."""
         self.provenance = provenance
         self.check_stability = check_stability
         self._verify_kwargs: dict[str, Any] = {}
@@ -177,7 +182,7 @@ class Scanner:
                 self._store = ProvenanceStore(store)
                 self._verify_kwargs["store"] = self._store
         self.engine = ScoringEngine(
-            detector, device=device, batch_size=batch_size, workers=workers,
+            detector, device=device, batch_size=batch_size, workers=workers, max_pixels=max_pixels,
             hook=self._hook if provenance else None, keep_images=check_stability,
         )
         self.detector = self.engine.detector
@@ -187,7 +192,7 @@ class Scanner:
 
         if data is None:
             return None
-        return verify_bytes(data, name=name, **self._verify_kwargs)
+        return verify_bytes(data, name=name, decoded=loaded, **self._verify_kwargs)
 
     def scan(self, inputs: Iterable[Any], names: Iterable[str] | None = None) -> Iterator[ScanResult]:
         t0 = time.time()

@@ -34,7 +34,9 @@ def print_json(obj: Any) -> None:
 
 
 def fail(message: str, code: int = EXIT_PROBLEM) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 

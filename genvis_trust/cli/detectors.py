@@ -117,7 +117,7 @@ def explain_cmd(
 
 def train_detector_cmd(
     family: str = typer.Argument("cnn", help="Detector family (see `detectors list`)."),
-    real: str = typer.Option("builtin-photos", help="Real source: built-in name or folder."),
+    real: list[str] = typer.Option(["builtin-photos"], help="Real source(s): built-in name or folder; repeat for several."),
     fake: list[str] = typer.Option(..., help="Generated corpus folder(s); repeat the option for several."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Artifact folder to write."),
     patch: Optional[int] = typer.Option(None, help="Input side (default: the family's, 32 for most)."),
@@ -148,8 +148,9 @@ def train_detector_cmd(
         from genvis_trust.detectors.registry import get_family
 
         p = patch or get_family(family).patch
-        tr_real = data_source(real, "train", patch=p, n=real_n, seed=seed)
-        va_real = data_source(real, "val", patch=p, n=max(1, real_n // 4), seed=seed)
+        per = max(1, real_n // len(real))
+        tr_real = [data_source(r, "train", patch=p, n=per, seed=seed) for r in real]
+        va_real = [data_source(r, "val", patch=p, n=max(1, per // 4), seed=seed) for r in real]
         tr_fake = [data_source(f, "train", patch=None, n=None, seed=seed) for f in fake]
         va_fake = [data_source(f, "val", patch=None, n=None, seed=seed) for f in fake]
         with progress() as bar:
@@ -161,8 +162,8 @@ def train_detector_cmd(
             )
         card = {
             "name": out_dir.name,
-            "summary": f"{family} trained on {real} vs {', '.join(Path(f).name for f in fake)}",
-            "data": {"real": tr_real.spec(), "generated": [s.spec() for s in tr_fake]},
+            "summary": f"{family} trained on {', '.join(real)} vs {', '.join(Path(f).name for f in fake)}",
+            "data": {"real": [s.spec() for s in tr_real], "generated": [s.spec() for s in tr_fake]},
             "command": _command_line(),
             "wall_time_s": round(res.wall_time_s, 1),
         }
@@ -177,7 +178,7 @@ def train_detector_cmd(
 
 def evaluate_cmd(
     detector: str = typer.Argument("default", help="Bundled detector name or artifact folder."),
-    real: str = typer.Option("builtin-photos", help="Real source: built-in name or folder."),
+    real: list[str] = typer.Option(["builtin-photos"], help="Real source(s): built-in name or folder; repeat for several."),
     fake: list[str] = typer.Option(..., help="Generated corpus folder(s); repeat for several."),
     split: str = typer.Option("test", help="Split to evaluate on (by source group): test, val, train or all."),
     real_n: int = typer.Option(1000, help="Real test patches (for patch sources)."),
@@ -198,7 +199,7 @@ def evaluate_cmd(
     with friendly_errors(*_ERRORS):
         det = load_detector(detector, device=device)
         data = EvalSet.from_sources(
-            [data_source(real, sp, patch=det.patch, n=real_n, seed=seed)],
+            [data_source(r, sp, patch=det.patch, n=max(1, real_n // len(real)), seed=seed) for r in real],
             [data_source(f, sp, patch=None, n=None, seed=seed) for f in fake],
         )
         t0 = time.time()

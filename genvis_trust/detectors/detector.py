@@ -101,6 +101,7 @@ class Detector:
         card: dict[str, Any] | None = None,
         device: str | torch.device = "auto",
         sha256: str | None = None,
+        preprocess: str | None = None,
     ):
         self.family = family
         self.net = net
@@ -111,6 +112,8 @@ class Detector:
         self.name = name or family
         self.card = card or {}
         self.sha256 = sha256
+        self.preprocess = preprocess  # perturbation spec every input goes through (the training codec)
+        self._pre = None
         self.device = resolve_device(device)
         self.net.to(self.device).eval()
         if self.device.type == "cuda":
@@ -156,8 +159,24 @@ class Detector:
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return apply_calibration(self.calibration, logits)
 
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Send an input through the codec the detector was trained behind (if any)."""
+        if not self.preprocess:
+            return image
+        if self._pre is None:
+            from genvis_trust.datasets.perturbations import parse_perturbation
+
+            self._pre = parse_perturbation(self.preprocess)
+        return self._pre(image)
+
+    def tiles(self, image: np.ndarray, max_tiles: int | None = None):
+        """``tile_image`` of the prepared image: (tiles, positions, grid, notes)."""
+        return tile_image(self.prepare(image), self.patch, max_tiles or self.max_tiles)
+
     def predict_proba(self, patches: np.ndarray) -> np.ndarray:
         """Calibrated p(generated) for patches already at the detector's input size."""
+        if self.preprocess:
+            patches = np.stack([self.prepare(p) for p in patches])
         return self.probabilities(self.logits(patches))
 
     def score(self, image: np.ndarray) -> DetectionScore:
@@ -165,7 +184,7 @@ class Detector:
 
     def score_many(self, images: list[np.ndarray], batch_size: int = 256) -> list[DetectionScore]:
         """Tile every image, score all tiles in shared batches, aggregate per image."""
-        tiled = [tile_image(im, self.patch, self.max_tiles) for im in images]
+        tiled = [self.tiles(im) for im in images]
         if not tiled:
             return []
         all_logits = self.logits(np.concatenate([t[0] for t in tiled]), batch_size)
@@ -199,6 +218,7 @@ class Detector:
             "calibration": self.calibration,
             "aggregation": AGGREGATION,
             "max_tiles": self.max_tiles,
+            "preprocess": self.preprocess,
         }
         state = {k: v for k, v in self.net.state_dict().items()}
         self.sha256 = save_artifact(
@@ -224,6 +244,7 @@ class Detector:
             patch=cfg["patch"],
             calibration=cfg.get("calibration"),
             max_tiles=cfg.get("max_tiles", 64),
+            preprocess=cfg.get("preprocess"),
             name=art.card.get("name", path.name),
             card=art.card,
             device=device,

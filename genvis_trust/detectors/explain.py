@@ -13,12 +13,12 @@ import cv2
 import numpy as np
 import torch
 
-from .detector import Detector, tile_image
+from .detector import Detector
 
 
 def patch_score_map(det: Detector, image: np.ndarray, max_tiles: int = 4096) -> np.ndarray:
     """``rows x cols`` calibrated p(generated) per tile (NaN where a tile was not scored)."""
-    tiles, positions, grid, _ = tile_image(image, det.patch, max_tiles)
+    tiles, positions, grid, _ = det.tiles(image, max_tiles)
     p = det.probabilities(det.logits(tiles))
     ys = sorted({y for y, _ in positions})
     xs = sorted({x for _, x in positions})
@@ -37,6 +37,7 @@ def _last_conv(net: torch.nn.Module) -> torch.nn.Module:
 
 def gradcam(det: Detector, patch: np.ndarray) -> np.ndarray:
     """Grad-CAM map in [0, 1] at the input's resolution, for the 'generated' logit."""
+    patch = det.prepare(patch)
     layer = _last_conv(det.net)
     acts: list[torch.Tensor] = []
     grads: list[torch.Tensor] = []

@@ -278,6 +278,7 @@ def train_detector(
 
     z_val = det.logits(val_x)
     det.calibration = fit_calibration(z_val, val.labels, cfg.calibration)
+    det.preprocess = cfg.reencode  # inputs at scoring time take the same codec path as training
     p_raw, p_cal = apply_calibration(None, z_val), apply_calibration(det.calibration, z_val)
     metrics = {
         "val_auc": roc_auc(val.labels, z_val),

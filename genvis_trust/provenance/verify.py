@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genvis_trust.io import ImageLoadError, decode_image, read_bytes, sha256_bytes
+from genvis_trust.io import ImageLoadError, LoadedImage, decode_image, read_bytes, sha256_bytes
 
 from .c2pa_manifest import DST_COMPOSITE, DST_TRAINED, read_c2pa
 from .known_generators import check_known_marks
@@ -182,13 +182,15 @@ def verify_bytes(
     store: ProvenanceStore | None = None,
     backends: tuple[str, ...] = DEFAULT_VERIFY_BACKENDS,
     known_generators: bool = True,
+    decoded: LoadedImage | None = None,
 ) -> ProvenanceReport:
-    """Every provenance signal of one encoded image."""
+    """Every provenance signal of one encoded image. ``decoded``: the pixels of ``data``
+    when the caller already decoded them (scan does), so they are not decoded twice."""
     rep = ProvenanceReport(REPORT_SCHEMA_VERSION, name)
     digest = sha256_bytes(data)
     rep.input = {"bytes": len(data), "sha256": digest}
     try:
-        img = decode_image(data, path=name)
+        img = decoded if decoded is not None else decode_image(data, path=name)
     except ImageLoadError as e:
         rep.error = e.to_dict()
         return rep

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from genvis_trust.detectors.detector import DetectionScore, Detector, load_detector, tile_image
+from genvis_trust.detectors.detector import DetectionScore, Detector, load_detector
 from genvis_trust.devices import use_all_cores
 from genvis_trust.io import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, decode_image, read_bytes
 
@@ -97,7 +97,7 @@ class ScoringEngine:
             else:
                 data = bytes(item) if isinstance(item, (bytes, bytearray, memoryview)) else read_bytes(item)
                 loaded = decode_image(data, path=name, max_pixels=self.max_pixels)
-            tiles, positions, grid, notes = tile_image(loaded.array, self.detector.patch, self.detector.max_tiles)
+            tiles, positions, grid, notes = self.detector.tiles(loaded.array)
             facts = {
                 "width": loaded.width,
                 "height": loaded.height,
@@ -198,7 +198,7 @@ def naive_scores(detector: Detector, paths: Iterable[str]) -> list[float]:
     net, dev = detector.net.eval(), detector.device
     for p in paths:
         img = np.asarray(Image.open(p).convert("RGB"))
-        tiles, *_ = tile_image(img, detector.patch, detector.max_tiles)
+        tiles, *_ = detector.tiles(img)
         x = torch.from_numpy(tiles).permute(0, 3, 1, 2).float().div(255.0).to(dev)
         with torch.no_grad():
             z = net(x).float().cpu().numpy()
