@@ -14,8 +14,22 @@ from genvis_trust.detectors import Detector, list_families, load_detector, tile_
 from genvis_trust.detectors.calibration import apply_calibration, fit_calibration
 from genvis_trust.detectors.evaluation import EvalSet, evaluate, robustness, stability
 from genvis_trust.detectors.importing import CheckpointImportError, import_checkpoint
-from genvis_trust.detectors.metrics import accuracy, average_precision, ece, eer, reliability, roc_auc, tpr_at_fpr
-from genvis_trust.detectors.training import TrainConfig, TrainingError, format_guard, collect, train_detector
+from genvis_trust.detectors.metrics import (
+    accuracy,
+    average_precision,
+    ece,
+    eer,
+    reliability,
+    roc_auc,
+    tpr_at_fpr,
+)
+from genvis_trust.detectors.training import (
+    TrainConfig,
+    TrainingError,
+    collect,
+    format_guard,
+    train_detector,
+)
 
 RNG = np.random.default_rng(0)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
@@ -69,7 +68,7 @@ def import_cmd(
     checkpoint: Path = typer.Argument(..., help="A published checkpoint (.pth/.pt state dict or .safetensors)."),
     arch: str = typer.Option(..., help="resnet50 (CNNDetection layout) or npr (NPR raw state dict)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Artifact folder to write."),
-    patch: Optional[int] = typer.Option(None, help="Input side for tiling (default 224)."),
+    patch: int | None = typer.Option(None, help="Input side for tiling (default 224)."),
 ):
     """Convert a published checkpoint into a toolkit artifact. Loaded with weights_only=True: no
     arbitrary unpickling. The result is uncalibrated until you evaluate/calibrate it on your data."""
@@ -120,14 +119,14 @@ def train_detector_cmd(
     real: list[str] = typer.Option(["builtin-photos"], help="Real source(s): built-in name or folder; repeat for several."),
     fake: list[str] = typer.Option(..., help="Generated corpus folder(s); repeat the option for several."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Artifact folder to write."),
-    patch: Optional[int] = typer.Option(None, help="Input side (default: the family's, 32 for most)."),
+    patch: int | None = typer.Option(None, help="Input side (default: the family's, 32 for most)."),
     real_n: int = typer.Option(6000, help="Real training patches (validation gets a quarter)."),
     steps: int = typer.Option(2000, help="Optimizer steps (early stopping may end sooner)."),
     batch: int = typer.Option(64, help="Batch size (half real, half generated)."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (one-cycle)."),
     blur_p: float = typer.Option(0.1, help="Probability of Gaussian blur augmentation."),
     jpeg_p: float = typer.Option(0.1, help="Probability of JPEG augmentation."),
-    reencode: Optional[str] = typer.Option(None, help="Perturbation applied to every image of both classes, e.g. jpeg:quality=95."),
+    reencode: str | None = typer.Option(None, help="Perturbation applied to every image of both classes, e.g. jpeg:quality=95."),
     calibration: str = typer.Option("platt", help="platt, temperature, isotonic or none (fitted on the val split)."),
     seed: int = typer.Option(0, help="Seed for splits, sampling and initialisation."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -184,7 +183,7 @@ def evaluate_cmd(
     real_n: int = typer.Option(1000, help="Real test patches (for patch sources)."),
     seed: int = typer.Option(0, help="The seed the detector was trained with keeps splits aligned."),
     robust: bool = typer.Option(False, "--robustness", help="Also sweep the standard perturbations (JPEG, resize, crop, blur, ...)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.json and plots (ROC, reliability, robustness) here."),
+    out_dir: Path | None = typer.Option(None, "--out", "-o", help="Write report.json and plots (ROC, reliability, robustness) here."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON to stdout."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ):

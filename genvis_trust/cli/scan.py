@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -44,15 +43,15 @@ def _expand(paths: list[Path]) -> list[str]:
 def scan_cmd(
     paths: list[Path] = typer.Argument(..., help="Image files (folders are expanded recursively; for big folders use `audit`)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON record per image on stdout (JSON Lines; schema in the README)."),
-    html_out: Optional[Path] = typer.Option(None, "--html", help="Also write an HTML report: image, evidence, heat map, spectrum."),
+    html_out: Path | None = typer.Option(None, "--html", help="Also write an HTML report: image, evidence, heat map, spectrum."),
     detector: str = typer.Option("default", help="Bundled detector name or artifact folder."),
-    store: Optional[Path] = typer.Option(None, help="Provenance store (SQLite) to look records up in."),
-    trust_anchors: Optional[Path] = typer.Option(None, help="PEM file of trusted C2PA root certificates."),
-    backends: Optional[str] = typer.Option(None, help="Watermark backends to read, comma-separated (default dwtDctSvd,dwtDct; 'all' adds rivaGan)."),
+    store: Path | None = typer.Option(None, help="Provenance store (SQLite) to look records up in."),
+    trust_anchors: Path | None = typer.Option(None, help="PEM file of trusted C2PA root certificates."),
+    backends: str | None = typer.Option(None, help="Watermark backends to read, comma-separated (default dwtDctSvd,dwtDct; 'all' adds rivaGan)."),
     no_provenance: bool = typer.Option(False, "--no-provenance", help="Detector only: skip C2PA, metadata and watermark checks."),
     full: bool = typer.Option(False, help="With --json: include the full provenance report of each image."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
-    workers: Optional[int] = typer.Option(None, help="Decode threads (default: one per core, at least 2)."),
+    workers: int | None = typer.Option(None, help="Decode threads (default: one per core, at least 2)."),
     batch: int = typer.Option(512, help="Detector tiles per forward pass."),
 ):
     """Scan images: C2PA, metadata markers, watermarks (ours and known generators'), and the
@@ -123,13 +122,13 @@ def audit_cmd(
     folder: Path = typer.Argument(..., help="Folder to audit (recursively; every file gets one record)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Output folder: results.jsonl, summary.json, report.html, charts."),
     detector: str = typer.Option("default", help="Bundled detector name or artifact folder."),
-    store: Optional[Path] = typer.Option(None, help="Provenance store (SQLite) to look records up in."),
-    trust_anchors: Optional[Path] = typer.Option(None, help="PEM file of trusted C2PA root certificates."),
-    backends: Optional[str] = typer.Option(None, help="Watermark backends, comma-separated (default dwtDctSvd,dwtDct)."),
+    store: Path | None = typer.Option(None, help="Provenance store (SQLite) to look records up in."),
+    trust_anchors: Path | None = typer.Option(None, help="PEM file of trusted C2PA root certificates."),
+    backends: str | None = typer.Option(None, help="Watermark backends, comma-separated (default dwtDctSvd,dwtDct)."),
     no_provenance: bool = typer.Option(False, "--no-provenance", help="Detector only."),
     engine: str = typer.Option("local", help="local (threads + batches on this machine) or ray (Ray Data; needs the ray extra)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    workers: Optional[int] = typer.Option(None, help="Decode threads."),
+    workers: int | None = typer.Option(None, help="Decode threads."),
     batch: int = typer.Option(512, help="Detector tiles per forward pass."),
 ):
     """Audit a folder: stream every file through scan, append to OUT/results.jsonl as it goes,

@@ -58,8 +58,7 @@ def serve_cmd(
     """
     missing = _missing_serve_extra()
     if missing:
-        # escaped: rich would read [serve] as markup and print `pip install "genvis-trust"`
-        fail(escape(f'{missing} is not installed; the service needs the serve extra: pip install "genvis-trust[serve]"'), EXIT_USAGE)
+        fail(f'{missing} is not installed; the service needs the serve extra: pip install "genvis-trust[serve]"', EXIT_USAGE)
     import uvicorn
 
     from genvis_trust.artifacts import ArtifactError

@@ -26,7 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from genvis_trust.datasets.base import Source
-from genvis_trust.datasets.perturbations import Compose, RandomApply, Range, create_perturbation, parse_perturbation
+from genvis_trust.datasets.perturbations import (
+    Compose,
+    RandomApply,
+    Range,
+    create_perturbation,
+    parse_perturbation,
+)
 from genvis_trust.devices import resolve_device
 
 from .calibration import apply_calibration, fit_calibration

@@ -29,7 +29,13 @@ import numpy as np
 
 from genvis_trust.detectors.detector import DetectionScore, Detector, load_detector
 from genvis_trust.devices import use_all_cores
-from genvis_trust.io import DEFAULT_MAX_PIXELS, ImageLoadError, LoadedImage, decode_image, read_bytes
+from genvis_trust.io import (
+    DEFAULT_MAX_PIXELS,
+    ImageLoadError,
+    LoadedImage,
+    decode_image,
+    read_bytes,
+)
 
 
 @dataclass
