@@ -325,3 +325,12 @@ def test_cli_evaluate_and_explain(tmp_path, tiny_data):
     assert (tmp_path / "h.png").exists()
     r = CliRunner().invoke(app, ["evaluate", "no-such-detector", "--fake", str(tmp_path / "fake")])
     assert r.exit_code == 2 and "no detector named" in r.output
+
+
+def test_platt_stays_finite_on_separable_validation_and_keeps_ranking():
+    z = np.r_[RNG.normal(-9, 1, 200), RNG.normal(9, 1, 200)]
+    y = np.r_[np.zeros(200), np.ones(200)]
+    state = fit_calibration(z, y, "platt")
+    assert 0 < state["a"] < 5
+    far = np.array([30.0, 31.0, 32.0])  # beyond the validation range: still strictly ordered
+    assert np.all(np.diff(apply_calibration(state, far)) > 0)

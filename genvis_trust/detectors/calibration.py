@@ -41,11 +41,16 @@ def fit_calibration(logits, labels, method: str = "platt") -> dict[str, Any]:
         return {"method": "none"}
     if len(np.unique(y)) < 2:
         raise ValueError("calibration needs both real and generated validation images")
+    # Platt's smoothed targets: with perfectly separated validation scores the maximum-likelihood
+    # slope is infinite and every probability would saturate to exactly 0 or 1; targets of
+    # (n+ + 1)/(n+ + 2) and 1/(n- + 2) keep the fit finite and the ranking intact
+    n_pos, n_neg = float(y.sum()), float(len(y) - y.sum())
+    t = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1.0 / (n_neg + 2))
     if method == "temperature":
-        res = minimize(lambda t: _nll(_sigmoid(z / np.exp(t[0])), y), x0=[0.0], method="Nelder-Mead")
+        res = minimize(lambda lt: _nll(_sigmoid(z / np.exp(lt[0])), t), x0=[0.0], method="Nelder-Mead")
         return {"method": "temperature", "temperature": float(np.exp(res.x[0]))}
     if method == "platt":
-        res = minimize(lambda ab: _nll(_sigmoid(ab[0] * z + ab[1]), y), x0=[1.0, 0.0], method="Nelder-Mead")
+        res = minimize(lambda ab: _nll(_sigmoid(ab[0] * z + ab[1]), t), x0=[1.0, 0.0], method="Nelder-Mead")
         a, b = float(res.x[0]), float(res.x[1])
         if a <= 0:
             # the detector ranks validation images backwards: never flip it silently; say so and

@@ -44,22 +44,38 @@ class EvalSet:
         return cls(d.images, d.labels, d.families)
 
 
-def scores(det: Detector, images: list[np.ndarray]) -> np.ndarray:
-    """Calibrated p(generated): patch-sized images directly, larger ones tiled and aggregated."""
+def logits(det: Detector, images: list[np.ndarray]) -> np.ndarray:
+    """Aggregated raw logits: patch-sized images directly, larger ones tiled (mean logit)."""
     if images and all(im.shape[:2] == (det.patch, det.patch) for im in images):
-        return det.predict_proba(np.stack(images))
-    return np.array([s.probability for s in det.score_many(images)])
+        return det.logits(np.stack([det.prepare(im) for im in images]))
+    return np.array([s.logit for s in det.score_many(images)])
+
+
+def scores(det: Detector, images: list[np.ndarray]) -> np.ndarray:
+    """Calibrated p(generated) of each image."""
+    return det.probabilities(logits(det, images))
+
+
+def report(det: Detector, labels: np.ndarray, z: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Ranking metrics (AUC, AP, EER, TPR@FPR) from logits, so a steep calibration cannot create
+    ties; accuracy, FPR and ECE from the calibrated probabilities."""
+    p = det.probabilities(z)
+    ranked = detection_report(labels, z, threshold=float("inf"))
+    out = detection_report(labels, p, threshold=threshold)
+    for k in ("auc", "ap", "eer", "tpr_at_0.01_fpr"):
+        out[k] = ranked[k]
+    return out
 
 
 def evaluate(det: Detector, data: EvalSet, *, threshold: float = 0.5) -> dict[str, Any]:
-    p = scores(det, data.images)
-    out: dict[str, Any] = {"overall": detection_report(data.labels, p, threshold=threshold), "per_generator": {}}
+    z = logits(det, data.images)
+    out: dict[str, Any] = {"overall": report(det, data.labels, z, threshold), "per_generator": {}}
     real = data.labels == 0
-    fams = np.array(data.families)
+    fams = np.array([str(f) for f in data.families])
     for fam in sorted(set(fams[~real])):
         m = real | (fams == fam)
-        out["per_generator"][fam] = detection_report(data.labels[m], p[m], threshold=threshold)
-    out["probabilities"] = p
+        out["per_generator"][fam] = report(det, data.labels[m], z[m], threshold)
+    out["probabilities"] = det.probabilities(z)
     return out
 
 
@@ -68,7 +84,7 @@ def robustness(det: Detector, data: EvalSet, suite: Mapping[str, Any], *, seed: 
     res = {}
     for name, pert in suite.items():
         imgs = apply_batch(list(data.images), pert, seed=seed)
-        res[name] = detection_report(data.labels, scores(det, imgs))
+        res[name] = report(det, data.labels, logits(det, imgs))
     return res
 
 
