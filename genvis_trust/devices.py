@@ -25,7 +25,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def use_all_cores() -> int:
-    """Let torch use every core this process may run on; returns the thread count."""
+    """Let torch use every core this process may run on; returns the thread count.
+
+    An explicit ``OMP_NUM_THREADS`` wins (several jobs sharing a machine must not each take
+    every core: oversubscribed OpenMP threads spin and run many times slower)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        n = max(1, int(os.environ["OMP_NUM_THREADS"]))
+        torch.set_num_threads(n)
+        return n
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux

@@ -6,8 +6,7 @@ import typer
 
 from genvis_trust import __version__
 
-from . import datasets, detectors
-from . import generators, train
+from . import datasets, demo, detectors, generators, provenance, scan, serve, train
 
 app = typer.Typer(
     name="genvis-trust",
@@ -20,12 +19,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+app.command("scan")(scan.scan_cmd)
+app.command("audit")(scan.audit_cmd)
+app.command("serve")(serve.serve_cmd)
+app.command("demo")(demo.demo_cmd)
 app.add_typer(datasets.app, name="datasets")
+app.add_typer(provenance.keys_app, name="keys")
+app.add_typer(provenance.watermark_app, name="watermark")
+app.command("stamp")(provenance.stamp)
+app.command("verify")(provenance.verify)
 app.add_typer(generators.app, name="generators")
 app.add_typer(train.app, name="train")
 app.command("generate")(generators.generate_cmd)
 app.add_typer(detectors.app, name="detectors")
 app.command("evaluate")(detectors.evaluate_cmd)
+train.app.command("detector")(detectors.train_detector_cmd)
 
 
 def _version(value: bool):

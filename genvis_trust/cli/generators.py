@@ -1,0 +1,204 @@
+"""`genvis-trust generators ...` and `genvis-trust generate`: list, sample, evaluate, interpolate."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from .common import err, friendly_errors, out, print_json, progress
+from .train import command_line
+
+app = typer.Typer(help="Built-in generator families and models: list, evaluate, interpolate.", no_args_is_help=True)
+
+
+def _errors():
+    from genvis_trust.datasets import CorpusError, SourceError
+    from genvis_trust.generators import GeneratorError
+
+    return GeneratorError, SourceError, CorpusError
+
+
+@app.command("list")
+def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to stdout.")):
+    """Show the generator families and the bundled pretrained models (usable by name)."""
+    from genvis_trust.generators import list_bundled, list_generators
+    from genvis_trust.generators.artifact import read_json
+
+    fams = list_generators()
+    bundled = []
+    for name, path in list_bundled().items():
+        card = read_json(path / "card.json")
+        cfg = read_json(path / "config.json")
+        bundled.append({
+            "name": name, "family": cfg["family"], "num_classes": cfg["config"].get("num_classes", 0),
+            "data": card.get("data", {}).get("source"), "steps": card.get("steps"),
+            "params": card.get("params"), "checkpoint_sha256": card.get("checkpoint_sha256"),
+            "metrics": card.get("metrics", {}), "command": card.get("command"),
+        })
+    if json_out:
+        print_json({"families": fams, "bundled": bundled})
+        return
+    t = Table(title="generator families")
+    t.add_column("family")
+    t.add_column("description")
+    for k, v in fams.items():
+        t.add_row(k, v)
+    out.print(t)
+    t2 = Table(title="bundled models (use the name as MODEL)")
+    for col in ("name", "family", "classes", "data", "steps", "params"):
+        t2.add_column(col)
+    for b in bundled:
+        t2.add_row(b["name"], b["family"], str(b["num_classes"] or "-"), str(b["data"]), str(b["steps"]),
+                   f"{b['params']:,}" if b["params"] else "-")
+    out.print(t2)
+
+
+def generate_cmd(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="A bundled model name (see `generators list`) or an artifact folder."),
+    n: int = typer.Option(64, "--n", help="Number of images."),
+    seed: int = typer.Option(0, help="Base seed; image i uses image_seed(seed, i), recorded per image."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Corpus folder to write."),
+    grid: Path | None = typer.Option(None, help="Also write a PNG grid of the first 64 images."),
+    batch: int = typer.Option(64, help="Images per network batch (memory stays constant in --n)."),
+    class_id: int | None = typer.Option(None, "--class-id", help="Class for conditional models (default: cycle 0..K-1)."),
+    sampler: str | None = typer.Option(None, help="Diffusion: ancestral or ddim."),
+    steps: int | None = typer.Option(None, help="Diffusion DDIM steps (chosen at sampling time)."),
+    eta: float | None = typer.Option(None, help="Diffusion DDIM eta (0: deterministic)."),
+    guidance: float | None = typer.Option(None, help="Diffusion classifier-free guidance scale (1: none)."),
+    temperature: float | None = typer.Option(None, help="VAE / flow / PixelCNN sampling temperature."),
+    truncation: float | None = typer.Option(None, help="GAN latent truncation factor (<= 1)."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda ..."),
+    threads: int | None = typer.Option(None, help="CPU threads."),
+    image_format: str = typer.Option("png", "--format", help="png (default), jpeg or webp."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run into the same --out."),
+    overwrite: bool = typer.Option(False, help="Replace an existing corpus in --out."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary to stdout."),
+):
+    """Sample MODEL into a corpus (images + manifest.jsonl with family, checkpoint sha256, seed per image).
+
+    Example: genvis-trust generate diffusion-digits --n 100 --sampler ddim --steps 20 --out /tmp/gen --grid /tmp/gen.png
+    """
+    from genvis_trust.generators import load_generator, set_cpu_threads
+    from genvis_trust.generators.sampling import generate_to_corpus, sampler_settings
+
+    with friendly_errors(*_errors()):
+        set_cpu_threads(threads)
+        lg = load_generator(model, device, info=True)
+        opts = dict(sampler=sampler, steps=steps, eta=eta, guidance=guidance, temperature=temperature,
+                    truncation=truncation)
+        given = {k: v for k, v in opts.items() if v is not None}
+        sampler_settings(lg.model, **given)  # fail on unknown settings before writing anything
+        t0 = time.time()
+        with progress() as bar:
+            task = bar.add_task(f"generate {lg.name}", total=n)
+            res = generate_to_corpus(
+                lg, out_dir, n=n, seed=seed, batch=batch, class_id=class_id, image_format=image_format,
+                resume=resume, overwrite=overwrite, command=command_line(ctx),
+                on_image=lambda i: bar.update(task, completed=i + 1), keep=64 if grid else 0, **given,
+            )
+    dt = time.time() - t0
+    new = res["images"] - res["resumed_from"]
+    if grid is not None and res["preview"]:
+        from genvis_trust.report.grid import save_grid
+
+        k = lg.model.num_classes  # conditional: one column per class, so rows read 0..K-1
+        save_grid(grid, res["preview"], cell=max(32, res["preview"][0].shape[0]),
+                  ncols=k if 1 < k <= 16 and class_id is None else None)
+        err.print(f"grid: {grid}")
+    err.print(f"wrote {new} images to {out_dir} in {dt:.1f}s ({new / max(dt, 1e-9):.1f} images/s)")
+    if json_out:
+        res.pop("preview")
+        print_json({**res, "seconds": round(dt, 2)})
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: str = typer.Argument(..., help="A bundled model name or an artifact folder."),
+    ref: str | None = typer.Option(None, help="Reference source (default: the model's training source, split test)."),
+    ref_split: str = typer.Option("test", help="Split of the reference source (held out by default)."),
+    n: int = typer.Option(500, "--n", help="Generated images (and at most as many reference images)."),
+    seed: int = typer.Option(1234, help="Base seed for the generated images."),
+    features: str = typer.Option("toolkit", help="Feature network: 'toolkit' (bundled, trained on built-in data) or 'inception'."),
+    inception_weights: Path | None = typer.Option(None, help="torchvision/pt_inception-format Inception-v3 weights (.pth or .safetensors) for --features inception."),
+    sampler: str | None = typer.Option(None, help="Diffusion: ancestral or ddim."),
+    steps: int | None = typer.Option(None, help="Diffusion DDIM steps."),
+    guidance: float | None = typer.Option(None, help="Diffusion guidance scale."),
+    temperature: float | None = typer.Option(None, help="VAE / flow / PixelCNN temperature."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda ..."),
+    threads: int | None = typer.Option(None, help="CPU threads."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON to stdout."),
+):
+    """FID, KID, precision/recall, density/coverage (and, for labeled references, mode coverage and
+    class accuracy) of MODEL's samples against a reference set. Every number names N, the
+    reference and the feature network."""
+    from genvis_trust.generators import load_generator, set_cpu_threads
+    from genvis_trust.generators.metrics import evaluate_generator
+
+    with friendly_errors(*_errors()):
+        set_cpu_threads(threads)
+        lg = load_generator(model, device, info=True)
+        opts = {k: v for k, v in dict(sampler=sampler, steps=steps, guidance=guidance,
+                                      temperature=temperature).items() if v is not None}
+        rep = evaluate_generator(lg, ref=ref, ref_split=ref_split, n=n, seed=seed, features=features,
+                                 inception_weights=inception_weights, device=device, **opts)
+    if json_out:
+        print_json(rep)
+        return
+    t = Table(title=f"{lg.name}: {rep['n_generated']} generated vs {rep['n_reference']} {rep['reference']}")
+    t.add_column("metric")
+    t.add_column("value")
+    for k, v in rep["metrics"].items():
+        t.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    out.print(t)
+    err.print(f"feature network: {rep['feature_network']['name']} ({rep['feature_network']['description']})")
+
+
+@app.command("interpolate")
+def interpolate_cmd(
+    model: str = typer.Argument(..., help="A VAE or GAN: bundled model name or artifact folder."),
+    out_png: Path = typer.Option(..., "--out", "-o", help="PNG strip to write."),
+    seeds: tuple[int, int] = typer.Option((0, 1), help="Two seeds whose latents are interpolated."),
+    images: tuple[Path, Path] | None = typer.Option(None, help="VAE: two image files to interpolate between (encoded)."),
+    frames: int = typer.Option(8, help="Images in the strip, ends included."),
+    rows: int = typer.Option(1, help="Rows: consecutive seed pairs (seed, seed+1), (seed+2, seed+3), ..."),
+    class_id: int | None = typer.Option(None, "--class-id", help="Class for a conditional GAN."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda ..."),
+):
+    """Write an image strip walking the latent space between two seeds (or two images, VAE)."""
+    from genvis_trust.generators import load_generator
+    from genvis_trust.generators.interpolate import interpolate
+    from genvis_trust.report.grid import save_grid
+
+    with friendly_errors(*_errors()):
+        g = load_generator(model, device)
+        strips = []
+        for r in range(rows):
+            pair = (seeds[0] + 2 * r, seeds[1] + 2 * r)
+            strips.extend(interpolate(g, seeds=pair, images=images if r == 0 else None, frames=frames,
+                                      class_id=class_id))
+        save_grid(out_png, strips, ncols=frames, cell=max(32, strips[0].shape[0]))
+    err.print(f"wrote {out_png}")
+
+
+@app.command("train-features")
+def train_features_cmd(
+    ctx: typer.Context,
+    out_dir: Path | None = typer.Option(None, "--out", "-o", help="Folder (default: the bundled asset location)."),
+    steps: int = typer.Option(1500, help="Optimizer steps."),
+    seed: int = typer.Option(0, help="Seed."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda ..."),
+    threads: int | None = typer.Option(None, help="CPU threads."),
+):
+    """Train the toolkit's own feature network (digits classes + photo-patch sources) used by `evaluate`."""
+    from genvis_trust.generators import set_cpu_threads
+    from genvis_trust.generators.features import FEATURES_ASSET, train_feature_net
+
+    with friendly_errors(*_errors()):
+        set_cpu_threads(threads)
+        card = train_feature_net(out_dir or FEATURES_ASSET, steps=steps, seed=seed, device=device,
+                                 command=command_line(ctx))
+    err.print(f"digits test accuracy {card['metrics']['digits_test_accuracy']:.4f}; wrote {out_dir or FEATURES_ASSET}")

@@ -1,0 +1,168 @@
+"""Generator artifacts: ``config.json`` + ``model.safetensors`` + ``card.json`` (never pickle).
+
+- ``config.json``: ``{"family", "version", "config": {constructor kwargs}, "toolkit_version"}``;
+- ``model.safetensors``: the sampling weights; its sha256 is the checkpoint id;
+- ``card.json``: data source, steps, seed, wall time, metrics, the exact command;
+- ``train_state.safetensors`` (training folders only, not shipped): full module state,
+  optimizer states and the step, so training resumes where it stopped.
+
+Loading checks the family is registered, the version matches, and (when the card records
+it) that the weights' sha256 is the one the card promises.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save, save_file
+
+from genvis_trust import __version__
+from genvis_trust.io import atomic_write_bytes, atomic_write_text, sha256_file
+
+from .base import Generator, GeneratorError, generator_class, list_bundled, resolve_device
+
+CONFIG, WEIGHTS, CARD, TRAIN_STATE = "config.json", "model.safetensors", "card.json", "train_state.safetensors"
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared or non-contiguous storage; copies are cheap at this size
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def save_generator(model: Generator, out: str | Path, card: dict[str, Any] | None = None) -> str:
+    """Write the artifact folder; returns the weights' sha256 (the checkpoint id)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    blob = save(_contiguous(model.artifact_state_dict()), metadata={"family": model.family})
+    atomic_write_bytes(out / WEIGHTS, blob)
+    sha = sha256_file(out / WEIGHTS)
+    _write_json(
+        out / CONFIG,
+        {"family": model.family, "version": model.version, "config": model.config, "toolkit_version": __version__},
+    )
+    full_card = {
+        "family": model.family,
+        "params": model.num_params(),
+        "weights_bytes": (out / WEIGHTS).stat().st_size,
+        **(card or {}),
+        "checkpoint_sha256": sha,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    _write_json(out / CARD, full_card)
+    return sha
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GeneratorError(f"{path}: missing (not a generator artifact folder?)") from None
+    except json.JSONDecodeError as e:
+        raise GeneratorError(f"{path}: not valid JSON ({e.msg})") from None
+
+
+def resolve_artifact(name_or_path: str | Path) -> Path:
+    """A bundled model name or an artifact folder -> the folder."""
+    p = Path(name_or_path)
+    if (p / CONFIG).is_file():
+        return p
+    bundled = list_bundled()
+    if str(name_or_path) in bundled:
+        return bundled[str(name_or_path)]
+    if p.exists():
+        raise GeneratorError(f"{p}: not a generator artifact (no {CONFIG})")
+    names = ", ".join(bundled) or "none installed"
+    raise GeneratorError(f"{name_or_path!r} is neither an artifact folder nor a bundled model ({names})")
+
+
+class LoadedGenerator:
+    """A loaded model plus where it came from (folder, card, checkpoint sha256)."""
+
+    def __init__(self, model: Generator, path: Path, card: dict[str, Any], sha256: str, name: str):
+        self.model, self.path, self.card, self.sha256, self.name = model, path, card, sha256, name
+
+
+def load_generator(name_or_path: str | Path, device: str | torch.device = "auto", *, info: bool = False):
+    """Load a bundled model by name or an artifact folder; returns the model in eval mode
+    (or a :class:`LoadedGenerator` with ``info=True``)."""
+    path = resolve_artifact(name_or_path)
+    cfg = read_json(path / CONFIG)
+    family, version = cfg.get("family"), cfg.get("version")
+    cls = generator_class(str(family))
+    if version != cls.version:
+        raise GeneratorError(
+            f"{path / CONFIG}: {family} version {version} but this toolkit reads version {cls.version}"
+        )
+    if not (path / WEIGHTS).is_file():
+        raise GeneratorError(f"{path / WEIGHTS}: missing")
+    sha = sha256_file(path / WEIGHTS)
+    card = read_json(path / CARD) if (path / CARD).is_file() else {}
+    if card.get("checkpoint_sha256") and card["checkpoint_sha256"] != sha:
+        raise GeneratorError(
+            f"{path / WEIGHTS}: sha256 {sha[:16]}… differs from the card's {card['checkpoint_sha256'][:16]}…"
+        )
+    model = cls(**cfg.get("config", {}))
+    try:
+        model.load_artifact_state_dict(load_file(str(path / WEIGHTS)))
+    except RuntimeError as e:
+        raise GeneratorError(f"{path / WEIGHTS}: weights do not fit the config: {e}") from None
+    model = model.to(resolve_device(device)).eval()
+    if info:
+        return LoadedGenerator(model, path, card, sha, Path(name_or_path).name)
+    return model
+
+
+# --------------------------------------------------------------------------- train state
+
+
+def save_train_state(
+    model: Generator, optimizers: dict[str, torch.optim.Optimizer], step: int, out: str | Path
+) -> None:
+    """Full module state + optimizer states in safetensors; non-tensor parts in its metadata."""
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
+    groups: dict[str, Any] = {}
+    for name, opt in optimizers.items():
+        sd = opt.state_dict()
+        groups[name] = sd["param_groups"]
+        for idx, st in sd["state"].items():
+            for key, val in st.items():
+                t = val if torch.is_tensor(val) else torch.tensor(val)
+                tensors[f"opt.{name}.{idx}.{key}"] = t
+    meta = {"step": str(step), "param_groups": json.dumps(groups), "family": model.family}
+    save_file(_contiguous(tensors), str(Path(out) / TRAIN_STATE), metadata=meta)
+
+
+def load_train_state(
+    model: Generator, optimizers: dict[str, torch.optim.Optimizer], folder: str | Path
+) -> int:
+    """Restore what :func:`save_train_state` wrote; returns the step to continue from."""
+    from safetensors import safe_open
+
+    path = Path(folder) / TRAIN_STATE
+    if not path.is_file():
+        raise GeneratorError(f"{path}: missing; nothing to resume")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if meta.get("family") != model.family:
+        raise GeneratorError(f"{path}: train state of {meta.get('family')!r}, not {model.family!r}")
+    dev = model.device
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    groups = json.loads(meta["param_groups"])
+    for name, opt in optimizers.items():
+        state: dict[int, dict[str, Any]] = {}
+        prefix = f"opt.{name}."
+        for k, v in tensors.items():
+            if k.startswith(prefix):
+                idx, key = k[len(prefix) :].split(".", 1)
+                state.setdefault(int(idx), {})[key] = v if key == "step" else v.to(dev)
+        opt.load_state_dict({"state": state, "param_groups": groups[name]})
+    return int(meta["step"])
