@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from genvis_trust.artifacts import ArtifactError
@@ -241,7 +242,7 @@ def evaluate_cmd(
         row(f"real vs {fam}", r)
     if robust:
         for name, r in rep["robustness"].items():
-            row(f"[{name}]", r)
+            row(escape(f"[{name}]"), r)
     out.print(t)
 
 
