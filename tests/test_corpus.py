@@ -288,3 +288,16 @@ def test_loader_refuses_file_changed_after_listing(tmp_path):
     loader = _Loader(changed, "0" * 64)
     with pytest.raises(ImageLoadError, match="sha256"):
         loader()
+
+
+def test_resume_without_card_keeps_existing_card_fields(tmp_path):
+    import numpy as np
+
+    from genvis_trust.datasets import CorpusWriter, read_corpus
+
+    with CorpusWriter(tmp_path / "c", card={"generator": {"family": "gan"}}) as w:
+        w.add(np.zeros((4, 4, 3), np.uint8), label="generated", source="g")
+    with CorpusWriter(tmp_path / "c", resume=True) as w:
+        w.add(np.ones((4, 4, 3), np.uint8), label="generated", source="g")
+    c = read_corpus(tmp_path / "c")
+    assert len(c) == 2 and c.card["generator"] == {"family": "gan"} and c.card["complete"] is True

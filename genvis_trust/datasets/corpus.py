@@ -126,6 +126,12 @@ class CorpusWriter:
                 f"{self.root}: cannot resume: corpus images are {old['image_format']}, "
                 f"asked for {self.image_format}"
             )
+        # fields the resuming writer does not restate (e.g. the generator that wrote the
+        # corpus) are kept: a resume must never lose what the card said
+        known = {"format", "toolkit_version", "images", "labels", "image_format", "complete", "written_at"}
+        for k, v in old.items():
+            if k not in known:
+                self.card.setdefault(k, v)
         if "data" in old and "data" in self.card:
             new = json.loads(json.dumps(self.card["data"], default=str))  # as the card stores it
             if old["data"] != new:
