@@ -161,7 +161,7 @@ class Scanner:
         store: str | os.PathLike | None = None,
         trust_anchors: str | os.PathLike | None = None,
         watermark_backends: tuple[str, ...] | None = None,
-        batch_size: int = 512,
+        batch_size: int | None = None,
         workers: int | None = None,
         check_stability: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,

@@ -334,3 +334,14 @@ def test_platt_stays_finite_on_separable_validation_and_keeps_ranking():
     assert 0 < state["a"] < 5
     far = np.array([30.0, 31.0, 32.0])  # beyond the validation range: still strictly ordered
     assert np.all(np.diff(apply_calibration(state, far)) > 0)
+
+
+def test_optimized_inference_matches_eager_and_keeps_gradients():
+    from genvis_trust.detectors.explain import gradcam
+
+    det = Detector.create("cnn", device="cpu")
+    x = RNG.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    eager = det.logits(x)
+    assert det.optimize_for_inference()
+    np.testing.assert_allclose(det.logits(x), eager, atol=1e-4)
+    assert gradcam(det, x[0]).shape == (32, 32)  # the eager network still takes gradients

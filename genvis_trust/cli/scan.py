@@ -52,7 +52,7 @@ def scan_cmd(
     full: bool = typer.Option(False, help="With --json: include the full provenance report of each image."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
     workers: int | None = typer.Option(None, help="Decode threads (default: one per core, at least 2)."),
-    batch: int = typer.Option(512, help="Detector tiles per forward pass."),
+    batch: int | None = typer.Option(None, help="Detector tiles per forward pass (default 128 on CPU, 1024 on CUDA)."),
 ):
     """Scan images: C2PA, metadata markers, watermarks (ours and known generators'), and the
     detector, fused into one verdict per image with its evidence. Never claims "real".
@@ -98,7 +98,8 @@ def scan_cmd(
 
 
 def _write_scan_html(path: Path, results: list[dict], detector, limit: int = 200) -> None:
-    from genvis_trust.detectors.explain import overlay, patch_score_map
+    from genvis_trust.detectors.explain import gradcam, overlay, patch_score_map
+    from genvis_trust.detectors.training import fixed_patches
     from genvis_trust.io import ImageLoadError, atomic_write_text, load_image
     from genvis_trust.report.html import scan_report_html, spectrum_image, thumbnail
 
@@ -108,9 +109,11 @@ def _write_scan_html(path: Path, results: list[dict], detector, limit: int = 200
         if r["verdict"] != "error":
             try:
                 img = load_image(r["input"]).array
-                small = thumbnail(img, 384)
                 pics["image"] = thumbnail(img)
-                pics["detector heat map"] = thumbnail(overlay(small, patch_score_map(detector, small, max_tiles=256)))
+                if max(img.shape[:2]) <= detector.patch * 1.5:  # one tile: Grad-CAM shows where inside it
+                    pics["detector Grad-CAM"] = overlay(img, gradcam(detector, fixed_patches([img], detector.patch)[0]))
+                else:  # the tiles the verdict averages, scored on the full-resolution image
+                    pics["detector heat map"] = overlay(thumbnail(img, 384), patch_score_map(detector, img, max_tiles=1024))
                 pics["spectrum"] = spectrum_image(img)
             except (ImageLoadError, ValueError):
                 pass
@@ -129,7 +132,7 @@ def audit_cmd(
     engine: str = typer.Option("local", help="local (threads + batches on this machine) or ray (Ray Data; needs the ray extra)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     workers: int | None = typer.Option(None, help="Decode threads."),
-    batch: int = typer.Option(512, help="Detector tiles per forward pass."),
+    batch: int | None = typer.Option(None, help="Detector tiles per forward pass (default 128 on CPU, 1024 on CUDA)."),
 ):
     """Audit a folder: stream every file through scan, append to OUT/results.jsonl as it goes,
     resume after an interruption (rerun the same command), and write a summary report.
