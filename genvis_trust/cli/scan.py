@@ -51,7 +51,7 @@ def scan_cmd(
     no_provenance: bool = typer.Option(False, "--no-provenance", help="Detector only: skip C2PA, metadata and watermark checks."),
     full: bool = typer.Option(False, help="With --json: include the full provenance report of each image."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
-    workers: int | None = typer.Option(None, help="Decode threads (default: one per core, at least 2)."),
+    workers: int | None = typer.Option(None, help="Decode threads (default: half the cores, at least 1)."),
     batch: int | None = typer.Option(None, help="Detector tiles per forward pass (default 128 on CPU, 1024 on CUDA)."),
 ):
     """Scan images: C2PA, metadata markers, watermarks (ours and known generators'), and the

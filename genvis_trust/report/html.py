@@ -65,6 +65,8 @@ def _page(title: str, body: str) -> str:
 
 
 def _evidence_table(evidence: list[dict]) -> str:
+    if not evidence:
+        return ""
     rows = []
     for e in sorted(evidence, key=lambda e: STRENGTH_ORDER.get(e.get("strength"), 9)):
         mark = "●" if e.get("indicates") not in (None, "none") else "○"

@@ -93,7 +93,8 @@ class ScoringEngine:
         self.batch_size = batch_size or (128 if self.detector.device.type == "cpu" else 1024)
         self.optimized = self.detector.optimize_for_inference() if optimize else False
         ncores = use_all_cores() if self.detector.device.type == "cpu" else (os.cpu_count() or 1)
-        self.workers = workers or max(2, ncores)
+        # decode threads share the cores with torch's own threads: half of them (at least one)
+        self.workers = workers or max(1, ncores // 2)
         self.max_pixels = max_pixels
         self.window = window or max(64, 4 * self.workers)
         self.keep_images = keep_images
