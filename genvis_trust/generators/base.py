@@ -40,15 +40,13 @@ class GeneratorError(ValueError):
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when present, else CPU. Anything else is passed to ``torch.device``."""
-    if isinstance(device, torch.device):
-        return device
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GeneratorError(f"device {device!r} requested but CUDA is not available")
-    return dev
+    """``"auto"``: CUDA when present, else CPU (the toolkit-wide rule in ``genvis_trust.devices``)."""
+    from genvis_trust.devices import resolve_device as _resolve
+
+    try:
+        return _resolve("auto" if device is None else device)
+    except ValueError as e:
+        raise GeneratorError(str(e)) from None
 
 
 def set_cpu_threads(threads: int | None = None) -> int:
