@@ -82,26 +82,38 @@ def run_audit(
     own = scanner is None
     scanner = scanner or Scanner(**(scanner_kwargs or {}))
     t0 = time.time()
-    n_new = 0
+
+    def records():
+        for res in scanner.scan(str(p) for p in todo):
+            rec = res.to_dict()
+            rec["input"] = _rel(Path(res.input), root)  # records name files relative to the root
+            yield json.dumps(rec, sort_keys=True, default=str)
+            if on_result is not None:
+                on_result(rec)
+
     try:
-        with open(results, "a", encoding="utf-8") as fh:
-            for res in scanner.scan(str(p) for p in todo):
-                rec = res.to_dict()
-                rec["input"] = _rel(Path(res.input), root)  # records name files relative to the root
-                fh.write(json.dumps(rec, sort_keys=True, default=str) + "\n")
-                fh.flush()
-                n_new += 1
-                if n_new % fsync_every == 0:
-                    os.fsync(fh.fileno())
-                if on_result is not None:
-                    on_result(rec)
-            os.fsync(fh.fileno())
+        n_new = append_records(results, records(), fsync_every)
     finally:
         if own:
             scanner.close()
     summary = summarize(results, root=root, new=n_new, elapsed=time.time() - t0)
     write_summary(out, summary)
     return summary
+
+
+def append_records(results: Path, lines: Iterator[str], fsync_every: int = 64) -> int:
+    """Append JSON lines one ``write`` each, flushed as they come (a kill loses at most the
+    line being written, which ``load_done`` drops); returns how many were written."""
+    n = 0
+    with open(results, "a", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(line + "\n")
+            fh.flush()
+            n += 1
+            if n % fsync_every == 0:
+                os.fsync(fh.fileno())
+        os.fsync(fh.fileno())
+    return n
 
 
 def _rel(p: Path, root: Path) -> str:

@@ -27,7 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from genvis_trust.audit import RESULTS, _rel, iter_files, load_done, summarize, write_summary
+from genvis_trust.audit import (
+    RESULTS,
+    _rel,
+    append_records,
+    iter_files,
+    load_done,
+    summarize,
+    write_summary,
+)
 
 
 class _ScanActor:
@@ -85,12 +93,7 @@ def run_audit_ray(
                 num_gpus=1 if gpus else 0,
                 num_cpus=num_cpus_per_actor,
             )
-            with open(results, "a", encoding="utf-8") as fh:
-                for row in ds.iter_rows():
-                    fh.write(row["record"] + "\n")
-                    fh.flush()
-                    n_new += 1
-                os.fsync(fh.fileno())
+            n_new = append_records(results, (row["record"] for row in ds.iter_rows()))
     finally:
         if started:
             ray.shutdown()
