@@ -188,8 +188,10 @@ def evaluate_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON to stdout."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ):
-    """Evaluate a detector on held-out real and generated images: acc (real/fake), AP, AUC, EER,
-    TPR@1%FPR, ECE, per-generator breakdown; optionally robustness sweeps and plots."""
+    """Evaluate a detector on held-out real and generated images.
+
+    Reports acc (real/fake), AP, AUC, EER, TPR@1%FPR and ECE, per generator; --robustness adds
+    the perturbation sweeps; --out writes report.json and plots."""
     from genvis_trust.datasets.perturbations import STANDARD_ROBUSTNESS_SUITE
     from genvis_trust.detectors import load_detector
     from genvis_trust.detectors.evaluation import EvalSet, evaluate, robustness

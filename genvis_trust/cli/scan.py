@@ -54,8 +54,10 @@ def scan_cmd(
     workers: int | None = typer.Option(None, help="Decode threads (default: half the cores, at least 1)."),
     batch: int | None = typer.Option(None, help="Detector tiles per forward pass (default 128 on CPU, 1024 on CUDA)."),
 ):
-    """Scan images: C2PA, metadata markers, watermarks (ours and known generators'), and the
-    detector, fused into one verdict per image with its evidence. Never claims "real".
+    """Scan images: every signal fused into one verdict per image, with its evidence.
+
+    Signals: C2PA manifests, metadata markers, watermarks (ours and known generators'),
+    the provenance store, and the detector. Never claims "real".
 
     Exit codes: 0 every image scanned; 1 some inputs could not be read (their records say why).
     """
@@ -134,8 +136,10 @@ def audit_cmd(
     workers: int | None = typer.Option(None, help="Decode threads."),
     batch: int | None = typer.Option(None, help="Detector tiles per forward pass (default 128 on CPU, 1024 on CUDA)."),
 ):
-    """Audit a folder: stream every file through scan, append to OUT/results.jsonl as it goes,
-    resume after an interruption (rerun the same command), and write a summary report.
+    """Audit a folder: every file through scan, resumable, with a summary report.
+
+    Records are appended to OUT/results.jsonl as they come; rerun the same command after an
+    interruption to resume. Writes OUT/summary.json and OUT/report.html.
 
     Exit codes: 0 done; 1 done, but some files could not be scanned (listed in the report).
     """

@@ -12,7 +12,7 @@ import typer
 
 from .common import err, friendly_errors, print_json, progress
 
-app = typer.Typer(help="Train models (generators; detectors are added by their own module).", no_args_is_help=True)
+app = typer.Typer(help="Train generators and detectors with the toolkit's own loops.", no_args_is_help=True)
 
 
 def command_line(ctx: typer.Context | None = None) -> str:
