@@ -50,7 +50,7 @@ def _material(keys: Path | None, cert_chain: Path | None, private_key: Path | No
 
 
 def stamp(
-    images: list[Path] = typer.Argument(..., help="Images to stamp."),
+    images: list[Path] = typer.Argument(..., help="Images to stamp, or one generated corpus folder (its manifest names the generator of each image)."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder for stamped images."),
     keys: Path = typer.Option(None, "--keys", help="Folder made by `keys init`."),
     cert_chain: Path = typer.Option(None, "--cert-chain", help="Your PEM chain (signer first)."),
@@ -62,9 +62,14 @@ def stamp(
     family: str = typer.Option(None, help="Generator family (gan, vae, diffusion, ...)."),
     checkpoint_sha256: str = typer.Option(None, "--checkpoint-sha256", help="Checkpoint hash."),
     edited: bool = typer.Option(False, help="Mark as compositeWithTrainedAlgorithmicMedia."),
+    upscale: int = typer.Option(None, help="Corpus input: enlarge images smaller than this side (e.g. 256, the watermark minimum) before stamping."),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines to stdout, one per image."),
 ):
-    """Watermark, sign (C2PA) and record images. JPEG is written 4:4:4, WebP lossless."""
+    """Watermark, sign (C2PA) and record images. JPEG is written 4:4:4, WebP lossless.
+
+    Given a corpus folder (from `generate`), writes a stamped corpus to --out whose manifest
+    records the provenance applied to each image:
+    genvis-trust stamp corpora/gan --out corpora/gan-stamped --keys keys --upscale 256"""
     from genvis_trust.io import ImageLoadError, load_image
     from genvis_trust.provenance.stamp import EXTENSIONS, STAMP_FORMATS, StampError, stamp_array
     from genvis_trust.provenance.store import ProvenanceStore
@@ -78,6 +83,9 @@ def stamp(
     if fmt.lower() != "keep" and fmt.upper().replace("JPG", "JPEG") not in STAMP_FORMATS:
         fail(f"--format must be keep or one of {', '.join(STAMP_FORMATS)}", EXIT_USAGE)
     store = ProvenanceStore(store_path or out_dir / "provenance.db")
+    if len(images) == 1 and (images[0] / "manifest.jsonl").is_file():
+        _stamp_corpus(images[0], out_dir, store, material, backend, fmt, upscale, as_json)
+        return
     failures = 0
     with progress() as bar:
         task = bar.add_task("stamping", total=len(images))
@@ -102,6 +110,31 @@ def stamp(
                     print(json.dumps({"input": str(p), "error": str(e)}), flush=True)
             bar.advance(task)
     if failures:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+def _stamp_corpus(corpus, out_dir, store, material, backend, fmt, upscale, as_json):
+    from genvis_trust.datasets import CorpusError, read_corpus
+    from genvis_trust.provenance.stamp import stamp_corpus
+
+    f = "PNG" if fmt.lower() == "keep" else fmt.upper().replace("JPG", "JPEG")
+    try:
+        total = len(read_corpus(corpus, hashes=False))
+        with progress() as bar:
+            task = bar.add_task("stamping corpus", total=total)
+            res = stamp_corpus(corpus, out_dir, store=store, material=material, backend=backend, fmt=f,
+                               upscale=upscale, on_image=lambda _: bar.advance(task))
+    except CorpusError as e:
+        fail(str(e), EXIT_USAGE)
+    finally:
+        store.close()
+    if as_json:
+        print_json(res)
+    else:
+        out.print(f"stamped {res['stamped']} images into corpus {res['out']}", highlight=False)
+    for fl in res["failures"][:20]:
+        err.print(f"[red]failed:[/] {fl['error']}", highlight=False)
+    if res["failures"]:
         raise typer.Exit(EXIT_PROBLEM)
 
 

@@ -27,7 +27,7 @@ from .keys import SigningMaterial
 from .payload import get_codec
 from .phash import phash
 from .store import ProvenanceStore
-from .watermarks import DEFAULT_BACKEND, detection_from_reading, get_watermark
+from .watermarks import DEFAULT_BACKEND, WatermarkError, detection_from_reading, get_watermark
 
 __all__ = ["StampError", "StampResult", "encode_for_stamp", "stamp_array"]
 
@@ -155,3 +155,72 @@ def stamp_array(
         manifest_bytes=len(manifest_bytes),
         notes=notes,
     )
+
+
+def stamp_corpus(
+    corpus_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    store: ProvenanceStore,
+    material: SigningMaterial,
+    backend: str = DEFAULT_BACKEND,
+    fmt: str = "PNG",
+    upscale: int | None = None,
+    on_image=None,
+) -> dict:
+    """Stamp every image of a generated corpus into a new corpus at ``out_dir``.
+
+    The generator name, family and checkpoint sha256 come from each manifest record, so the
+    C2PA manifest states what made the image; each output record keeps the input's
+    family/seed/checkpoint and adds ``provenance`` (store record id, backend, payload, C2PA).
+    ``upscale``: enlarge images smaller than the watermark's minimum side to this side
+    (bicubic) first, and say so in the record; without it they are reported as failures.
+    """
+    import cv2
+
+    from genvis_trust.datasets import CorpusWriter, read_corpus
+    from genvis_trust.io import load_image
+
+    src = read_corpus(corpus_dir)
+    out_dir = Path(out_dir)
+    tmp = out_dir / ".stamping"
+    tmp.mkdir(parents=True, exist_ok=True)
+    card = {"stamped_from": str(corpus_dir), "source_card": src.card, "watermark_backend": backend, "upscale": upscale}
+    failures: list[dict] = []
+    with CorpusWriter(out_dir, card=card, image_format=fmt) as w:  # refuses to overwrite a corpus
+        for rec in src.records:
+            name = rec["path"]
+            try:
+                if rec["label"] != "generated":
+                    raise StampError(f"{name}: label is {rec['label']!r}; only generated images are stamped")
+                arr = load_image(src.file(rec)).array
+                notes = []
+                if upscale and min(arr.shape[:2]) < upscale:
+                    f = upscale / min(arr.shape[:2])
+                    size = (round(arr.shape[1] * f), round(arr.shape[0] * f))
+                    arr = cv2.resize(arr, size, interpolation=cv2.INTER_CUBIC)
+                    notes.append(f"enlarged x{f:g} (bicubic) before stamping")
+                meta = rec.get("meta") or {}
+                generator = meta.get("generator") or rec.get("source") or "unknown"
+                dest = tmp / f"{w.count:06d}{EXTENSIONS[fmt.upper()]}"
+                res = stamp_array(arr, dest, store=store, material=material, fmt=fmt, backend=backend,
+                                  generator=str(generator), family=rec.get("family"),
+                                  checkpoint_sha256=rec.get("checkpoint_sha256"), title=name)
+                data = dest.read_bytes()
+                dest.unlink()
+                w.add(arr, data=data, label="generated", source=rec.get("source") or "stamped", key=name,
+                      group=rec.get("group"), class_id=rec.get("class_id"), family=rec.get("family"),
+                      seed=rec.get("seed"), checkpoint_sha256=rec.get("checkpoint_sha256"),
+                      provenance={"record_id": res.record_id, "backend": backend, "payload_bits": res.payload_bits,
+                                  "c2pa": True, "psnr_db": res.psnr_db, "notes": notes},
+                      meta={**meta, "stamped_from": name})
+            except (StampError, WatermarkError, ValueError, OSError) as e:
+                failures.append({"input": name, "error": str(e)})
+            if on_image is not None:
+                on_image(name)
+        written = w.count
+    try:
+        tmp.rmdir()
+    except OSError:
+        pass
+    return {"out": str(out_dir), "stamped": written, "failures": failures}
