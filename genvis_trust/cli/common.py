@@ -7,6 +7,7 @@ verification, errors in some inputs); 2 usage error (bad options, unknown names)
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from contextlib import contextmanager
 from typing import Any
@@ -60,3 +61,29 @@ def friendly_errors(*types: type[BaseException]):
         yield
     except types as e:
         fail(str(e), EXIT_USAGE)
+
+
+def command_line(ctx: typer.Context | None = None) -> str:
+    """The running command, rebuilt from its parsed parameters (defaults left out), so the
+    card holds a command that reproduces the run however it was invoked (shell, tests, API)."""
+    if ctx is None:
+        return " ".join(shlex.quote(a) for a in ["genvis-trust", *sys.argv[1:]])
+    words = ["genvis-trust", *ctx.command_path.split()[1:]]
+    for p in ctx.command.params:
+        v = ctx.params.get(p.name)
+        if p.param_type_name == "argument":
+            words.append(str(v))
+            continue
+        if v is None or v == p.default or (isinstance(v, (list, tuple)) and not v):
+            continue
+        flag = max(p.opts, key=len)
+        if getattr(p, "is_flag", False):
+            words.append(flag if v else (p.secondary_opts[0] if p.secondary_opts else flag))
+        elif getattr(p, "multiple", False):
+            for item in v:
+                words += [flag, str(item)]
+        elif isinstance(v, (list, tuple)):
+            words += [flag, *map(str, v)]
+        else:
+            words += [flag, str(v)]
+    return " ".join(shlex.quote(w) for w in words)

@@ -19,7 +19,17 @@ from genvis_trust.datasets import (
 )
 from genvis_trust.datasets.corpus import MANIFEST
 
-from .common import EXIT_PROBLEM, EXIT_USAGE, err, fail, friendly_errors, out, print_json, progress
+from .common import (
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    command_line,
+    err,
+    fail,
+    friendly_errors,
+    out,
+    print_json,
+    progress,
+)
 
 app = typer.Typer(help="Real-data sources and corpora.", no_args_is_help=True)
 
@@ -93,7 +103,7 @@ def export_cmd(
         if any(it.label is None for it in src.split_items()):
             raise SourceError(f"{source}: images have no label; pass --label real|generated")
         total = len(src)
-        card = {"data": src.spec(), "command": _command_line()}
+        card = {"data": src.spec(), "command": command_line()}
         t0 = time.time()
         preview = []
         with CorpusWriter(out_dir, card=card, image_format=image_format, resume=resume, overwrite=overwrite) as w:
@@ -142,10 +152,3 @@ def verify_cmd(
         print_json(summary)
     else:
         out.print(f"[green]ok[/]: {summary['images']} images, labels {summary['labels']}, all sha256 match")
-
-
-def _command_line() -> str:
-    import shlex
-    import sys
-
-    return " ".join(shlex.quote(a) for a in ["genvis-trust", *sys.argv[1:]])

@@ -15,7 +15,7 @@ from genvis_trust.artifacts import ArtifactError
 from genvis_trust.datasets import SourceError, get_source
 from genvis_trust.datasets.corpus import CorpusError
 
-from .common import err, fail, friendly_errors, out, print_json, progress
+from .common import command_line, err, fail, friendly_errors, out, print_json, progress
 
 app = typer.Typer(help="Detector families, bundled detectors, checkpoint import, explanations.", no_args_is_help=True)
 
@@ -164,7 +164,7 @@ def train_detector_cmd(
             "name": out_dir.name,
             "summary": f"{family} trained on {', '.join(real)} vs {', '.join(Path(f).name for f in fake)}",
             "data": {"real": [s.spec() for s in tr_real], "generated": [s.spec() for s in tr_fake]},
-            "command": _command_line(),
+            "command": command_line(),
             "wall_time_s": round(res.wall_time_s, 1),
         }
         sha = res.detector.save(out_dir, card=card)
@@ -246,13 +246,6 @@ def evaluate_cmd(
         for name, r in rep["robustness"].items():
             row(escape(f"[{name}]"), r)
     out.print(t)
-
-
-def _command_line() -> str:
-    import shlex
-    import sys
-
-    return " ".join(shlex.quote(a) for a in ["genvis-trust", *sys.argv[1:]])
 
 
 __all__ = ["app", "evaluate_cmd", "train_detector_cmd", "fail"]

@@ -8,8 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from .common import err, friendly_errors, out, print_json, progress
-from .train import command_line
+from .common import command_line, err, friendly_errors, out, print_json, progress
 
 app = typer.Typer(help="Built-in generator families and models: list, evaluate, interpolate.", no_args_is_help=True)
 

@@ -3,42 +3,14 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import typer
 
-from .common import err, friendly_errors, print_json, progress
+from .common import command_line, err, friendly_errors, print_json, progress
 
 app = typer.Typer(help="Train generators and detectors with the toolkit's own loops.", no_args_is_help=True)
-
-
-def command_line(ctx: typer.Context | None = None) -> str:
-    """The running command, rebuilt from its parsed parameters (defaults left out), so the
-    card holds a command that reproduces the run however it was invoked (shell, tests, API)."""
-    if ctx is None:
-        return " ".join(shlex.quote(a) for a in ["genvis-trust", *sys.argv[1:]])
-    words = ["genvis-trust", *ctx.command_path.split()[1:]]
-    for p in ctx.command.params:
-        v = ctx.params.get(p.name)
-        if p.param_type_name == "argument":
-            words.append(str(v))
-            continue
-        if v is None or v == p.default or (isinstance(v, (list, tuple)) and not v):
-            continue
-        flag = max(p.opts, key=len)
-        if getattr(p, "is_flag", False):
-            words.append(flag if v else (p.secondary_opts[0] if p.secondary_opts else flag))
-        elif getattr(p, "multiple", False):
-            for item in v:
-                words += [flag, str(item)]
-        elif isinstance(v, (list, tuple)):
-            words += [flag, *map(str, v)]
-        else:
-            words += [flag, str(v)]
-    return " ".join(shlex.quote(w) for w in words)
 
 
 def parse_config(items: list[str]) -> dict:
