@@ -14,7 +14,7 @@ for m in $(genvis-trust generators list --json | python -c "import json,sys; pri
 done
 fakes=()
 for d in "$WORK"/*/; do fakes+=(--fake "$d"); done
-genvis-trust train detector cnn \
+genvis-trust train detector npr \
   --real builtin-photos --real builtin-digits "${fakes[@]}" \
   --real-n 6000 --steps 2000 --batch 64 --jpeg-p 0.3 --blur-p 0.1 \
   --reencode jpeg:quality=95 --calibration platt --seed 0 \
