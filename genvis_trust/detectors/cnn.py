@@ -46,7 +46,7 @@ def resnet_trunk(cin: int, widths: tuple[int, ...], blocks: tuple[int, ...]) -> 
     return nn.Sequential(*layers)
 
 
-@register_detector("cnn", "compact ResNet trained from scratch (the default)", widths=(16, 32, 64), blocks=(1, 1, 1))
+@register_detector("cnn", "compact ResNet trained from scratch (default family of `train detector`)", widths=(16, 32, 64), blocks=(1, 1, 1))
 class CompactCNN(nn.Module):
     def __init__(self, widths=(16, 32, 64), blocks=(1, 1, 1), dropout: float = 0.1):
         super().__init__()
