@@ -248,4 +248,4 @@ def evaluate_cmd(
     out.print(t)
 
 
-__all__ = ["app", "evaluate_cmd", "train_detector_cmd", "fail"]
+__all__ = ["app", "evaluate_cmd", "train_detector_cmd"]
