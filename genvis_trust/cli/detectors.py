@@ -15,7 +15,7 @@ from genvis_trust.artifacts import ArtifactError
 from genvis_trust.datasets import SourceError, get_source
 from genvis_trust.datasets.corpus import CorpusError
 
-from .common import command_line, err, fail, friendly_errors, out, print_json, progress
+from .common import command_line, err, friendly_errors, out, print_json, progress
 
 app = typer.Typer(help="Detector families, bundled detectors, checkpoint import, explanations.", no_args_is_help=True)
 
