@@ -89,17 +89,26 @@ def fuse(record: ScoreRecord, stability: dict | None = None) -> ScanResult:
         pd = None
     det = record.score.to_dict() if record.score is not None else None
     p = record.score.probability if record.score is not None else None
+    ood = list(record.score.out_of_domain) if record.score is not None else []
     if record.score is not None:
         cal = "calibrated" if record.score.calibrated else "uncalibrated"
         detail = {k: det[k] for k in ("probability", "calibrated", "detector")}
-        evidence.append(
-            _ev("detector", "learned", f"detector {record.score.detector}: p(generated)={p:.2f} ({cal}, {record.score.tiles} tiles)",
-                "generated" if p >= THRESHOLD else "none", detail)
-        )
+        text = f"detector {record.score.detector}: p(generated)={p:.2f} ({cal}, {record.score.tiles} tiles)"
+        if ood:
+            detail["out_of_domain"] = ood
+            text += "; outside what it was trained on: " + "; ".join(o["message"] for o in ood)
+        evidence.append(_ev("detector", "learned", text, "generated" if p >= THRESHOLD else "none", detail))
         if stability is not None:
             det["stability"] = stability
     calibrated = bool(record.score is not None and record.score.calibrated)
-    verdict, summary = _decide(evidence, p, stability, calibrated)
+    p_used = p
+    # Out of domain, a low score means nothing; a high one still counts only for small images of
+    # a kind the detector was trained on (the bundled generators' samples).
+    if ood and p is not None and (p < THRESHOLD or any(o["code"] != "small" for o in ood)):
+        p_used = None
+    verdict, summary = _decide(evidence, p_used, stability, calibrated)
+    if p_used is None and p is not None and verdict == "no_evidence":
+        summary = summary.replace("(no detector score)", f"(detector p={p:.2f} not meaningful here: {ood[0]['message']})")
     return ScanResult(record.input, verdict, summary, evidence, image, det, pd)
 
 

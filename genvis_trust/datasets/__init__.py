@@ -6,7 +6,7 @@
 [True, True, True]
 """
 
-from . import builtin  # noqa: F401  (registers the built-in sources)
+from . import builtin, photos  # noqa: F401  (register the built-in and built sources)
 from .adapters import MapDatasetSource
 from .base import (
     DEFAULT_FRACTIONS,

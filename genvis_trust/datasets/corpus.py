@@ -411,6 +411,8 @@ class CorpusSource(Source):
                         "family": rec.get("family"),
                         "path": rec["path"],
                         "source": rec.get("source"),
+                        "origin": (rec.get("meta") or {}).get("origin"),
+                        "aligned_to": (rec.get("meta") or {}).get("aligned_to"),
                     },
                 )
             )

@@ -56,7 +56,14 @@ class TrainConfig:
     blur_sigma: tuple[float, float] = (0.0, 2.0)
     jpeg_p: float = 0.1
     jpeg_quality: tuple[int, int] = (60, 100)
+    resize_p: float = 0.0  # down-scale (area) before the final crop: survives resized copies
+    resize_range: tuple[float, float] = (0.5, 1.0)
     hflip: bool = True
+    val_crops: int = 1  # fixed crops per validation image (centre, then an even grid)
+    # aligned pairs (a real photo and its reconstruction, matched by group) get the same crop and
+    # augmentation in the same batch, so only the decoder's traces tell them apart
+    paired: bool = False
+    pair_share: float = 0.5  # share of each batch drawn as pairs; the rest class-balanced
     eval_every: int = 100
     patience: int = 5  # evaluations without improvement before stopping
     calibration: str = "platt"
@@ -72,6 +79,7 @@ class LabeledImages:
     families: list[str]
     encodings: list[str]
     groups: list[str] = field(default_factory=list)
+    crops: list = field(default_factory=list)  # [x, y, w, h] of the real region a reconstruction covers
 
 
 def encoding_of(sample) -> str:
@@ -85,7 +93,7 @@ def encoding_of(sample) -> str:
 
 
 def collect(sources: Sequence[Source], label: int, *, limit: int, family_default: str) -> LabeledImages:
-    imgs, fams, encs, groups = [], [], [], []
+    imgs, fams, encs, groups, crops = [], [], [], [], []
     per = max(1, limit // max(1, len(sources)))
     for src in sources:
         for k, s in enumerate(src):
@@ -95,7 +103,8 @@ def collect(sources: Sequence[Source], label: int, *, limit: int, family_default
             fams.append(str(s.meta.get("family") or (family_default if label == 0 else s.source)))
             encs.append(encoding_of(s))
             groups.append(s.group)
-    return LabeledImages(imgs, np.full(len(imgs), label, np.int64), fams, encs, groups)
+            crops.append((s.meta.get("aligned_to") or {}).get("crop"))
+    return LabeledImages(imgs, np.full(len(imgs), label, np.int64), fams, encs, groups, crops)
 
 
 def merge(a: LabeledImages, b: LabeledImages) -> LabeledImages:
@@ -105,6 +114,7 @@ def merge(a: LabeledImages, b: LabeledImages) -> LabeledImages:
         a.families + b.families,
         a.encodings + b.encodings,
         a.groups + b.groups,
+        a.crops + b.crops,
     )
 
 
@@ -128,6 +138,8 @@ def format_guard(real: LabeledImages, fake: LabeledImages, reencode: str | None,
 
 def augmentation(cfg: TrainConfig):
     parts = []
+    if cfg.resize_p > 0:
+        parts.append(RandomApply(cfg.resize_p, create_perturbation("resize", factor=Range(*cfg.resize_range), method="area")))
     if cfg.blur_p > 0:
         parts.append(RandomApply(cfg.blur_p, create_perturbation("gaussian_blur", sigma=Range(*cfg.blur_sigma))))
     if cfg.jpeg_p > 0:
@@ -150,22 +162,115 @@ def _crop(img: np.ndarray, patch: int, rng: np.random.Generator | None) -> np.nd
     return img[y : y + patch, x : x + patch]
 
 
-def fixed_patches(images: list[np.ndarray], patch: int) -> np.ndarray:
-    """Centre crops for evaluation (deterministic)."""
-    return np.stack([_crop(im, patch, None) for im in images]) if images else np.zeros((0, patch, patch, 3), np.uint8)
+def fixed_patches(images: list[np.ndarray], patch: int, crops: int = 1) -> np.ndarray:
+    """Deterministic crops for evaluation: the centre crop, then ``crops - 1`` more drawn from a
+    fixed seed per image (so a small validation set still gives many patches)."""
+    out = []
+    for k, im in enumerate(images):
+        out.append(_crop(im, patch, None))
+        rng = np.random.default_rng(k)
+        out += [_crop(im, patch, rng) for _ in range(crops - 1)]
+    return np.stack(out) if out else np.zeros((0, patch, patch, 3), np.uint8)
 
 
-def _batch(data: LabeledImages, idx: np.ndarray, patch: int, aug, rng: np.random.Generator, hflip: bool):
+def _one(im: np.ndarray, patch: int, aug, rng: np.random.Generator, hflip: bool, margin: float = 1.0) -> np.ndarray:
+    if aug is not None:
+        # crop first: augmenting a whole 12-megapixel photo to keep one patch wastes the step
+        big = int(np.ceil(patch * margin)) + 8
+        if im.shape[0] > big and im.shape[1] > big:
+            im = _crop(im, big, rng)
+        im = aug(im, rng)
+    im = _crop(im, patch, rng)
+    if hflip and rng.random() < 0.5:
+        im = im[:, ::-1]
+    return im
+
+
+def _batch(data: LabeledImages, idx: np.ndarray, patch: int, aug, rng: np.random.Generator, hflip: bool, margin: float = 1.0):
     out = np.empty((len(idx), patch, patch, 3), np.uint8)
     for j, i in enumerate(idx):
-        im = data.images[i]
-        if aug is not None:
-            im = aug(im, rng)
-        im = _crop(im, patch, rng)
-        if hflip and rng.random() < 0.5:
-            im = im[:, ::-1]
-        out[j] = im
+        out[j] = _one(data.images[i], patch, aug, rng, hflip, margin)
     return out, data.labels[idx]
+
+
+def aligned_pairs(data: LabeledImages) -> list[tuple[int, int]]:
+    """(real index, generated index) of images sharing a group: a photo and its reconstruction."""
+    real_of: dict[str, int] = {}
+    for i in np.flatnonzero(data.labels == 0):
+        g = data.groups[i] if i < len(data.groups) else None
+        if g is not None:
+            real_of[g] = -1 if g in real_of else int(i)  # ambiguous groups (patch sources) pair nothing
+    pairs = []
+    for i in np.flatnonzero(data.labels == 1):
+        r = real_of.get(data.groups[i] if i < len(data.groups) else None, -1)
+        if r >= 0:
+            pairs.append((r, int(i)))
+    return pairs
+
+
+def _pair_batch(data: LabeledImages, pairs, n_pairs: int, patch: int, aug, rng: np.random.Generator, hflip: bool, margin: float):
+    """``n_pairs`` pairs, each cut and augmented identically (one seed per pair)."""
+    out = np.empty((2 * n_pairs, patch, patch, 3), np.uint8)
+    for j, k in enumerate(rng.integers(0, len(pairs), n_pairs)):
+        ri, fi = pairs[k]
+        real, fake = data.images[ri], data.images[fi]
+        box = data.crops[fi] if fi < len(data.crops) else None
+        if box is not None:  # the reconstruction covers only this region of the photo
+            x, y, w, h = box
+            real = real[y : y + h, x : x + w]
+        if real.shape != fake.shape:
+            raise TrainingError(f"aligned pair of group {data.groups[fi]!r}: shapes {real.shape} and {fake.shape} differ")
+        seed = int(rng.integers(0, 2**63))
+        out[2 * j] = _one(real, patch, aug, np.random.default_rng(seed), hflip, margin)
+        out[2 * j + 1] = _one(fake, patch, aug, np.random.default_rng(seed), hflip, margin)
+    return out, np.tile(np.array([0, 1], np.int64), n_pairs)
+
+
+def _optimizer_step(loss: torch.Tensor, opt, sched, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingError(f"loss became {loss.item()} at step {step}; lower the learning rate")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+
+
+def _auc_or_none(y: np.ndarray, z: np.ndarray) -> float | None:
+    return roc_auc(y, z) if len(np.unique(y)) == 2 else None
+
+
+def _train_on_real_only(net, train, val, val_x, val_y, P, aug, rng, cfg, dev, history, log, progress) -> int:
+    """Likelihood training (zero-shot families): minimise the coding cost of real crops only;
+    early stopping on the real validation crops' cost."""
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 2), pct_start=0.1)
+    real_idx = np.flatnonzero(train.labels == 0)
+    vx = torch.from_numpy(val_x[val_y == 0]).permute(0, 3, 1, 2).float() / 255.0
+    best, best_state, bad, steps_done = float("inf"), None, 0, 0
+    for step in range(1, cfg.steps + 1):
+        net.train()
+        xb, _ = _batch(train, rng.choice(real_idx, cfg.batch), P, aug, rng, cfg.hflip)
+        loss = net.nll_loss(torch.from_numpy(xb).to(dev).permute(0, 3, 1, 2).float() / 255.0)
+        _optimizer_step(loss, opt, sched, step)
+        steps_done = step
+        if progress:
+            progress(step, cfg.steps)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            net.eval()
+            with torch.no_grad():
+                vloss = float(net.nll_loss(vx.to(dev)))
+                z = -net.statistic(torch.from_numpy(val_x).permute(0, 3, 1, 2).float().to(dev) / 255.0).cpu().numpy()
+            history.append({"step": step, "train_bits": loss.item(), "val_real_bits": vloss, "val_auc": _auc_or_none(val_y, z)})
+            if vloss < best - 1e-4:
+                best, best_state, bad = vloss, copy.deepcopy(net.state_dict()), 0
+            else:
+                bad += 1
+                if bad >= cfg.patience:
+                    log(f"early stop at step {step}: real validation cost did not improve for {bad} evaluations")
+                    break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    return steps_done
 
 
 @dataclass
@@ -208,12 +313,13 @@ def train_detector(
     lim = cfg.max_images_per_class
     tr_real = collect(reals, 0, limit=lim, family_default="real")
     tr_fake = collect(fake, 1, limit=lim, family_default="generated")
-    if not tr_real.images or not tr_fake.images:
+    real_only = getattr(det.net, "trained_on_real_only", False)
+    if not tr_real.images or not (tr_fake.images or real_only):
         raise TrainingError(f"need both classes: got {len(tr_real.images)} real and {len(tr_fake.images)} generated training images")
     guard = format_guard(tr_real, tr_fake, cfg.reencode)
     va_real = collect([real_val] if isinstance(real_val, Source) else list(real_val or []), 0, limit=lim // 4, family_default="real")
     va_fake = collect(list(fake_val or []), 1, limit=lim // 4, family_default="generated")
-    if not va_real.images or not va_fake.images:
+    if not va_real.images or not (va_fake.images or real_only):
         raise TrainingError("need real and generated validation images for early stopping and calibration")
     reenc = parse_perturbation(cfg.reencode) if cfg.reencode else None
     train = merge(tr_real, tr_fake)
@@ -225,15 +331,17 @@ def train_detector(
         f"{family}: {len(tr_real.images)} real + {len(tr_fake.images)} generated training images, "
         f"{len(va_real.images)} + {len(va_fake.images)} validation; patch {P}; device {dev}"
     )
-    val_x = fixed_patches(val.images, P)
+    val_x = fixed_patches(val.images, P, cfg.val_crops)
+    val_y = np.repeat(val.labels, cfg.val_crops)
     aug = augmentation(cfg)
+    margin = 1.0 / cfg.resize_range[0] if cfg.resize_p > 0 else 1.0
     history: list[dict[str, float]] = []
 
     net = det.net
     if getattr(net, "fitted_in_closed_form", False):
         xs, ys = [], []
         for i in range(len(train.images)):
-            b, y = _batch(train, np.array([i]), P, aug, rng, cfg.hflip)
+            b, y = _batch(train, np.array([i]), P, aug, rng, cfg.hflip, margin)
             xs.append(b[0])
             ys.append(y[0])
         x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255.0
@@ -243,34 +351,41 @@ def train_detector(
         steps_done = 1
         if progress:
             progress(1, 1)
+    elif getattr(net, "trained_on_real_only", False):
+        steps_done = _train_on_real_only(net, train, val, val_x, val_y, P, aug, rng, cfg, dev, history, log, progress)
     else:
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 2), pct_start=0.1)
         real_idx = np.flatnonzero(train.labels == 0)
         fake_idx = np.flatnonzero(train.labels == 1)
+        pairs = aligned_pairs(train) if cfg.paired else []
+        if cfg.paired and not pairs:
+            raise TrainingError("paired training needs real photos and reconstructions that share groups; found none")
+        n_pairs = min(cfg.batch // 2, round(cfg.batch * cfg.pair_share / 2)) if pairs else 0
+        if pairs:
+            log(f"{len(pairs)} aligned pairs; {2 * n_pairs} of each batch of {cfg.batch} drawn as pairs")
         best, best_state, bad = float("inf"), None, 0
         steps_done = 0
         for step in range(1, cfg.steps + 1):
             net.train()
-            half = cfg.batch // 2
-            idx = np.concatenate([rng.choice(real_idx, half), rng.choice(fake_idx, cfg.batch - half)])
-            xb, yb = _batch(train, idx, P, aug, rng, cfg.hflip)
+            rest = cfg.batch - 2 * n_pairs
+            half = rest // 2
+            idx = np.concatenate([rng.choice(real_idx, half), rng.choice(fake_idx, rest - half)]).astype(int)
+            xb, yb = _batch(train, idx, P, aug, rng, cfg.hflip, margin)
+            if n_pairs:
+                xp, yp = _pair_batch(train, pairs, n_pairs, P, aug, rng, cfg.hflip, margin)
+                xb, yb = np.concatenate([xb, xp]), np.concatenate([yb, yp])
             x = torch.from_numpy(xb).to(dev).permute(0, 3, 1, 2).float() / 255.0
             y = torch.from_numpy(yb).to(dev).float()
             loss = F.binary_cross_entropy_with_logits(net(x), y)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at step {step}; lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            _optimizer_step(loss, opt, sched, step)
             steps_done = step
             if progress:
                 progress(step, cfg.steps)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 z = det.logits(val_x)
-                vloss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(z), torch.from_numpy(val.labels).float()))
-                vauc = roc_auc(val.labels, z)
+                vloss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(z), torch.from_numpy(val_y).float()))
+                vauc = roc_auc(val_y, z)
                 history.append({"step": step, "train_loss": loss.item(), "val_loss": vloss, "val_auc": vauc})
                 if vloss < best - 1e-4:
                     best, best_state, bad = vloss, copy.deepcopy(net.state_dict()), 0
@@ -282,20 +397,29 @@ def train_detector(
         if best_state is not None:
             net.load_state_dict(best_state)
 
+    reference = None
+    if getattr(net, "trained_on_real_only", False):
+        from .zeroshot import fit_real_reference
+
+        # a zero-shot statistic is thresholded at a false-positive rate on real photos, not calibrated
+        reference = fit_real_reference(net, val_x[val_y == 0])
     z_val = det.logits(val_x)
-    det.calibration = fit_calibration(z_val, val.labels, cfg.calibration)
+    det.calibration = fit_calibration(z_val, val_y, "none" if reference is not None else cfg.calibration)
     det.preprocess = cfg.reencode  # inputs at scoring time take the same codec path as training
     p_raw, p_cal = apply_calibration(None, z_val), apply_calibration(det.calibration, z_val)
     metrics = {
-        "val_auc": roc_auc(val.labels, z_val),
-        "val_ece_uncalibrated": ece(val.labels, p_raw),
-        "val_ece_calibrated_on_val": ece(val.labels, p_cal),
+        "val_auc": _auc_or_none(val_y, z_val),
+        "val_ece_uncalibrated": ece(val_y, p_raw),
+        "val_ece_calibrated_on_val": ece(val_y, p_cal),
         "steps": steps_done,
         "format_guard": guard,
         "n_train": {"real": len(tr_real.images), "generated": len(tr_fake.images)},
         "n_val": {"real": len(va_real.images), "generated": len(va_fake.images)},
         "generated_families": sorted(set(tr_fake.families)),
     }
+    if reference is not None:
+        metrics["real_reference"] = reference
+        metrics["generated_families"] = []  # trained on real photographs only
     cfg_dict = asdict(cfg)
     det.card = {"training": cfg_dict, "metrics": metrics, "history": history}
     return TrainResult(det, history, metrics, time.time() - t0)

@@ -110,6 +110,7 @@ class ScoringEngine:
                 data = bytes(item) if isinstance(item, (bytes, bytearray, memoryview)) else read_bytes(item)
                 loaded = decode_image(data, path=name, max_pixels=self.max_pixels)
             tiles, positions, grid, notes = self.detector.tiles(loaded.array)
+            ood = self.detector.domain_check(loaded.array, loaded.format, len(data) if data is not None else None)
             facts = {
                 "width": loaded.width,
                 "height": loaded.height,
@@ -120,7 +121,7 @@ class ScoringEngine:
             }
             extra = self.hook(data, loaded, name) if self.hook is not None else None
             kept = loaded if self.keep_images else None
-            return _Prepared(name, tiles, (positions, grid, notes), facts, None, kept, extra)
+            return _Prepared(name, tiles, (positions, grid, notes, ood), facts, None, kept, extra)
         except ImageLoadError as e:
             return _Prepared(name, None, None, {}, e.to_dict(), None)
         except Exception as e:  # a batch never dies for one input
@@ -168,7 +169,7 @@ class ScoringEngine:
                 continue
             z = logits[pos : pos + len(p.tiles)]
             pos += len(p.tiles)
-            positions, grid, notes = p.meta
+            positions, grid, notes, ood = p.meta
             agg = float(np.mean(z))
             score = DetectionScore(
                 probability=float(self.detector.probabilities(np.array([agg]))[0]),
@@ -180,6 +181,7 @@ class ScoringEngine:
                 notes=notes,
                 tile_logits=z,
                 tile_positions=positions,
+                out_of_domain=ood,
             )
             yield ScoreRecord(p.input, score, p.image, None, p.loaded, p.extra)
 

@@ -1,0 +1,207 @@
+"""Real-world detector evaluation: outside generators, re-encoded copies, re-shipped real photos.
+
+Run:
+    python benchmarks/detectors_realworld.py --detector default --detector runs/realres-cnn \
+        --photos DATA/photos-native --recon DATA/recon-taef2 \
+        --outside DIR/index.jsonl [--outside-real-as-real] --out benchmarks/results/realworld
+
+Sets (each image's origin is written to the results):
+- real: the ``test`` split of the photos-native corpus (never trained, tuned or calibrated on)
+  plus the built-in photographs (``--builtin-real``; note the old default trained on their
+  train split), each as stored and re-shipped: JPEG 40, long side resized to 512, upscaled 2x,
+  a 60% corner crop, a 16:9 letterbox, a PNG re-save;
+- generated: outside generators' published samples listed in ``--outside`` index files
+  (JSON lines with path, generator, repo, commit, repo_path, licence), the ``test`` split of
+  aligned reconstruction corpora (``--recon``), and fresh samples of the bundled generators;
+  each as stored (``orig``), as JPEG 90 and with its long side resized to 512.
+
+Metrics per detector, generator and encoding: TPR at the detector's calibrated threshold
+(p >= 0.5), FPR on the real photos under the same encoding, balanced accuracy, and AUC
+(ranking real vs generated). Thresholds are never fitted here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def long_side(img: np.ndarray, side: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    if max(h, w) <= side:
+        return img
+    f = side / max(h, w)
+    return cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+
+
+def jpeg(img: np.ndarray, q: int) -> np.ndarray:
+    from genvis_trust.datasets.perturbations import create_perturbation
+
+    return create_perturbation("jpeg", quality=q)(img)
+
+
+def letterbox(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    H = max(h, round(w * 9 / 16))
+    W = max(w, round(H * 16 / 9))
+    out = np.zeros((H, W, 3), np.uint8)
+    y, x = (H - h) // 2, (W - w) // 2
+    out[y : y + h, x : x + w] = img
+    return out
+
+
+def png_resave(img: np.ndarray) -> np.ndarray:
+    from genvis_trust.io import encode_image, load_image
+
+    return load_image(encode_image(img, "PNG")).array
+
+
+GEN_ENCODINGS = {"orig": lambda im: im, "jpeg90": lambda im: jpeg(im, 90), "resize512": lambda im: long_side(im, 512)}
+REAL_VARIANTS = {
+    "orig": lambda im: im,
+    "jpeg90": lambda im: jpeg(im, 90),
+    "resize512": lambda im: long_side(im, 512),
+    "jpeg40": lambda im: jpeg(im, 40),
+    "upscale2x": lambda im: cv2.resize(im, (im.shape[1] * 2, im.shape[0] * 2), interpolation=cv2.INTER_CUBIC),
+    "crop60": lambda im: im[: max(1, int(im.shape[0] * 0.6)), : max(1, int(im.shape[1] * 0.6))],
+    "letterbox16x9": letterbox,
+    "png_resave": png_resave,
+}
+
+
+def load(path: Path) -> np.ndarray:
+    from genvis_trust.io import load_image
+
+    return load_image(path).array
+
+
+def auc(real: np.ndarray, fake: np.ndarray) -> float:
+    from genvis_trust.detectors.metrics import roc_auc
+
+    y = np.r_[np.zeros(len(real)), np.ones(len(fake))]
+    return float(roc_auc(y, np.r_[real, fake]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--detector", action="append", required=True)
+    ap.add_argument("--photos", required=True, help="photos-native corpus (its test split is used)")
+    ap.add_argument("--recon", action="append", default=[], help="aligned reconstruction corpus (test split)")
+    ap.add_argument("--outside", action="append", default=[], help="index.jsonl of outside generators' samples")
+    ap.add_argument("--builtin-real", action="store_true", help="add the built-in photographs to the real set")
+    ap.add_argument("--bundled-n", type=int, default=40, help="fresh samples per bundled generator (0: none)")
+    ap.add_argument("--max-per-generator", type=int, default=60)
+    ap.add_argument("--out", default=str(HERE / "results" / "realworld"))
+    args = ap.parse_args()
+
+    from genvis_trust.datasets import read_corpus
+    from genvis_trust.detectors import load_detector
+    from genvis_trust.devices import use_all_cores
+
+    use_all_cores()
+    t0 = time.time()
+    # ---- real set
+    real: list[tuple[str, np.ndarray, dict]] = []
+    c = read_corpus(args.photos)
+    for r in c.records:
+        if (r.get("meta") or {}).get("split") == "test":
+            real.append((r["key"], load(c.file(r)), (r.get("meta") or {}).get("origin") or {}))
+    if args.builtin_real:
+        from genvis_trust.datasets import get_source
+
+        for s in get_source("builtin-photos"):
+            real.append((s.key, s.image, {"builtin": s.key}))
+    # ---- generated sets
+    gens: dict[str, list[tuple[str, np.ndarray, dict]]] = {}
+    for rc in args.recon:
+        cc = read_corpus(rc)
+        for r in cc.records:
+            if (r.get("meta") or {}).get("split") == "test":
+                gens.setdefault(r.get("family") or Path(rc).name, []).append((r["key"], load(cc.file(r)), {"corpus": rc}))
+    for idx in args.outside:
+        base = Path(idx).parent
+        for line in Path(idx).read_text().splitlines():
+            if not line.strip():
+                continue
+            e = json.loads(line)
+            if e.get("label", "generated") != "generated":
+                continue
+            g = gens.setdefault(e["generator"], [])
+            if len(g) >= args.max_per_generator:
+                continue
+            try:
+                g.append((e["path"], load(base / e["path"]), {k: e.get(k) for k in ("repo", "commit", "repo_path", "licence")}))
+            except Exception as ex:  # an unreadable sample is reported, the rest go on
+                print(f"skip {e['path']}: {ex}", file=sys.stderr)
+    if args.bundled_n:
+        from genvis_trust.generators import list_bundled, load_generator
+
+        for name in list_bundled():
+            gen = load_generator(name, device="cpu")
+            imgs = gen.sample(list(range(10_000, 10_000 + args.bundled_n))).numpy()
+            gens[f"bundled:{name}"] = [(f"{name}/{i}", im, {"bundled": name, "seed": 10_000 + i}) for i, im in enumerate(imgs)]
+    print(f"real {len(real)}; generated: " + ", ".join(f"{k} {len(v)}" for k, v in gens.items()), file=sys.stderr)
+
+    results = {"detectors": {}, "sets": {"real": [o for _, _, o in real], "generated": {k: [o for _, _, o in v] for k, v in gens.items()}}}
+    for dname in args.detector:
+        det = load_detector(dname, device="cpu")
+        det.optimize_for_inference()
+
+        def probs(images, det=det):
+            out = []
+            for i in range(0, len(images), 8):
+                out += [s.probability for s in det.score_many(images[i : i + 8])]
+            return np.array(out)
+
+        r_res = {}
+        for v, fn in REAL_VARIANTS.items():
+            p = probs([fn(im) for _, im, _ in real])
+            r_res[v] = {"fpr": float(np.mean(p >= 0.5)), "n": len(p), "p": p.round(4).tolist()}
+        g_res = {}
+        for g, items in gens.items():
+            g_res[g] = {}
+            for enc, fn in GEN_ENCODINGS.items():
+                p = probs([fn(im) for _, im, _ in items])
+                rp = np.array(r_res[enc]["p"])
+                tpr, fpr = float(np.mean(p >= 0.5)), float(np.mean(rp >= 0.5))
+                g_res[g][enc] = {"tpr": tpr, "fpr_real": fpr, "balanced_acc": (tpr + 1 - fpr) / 2, "auc": auc(rp, p), "n": len(p)}
+            print(dname, g, {e: round(v["balanced_acc"], 3) for e, v in g_res[g].items()}, file=sys.stderr)
+        results["detectors"][dname] = {"real": r_res, "generated": g_res, "card_sha256": det.sha256}
+    results["meta"] = {
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, CPU",
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "wall_s": round(time.time() - t0, 1),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(results) + "\n")
+    print(markdown(results))
+    return 0
+
+
+def markdown(res: dict) -> str:
+    lines = []
+    for dname, d in res["detectors"].items():
+        lines += [f"### {dname}", "", "| generated set | n | " + " | ".join(f"{e} bal.acc / TPR / AUC" for e in GEN_ENCODINGS) + " |",
+                  "|---|---|" + "---|" * len(GEN_ENCODINGS)]
+        for g, encs in d["generated"].items():
+            cells = [f"{v['balanced_acc']:.2f} / {v['tpr']:.2f} / {v['auc']:.2f}" for v in encs.values()]
+            lines.append(f"| {g} | {next(iter(encs.values()))['n']} | " + " | ".join(cells) + " |")
+        lines += ["", "| real photos | " + " | ".join(REAL_VARIANTS) + " |", "|---|" + "---|" * len(REAL_VARIANTS),
+                  f"| FPR (n={next(iter(d['real'].values()))['n']}) | " + " | ".join(f"{v['fpr']:.3f}" for v in d["real"].values()) + " |", ""]
+    m = res["meta"]
+    lines.append(f"{m['date']}, {m['machine']}; `{m['command']}`; {m['wall_s']} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Real-resolution data path: bundled tiny autoencoder, photo corpus source, aligned reconstructions,
+crop-before-augment training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from genvis_trust.datasets import CorpusWriter, SourceError, get_source, read_corpus
+from genvis_trust.datasets.photos import NativePhotos, check_not_reserved
+from genvis_trust.generators.reconstruct import reconstruct_corpus
+from genvis_trust.generators.tiny_autoencoder import (
+    TinyAutoencoder,
+    list_autoencoders,
+    load_autoencoder,
+    save_autoencoder,
+)
+
+
+def _photo(seed: int, h: int = 72, w: int = 88) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([np.sin(x / (5 + seed)) , np.cos(y / 7), np.sin((x + y) / 11)], -1) * 90 + 128
+    return np.clip(base + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def photo_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    with CorpusWriter(root, card={"about": "test photos"}) as w:
+        for i, split in enumerate(["train", "train", "val", "test"]):
+            w.add(_photo(i), label="real", source="test", key=f"p{i}", group=f"p{i}",
+                  meta={"split": split, "origin": {"repository": "example/photos", "path": f"p{i}.png"}})
+    return root
+
+
+def test_bundled_taef2_loads_and_reconstructs_aligned():
+    assert "taef2" in list_autoencoders()
+    ae = load_autoencoder("taef2", device="cpu")
+    card = ae.card
+    assert card["origin"]["repository"] == "madebyollin/taesd" and len(card["origin"]["commit"]) == 40
+    assert "MIT" in card["licence"]
+    img = _photo(3, 61, 77)  # sides not multiples of 8: padded and cropped back
+    rec = ae.reconstruct(img)
+    assert rec.shape == img.shape and rec.dtype == np.uint8
+    # a faithful but imperfect reconstruction: close to the input, not identical
+    err = np.abs(rec.astype(int) - img.astype(int)).mean()
+    assert 0.5 < err < 25, err
+    # more faithful than a reconstruction of a different image
+    other = np.abs(rec.astype(int) - _photo(4, 61, 77).astype(int)).mean()
+    assert err < other
+
+
+def test_autoencoder_save_load_roundtrip(tmp_path):
+    torch.manual_seed(0)
+    ae = TinyAutoencoder(latent_channels=4)
+    save_autoencoder(ae, tmp_path / "ae", card={"name": "t"})
+    back = load_autoencoder(tmp_path / "ae", device="cpu")
+    x = torch.rand(1, 3, 16, 16)
+    # weights are stored in fp16: equal to fp16 precision
+    assert torch.allclose(back.decode(back.encode(x)), ae.half().float().decode(ae.encode(x)), atol=1e-2)
+    assert json.loads((tmp_path / "ae" / "config.json").read_text())["kind"] == "autoencoder"
+
+
+def test_reconstruct_corpus_keeps_pairing(photo_corpus, tmp_path):
+    out = tmp_path / "recon"
+    res = reconstruct_corpus(photo_corpus, out, autoencoder="taef2", device="cpu")
+    assert res == {"written": 4, "errors": []}
+    src, rec = read_corpus(photo_corpus), read_corpus(out)
+    for a, b in zip(src.records, rec.records, strict=True):
+        assert b["label"] == "generated" and b["family"] == "taef2-recon"
+        assert b["group"] == a["group"]
+        assert b["meta"]["split"] == a["meta"]["split"]
+        assert b["meta"]["aligned_to"] == {"path": a["path"], "sha256": a["sha256"]}
+        assert (b["width"], b["height"]) == (a["width"], a["height"])
+    # a rerun refuses to overwrite; --resume continues without duplicating
+    with pytest.raises(Exception, match="resume"):
+        reconstruct_corpus(photo_corpus, out, autoencoder="taef2", device="cpu")
+    assert reconstruct_corpus(photo_corpus, out, autoencoder="taef2", device="cpu", resume=True)["written"] == 4
+
+
+def test_native_photos_source_uses_manifest_splits(photo_corpus, tmp_path, monkeypatch):
+    src = get_source("photos-native", root=photo_corpus, split="train")
+    assert sorted(s.key for s in src) == ["images/000/000000.png", "images/000/000001.png"]
+    assert len(NativePhotos(root=photo_corpus, split="test")) == 1
+    monkeypatch.setenv("GENVIS_DATA", str(tmp_path / "nothing"))
+    with pytest.raises(SourceError, match="build_photo_corpus"):
+        get_source("photos-native")
+
+
+def test_reserved_sources_are_refused(tmp_path):
+    for origin in ({"repository": "CompVis/stable-diffusion"}, {"package": "plasma-workspace-wallpapers"},
+                   {"repository": "contentauth/c2pa-python"}):
+        with pytest.raises(SourceError, match="reserved"):
+            check_not_reserved(origin)
+    root = tmp_path / "bad"
+    with CorpusWriter(root) as w:
+        w.add(_photo(0), label="real", source="x", meta={"split": "train", "origin": {"repository": "deep-floyd/IF"}})
+    with pytest.raises(SourceError, match="reserved"):
+        list(NativePhotos(root=root))
+
+
+def test_training_crops_before_augmenting(monkeypatch):
+    """The augmentation sees a crop near the patch size, never the whole photograph."""
+    from genvis_trust.detectors import training
+
+    seen = []
+
+    def aug(im, rng):
+        seen.append(im.shape[:2])
+        return im
+
+    big = [np.zeros((1200, 1600, 3), np.uint8)] * 2
+    data = training.LabeledImages(big, np.array([0, 1]), ["real", "g"], ["png", "png"])
+    x, y = training._batch(data, np.array([0, 1]), 64, aug, np.random.default_rng(0), True, margin=2.0)
+    assert x.shape == (2, 64, 64, 3)
+    assert all(h <= 64 * 2 + 8 and w <= 64 * 2 + 8 for h, w in seen)
+
+
+def test_fixed_patches_gives_several_crops_per_image():
+    from genvis_trust.detectors.training import fixed_patches
+
+    ims = [_photo(i, 100, 120) for i in range(3)]
+    p = fixed_patches(ims, 32, crops=4)
+    assert p.shape == (12, 32, 32, 3)
+    assert not np.array_equal(p[0], p[1])  # not four copies of the centre
+    assert np.array_equal(fixed_patches(ims, 32, crops=4), p)  # deterministic
+
+
+def test_zero_shot_statistic_sign_and_training(tmp_path):
+    """Trained on noisy 'camera' textures only, the coder finds smoothed copies less costly than
+    it expects (negative gap -> positive logit), and training needs no generated images."""
+    from genvis_trust.datasets import CorpusSource
+    from genvis_trust.detectors import Detector
+    from genvis_trust.detectors.training import TrainConfig, train_detector
+    from genvis_trust.detectors.zeroshot import ZeroShotCoder
+
+    root = tmp_path / "noisy"
+    with CorpusWriter(root) as w:
+        for i in range(8):
+            w.add(_photo(i, 96, 96), label="real", source="t", group=f"g{i}", meta={"split": "train" if i < 6 else "val"})
+    cfg = TrainConfig(steps=60, batch=8, lr=3e-3, jpeg_p=0, blur_p=0, eval_every=20, val_crops=4)
+    res = train_detector(
+        "zed", [CorpusSource(root, keep_splits=True, split="train")], [],
+        real_val=[CorpusSource(root, keep_splits=True, split="val")], fake_val=[],
+        patch=32, config=cfg, device="cpu", net_config={"width": 8, "levels": 2}, log=lambda m: None,
+    )
+    det = res.detector
+    assert isinstance(det.net, ZeroShotCoder)
+    assert res.metrics["real_reference"]["n"] == 8 and res.metrics["generated_families"] == []
+    assert not det.calibrated  # thresholded at an FPR on real photos, not calibrated
+    import cv2
+
+    noisy = [_photo(i, 96, 96) for i in range(20, 24)]
+    smooth = [cv2.GaussianBlur(im, (0, 0), 2.0) for im in noisy]
+    z_noisy = np.array([det.score(im).logit for im in noisy])
+    z_smooth = np.array([det.score(im).logit for im in smooth])
+    assert (z_smooth > z_noisy).all(), (z_smooth, z_noisy)
+    det.save(tmp_path / "zed")
+    back = Detector.load(tmp_path / "zed", device="cpu")
+    assert np.allclose([back.score(im).logit for im in noisy], z_noisy, atol=1e-4)
+
+
+def test_reconstruction_of_a_jpeg_keeps_its_codec():
+    """A JPEG original's reconstruction is a JPEG with the same quantisation tables, so the two
+    classes never differ by codec."""
+    import io
+
+    from PIL import Image
+
+    from genvis_trust.generators.reconstruct import encode_like
+    from genvis_trust.io import encode_image
+
+    img = _photo(1, 64, 64)
+    png = encode_image(img, "PNG")
+    assert encode_like(img, png) is None
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=63)
+    out = encode_like(_photo(2, 64, 64), buf.getvalue())
+    with Image.open(io.BytesIO(out)) as a, Image.open(io.BytesIO(buf.getvalue())) as b:
+        assert a.format == "JPEG" and a.quantization == b.quantization
+
+
+def _scan_with(det, images):
+    from genvis_trust.scan import Scanner
+
+    sc = Scanner(detector=det, device="cpu", provenance=False, check_stability=False)
+    try:
+        return list(sc.scan(images, names=[f"im{i}" for i in range(len(images))]))
+    finally:
+        sc.close()
+
+
+def test_out_of_domain_scores_are_not_presented_as_meaningful():
+    from genvis_trust.detectors import Detector
+
+    det = Detector.create("cnn", patch=32, device="cpu")
+    det.card = {"domain": {"min_side": 64, "photographic": True, "small_images": "the bundled generators"}}
+    photo, small = _photo(5, 96, 96), _photo(6, 40, 40)
+    flat = np.full((96, 96, 3), 230, np.uint8)
+    flat[30:60, 20:70] = (10, 80, 200)  # a drawn box on a flat page
+    det.calibration = {"method": "platt", "a": 0.0, "b": -5.0}  # every p = 0.007
+    r_photo, r_small, r_flat = _scan_with(det, [photo, small, flat])
+    assert r_photo.detector["out_of_domain"] == []
+    assert "detector p=0.01" in r_photo.summary and "not meaningful" not in r_photo.summary
+    assert [o["code"] for o in r_small.detector["out_of_domain"]] == ["small"]
+    assert r_small.verdict == "no_evidence" and "not meaningful here" in r_small.summary and "40x40" in r_small.summary
+    assert [o["code"] for o in r_flat.detector["out_of_domain"]] == ["non_photographic"]
+    det.calibration = {"method": "platt", "a": 0.0, "b": 5.0}  # every p = 0.993
+    r_photo, r_small, r_flat = _scan_with(det, [photo, small, flat])
+    assert r_photo.verdict == "likely_generated"
+    assert r_small.verdict == "likely_generated"  # small images of the kind it was trained on still count
+    assert r_flat.verdict == "no_evidence" and "not a photograph" in r_flat.summary
+
+
+def test_reconstruct_max_side_crops_on_the_jpeg_grid(photo_corpus, tmp_path):
+    from genvis_trust.generators.reconstruct import centre_crop
+
+    img, box = centre_crop(_photo(0, 100, 150), 64)
+    assert img.shape == (64, 64, 3) and box[0] % 8 == 0 and box[1] % 8 == 0
+    res = reconstruct_corpus(photo_corpus, tmp_path / "r", device="cpu", max_side=48, limit=1)
+    rec = read_corpus(tmp_path / "r").records[0]
+    assert res["written"] == 1 and rec["width"] == 48 and rec["height"] == 48
+    assert rec["meta"]["aligned_to"]["crop"][2:] == [48, 48]
