@@ -2,7 +2,9 @@
 
 Order matters: the manifest's hard binding (``c2pa.hash.data``) covers the final pixels,
 so the watermark goes in before signing; the store record is reserved first because its
-id is the watermark payload.
+id is in the watermark payload, beside the store's issuer id and the generative flag of
+the recorded IPTC digital source type (``source_type``: ``trainedAlgorithmicMedia`` by
+default, ``digitalCapture`` and the other capture types for photographs).
 
 Encoding: JPEG is written 4:4:4 (OpenCV's and Pillow's default 4:2:0 chroma subsampling
 erases the DWT marks, which live in the U channel), quality 95; WebP is written lossless
@@ -18,13 +20,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from cryptography.hazmat.primitives import hashes
 
 from genvis_trust import __version__
 from genvis_trust.io import atomic_write_bytes, decode_image, encode_image, sha256_bytes
 
-from .c2pa_manifest import build_manifest, sign_image_bytes
+from .c2pa_manifest import (
+    DST_COMPOSITE,
+    DST_TRAINED,
+    build_manifest,
+    is_generative,
+    sign_image_bytes,
+    source_type_uri,
+)
 from .keys import SigningMaterial
-from .payload import get_codec
+from .payload import PAYLOAD_VERSION, get_codec
 from .phash import phash
 from .store import ProvenanceStore
 from .watermarks import DEFAULT_BACKEND, WatermarkError, detection_from_reading, get_watermark
@@ -51,6 +61,8 @@ class StampResult:
     psnr_db: float
     manifest_bytes: int
     notes: list[str] = field(default_factory=list)
+    source_type: str = "trainedAlgorithmicMedia"
+    issuer_id: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,22 +102,34 @@ def stamp_array(
     edited: bool = False,
     quality: int = 95,
     title: str | None = None,
+    source_type: str | None = None,
 ) -> StampResult:
-    """Watermark, sign and record one RGB image; write it to ``out_path``."""
+    """Watermark, sign and record one RGB image; write it to ``out_path``.
+
+    ``source_type``: IPTC digital source type (short name or URI) of the content; default
+    ``trainedAlgorithmicMedia`` (``compositeWithTrainedAlgorithmicMedia`` when ``edited``).
+    """
     be = get_watermark(backend)
     be.check_image(rgb, what=str(title or out_path))
     fmt = fmt.upper().replace("JPG", "JPEG")
     if fmt not in STAMP_FORMATS:
         raise StampError(f"cannot stamp as {fmt}; choose from {', '.join(STAMP_FORMATS)}")
+    try:
+        dst = source_type_uri(source_type) if source_type else (DST_COMPOSITE if edited else DST_TRAINED)
+    except ValueError as e:
+        raise StampError(str(e)) from None
     codec = get_codec(be.n_bits)
+    issuer = store.issuer_id(codec.issuer_bits)
+    store.bind_signer(material.signer_certificate.fingerprint(hashes.SHA256()).hex())
     rid = store.reserve_id()
-    bits = codec.encode(rid)
+    bits = codec.encode(rid, issuer=issuer, generative=is_generative(dst))
     marked = be.embed(rgb, bits)
     data = encode_for_stamp(marked, fmt, quality)
     # self-check on what will actually be shipped
     decoded = decode_image(data).array
     det = detection_from_reading(be, be.read_bits(decoded))
-    if not det.detected or det.payload.get("record_id") != rid % codec.short_id_modulus:
+    if not det.detected or det.payload.get("record_id") != rid % codec.short_id_modulus \
+            or det.payload.get("issuer_id") != issuer:
         raise StampError(
             f"{title or out_path}: the {backend} watermark did not survive {fmt} encoding "
             f"({det.matched_bits}/{codec.n_bits} bits); try PNG or another backend"
@@ -124,6 +148,8 @@ def stamp_array(
         payload_bits=bit_str,
         record_id=rid,
         tool_version=__version__,
+        source_type=dst,
+        issuer_id=issuer,
     )
     signed, manifest_bytes = sign_image_bytes(data, fmt, manifest, material)
     atomic_write_bytes(out_path, signed, mode=0o644)
@@ -142,6 +168,9 @@ def stamp_array(
         path=str(out_path),
         width=int(rgb.shape[1]),
         height=int(rgb.shape[0]),
+        source_type=dst.rsplit("/", 1)[-1],
+        payload_version=PAYLOAD_VERSION,
+        issuer_id=issuer,
     )
     return StampResult(
         path=str(out_path),
@@ -154,6 +183,8 @@ def stamp_array(
         psnr_db=round(_psnr(rgb, decoded), 2),
         manifest_bytes=len(manifest_bytes),
         notes=notes,
+        source_type=dst.rsplit("/", 1)[-1],
+        issuer_id=issuer,
     )
 
 
