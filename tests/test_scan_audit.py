@@ -91,7 +91,8 @@ def test_fusion_order_and_never_real():
     wm = ev("watermark", "statistical", "generated", payload={"record_id": 7})
     meta = ev("metadata", "declared", "generated")
     assert _decide([c2pa, wm], 0.1, None) == ("generated", "generated (declared by a trusted C2PA manifest)")
-    assert _decide([wm, meta], 0.1, None)[1] == "generated (genvis-trust watermark, record 7)"
+    wm["summary"] = "genvis-trust watermark (dwtDctSvd) from issuer 0x2a, record 7: generative content, 64/64 bits"
+    assert _decide([wm, meta], 0.1, None)[1] == "generated (genvis-trust watermark (dwtDctSvd) from issuer 0x2a, record 7)"
     assert _decide([meta], 0.1, None)[0] == "likely_generated"
     assert _decide([ev("c2pa", "cryptographic", "tampered")], 0.9, None)[1].startswith("C2PA manifest invalid; likely generated")
     assert _decide([], 0.3, {"uncertain": True})[0] == "uncertain"
