@@ -203,8 +203,10 @@ class Scanner:
         workers: int | None = None,
         check_stability: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        fetch_remote: bool = False,
     ):
-        """``max_pixels``: larger images become ``too_large`` error records (the service lowers it)."""
+        """``max_pixels``: larger images become ``too_large`` error records (the service lowers it).
+        ``fetch_remote``: fetch remote C2PA manifests (default: reported with their URL)."""
         self.provenance = provenance
         self.check_stability = check_stability
         self._verify_kwargs: dict[str, Any] = {}
@@ -214,6 +216,8 @@ class Scanner:
 
             if trust_anchors is not None:
                 self._verify_kwargs["trust_anchors_pem"] = Path(trust_anchors).read_text()
+            if fetch_remote:
+                self._verify_kwargs["fetch_remote"] = True
             if watermark_backends is not None:
                 self._verify_kwargs["backends"] = tuple(watermark_backends)
             if store is not None:
