@@ -208,9 +208,14 @@ def verify(
 
 
 def _print_report(rep) -> None:
+    from rich.markup import escape
+
     out.print(f"[bold]{rep.path}[/]", highlight=False)
-    if rep.error:
-        out.print(f"  pixels: {rep.error['message']} [{rep.error['code']}]", highlight=False)
+    media = str(rep.input.get("media_type") or "")
+    if rep.error and rep.error.get("code") == "not_an_image" and media and not media.startswith("image/"):
+        out.print(f"  pixels: not checked ({media}); C2PA and metadata read from the bytes", highlight=False)
+    elif rep.error:
+        out.print(f"  [red]pixels:[/] {escape(rep.error['message'])} \\[{rep.error['code']}]", highlight=False)
     for e in rep.evidence:
         mark = {"none": "·", "tampered": "[red]✗[/]"}.get(e.indicates, "[green]●[/]")
         out.print(f"  {mark} [{e.strength}] {e.kind}: {e.summary}", highlight=False)
