@@ -218,7 +218,7 @@ def _print_report(rep) -> None:
         out.print(f"  [red]pixels:[/] {escape(rep.error['message'])} \\[{rep.error['code']}]", highlight=False)
     for e in rep.evidence:
         mark = {"none": "·", "tampered": "[red]✗[/]"}.get(e.indicates, "[green]●[/]")
-        out.print(f"  {mark} [{e.strength}] {e.kind}: {e.summary}", highlight=False)
+        out.print(f"  {mark} \\[{e.strength}] {e.kind}: {escape(e.summary)}", highlight=False)
 
 
 @watermark_app.command("list")
