@@ -197,3 +197,27 @@ def test_every_c2pa_python_fixture_matches_the_reference():
             assert read_c2pa(data).status == "format_not_supported", p
             continue
         assert _ours(data) == _reference(data, mime), p
+
+
+def test_stamp_media_signs_audio_and_video_and_the_store_finds_them(material, tmp_path):
+    from genvis_trust.provenance.stamp import StampError, stamp_media
+
+    store = ProvenanceStore(tmp_path / "p.db")
+    for name, data, mime in [("a.wav", _wav(), "audio/wav"), ("v.mp4", _mp4(), "video/mp4")]:
+        res = stamp_media(data, tmp_path / name, store=store, material=material, generator="gen-av",
+                          source_type="digitalCapture" if name == "v.mp4" else None)
+        assert res.media_type == mime and (tmp_path / name).stat().st_size > len(data)
+        signed = (tmp_path / name).read_bytes()
+        assert _reference(signed, mime)["state"] == "Valid"
+        rep = verify_bytes(signed, name=name, store=store)
+        assert rep.c2pa["generator_assertion"]["record_id"] == res.record_id
+        assert rep.store["found"] and rep.store["path"] in ("c2pa", "sha256")
+        assert rep.store["record"]["source_type"] == res.source_type
+        verdict = fuse(ScoreRecord(name, error=rep.error, extra=rep)).verdict
+        assert verdict == ("no_evidence" if name == "v.mp4" else "generated")
+    with pytest.raises(StampError, match="x.png"):  # images go through stamp_array (watermark first)
+        stamp_media(encode_image(np.zeros((8, 8, 3), np.uint8)), tmp_path / "x.png", store=store, material=material)
+    with pytest.raises(StampError, match="broken.mp4"):
+        stamp_media(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00", tmp_path / "broken.mp4", store=store,
+                    material=material)
+    assert not (tmp_path / "broken.mp4").exists()

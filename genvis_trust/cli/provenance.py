@@ -51,7 +51,7 @@ def _material(keys: Path | None, cert_chain: Path | None, private_key: Path | No
 
 
 def stamp(
-    images: list[Path] = typer.Argument(..., help="Images to stamp, or one generated corpus folder (its manifest names the generator of each image)."),
+    images: list[Path] = typer.Argument(..., help="Images to stamp (video, audio and PDF files get a signed C2PA manifest, no watermark), or one generated corpus folder (its manifest names the generator of each image)."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder for stamped images."),
     keys: Path = typer.Option(None, "--keys", help="Folder made by `keys init`."),
     cert_chain: Path = typer.Option(None, "--cert-chain", help="Your PEM chain (signer first)."),
@@ -76,9 +76,15 @@ def stamp(
     Given a corpus folder (from `generate`), writes a stamped corpus to --out whose manifest
     records the provenance applied to each image:
     genvis-trust stamp corpora/gan --out corpora/gan-stamped --keys keys --upscale 256"""
-    from genvis_trust.io import ImageLoadError, load_image
+    from genvis_trust.io import ImageLoadError, decode_image, read_bytes, sniff_media_type
     from genvis_trust.provenance.c2pa_manifest import SOURCE_TYPES, source_type_uri
-    from genvis_trust.provenance.stamp import EXTENSIONS, STAMP_FORMATS, StampError, stamp_array
+    from genvis_trust.provenance.stamp import (
+        EXTENSIONS,
+        STAMP_FORMATS,
+        StampError,
+        stamp_array,
+        stamp_media,
+    )
     from genvis_trust.provenance.store import ProvenanceStore
     from genvis_trust.provenance.watermarks import WatermarkError, get_watermark
 
@@ -110,7 +116,20 @@ def stamp(
         task = bar.add_task("stamping", total=len(images))
         for p in images:
             try:
-                img = load_image(p)
+                data = read_bytes(p)
+                media = sniff_media_type(data)
+                if media and not media.startswith("image/"):  # video, audio, PDF: signed, not watermarked
+                    mres = stamp_media(data, out_dir / Path(p).name, store=store, material=material,
+                                       generator=generator, family=family, checkpoint_sha256=checkpoint_sha256,
+                                       edited=edited, source_type=source_type, title=Path(p).name)
+                    if as_json:
+                        print(json.dumps({"input": str(p), **mres.to_dict()}, sort_keys=True), flush=True)
+                    else:
+                        out.print(f"{p} -> {mres.path}  record {mres.record_id}  {mres.source_type}  "
+                                  f"{media}: C2PA signed, no watermark", highlight=False)
+                    bar.advance(task)
+                    continue
+                img = decode_image(data, path=str(p))
                 f = img.format if fmt.lower() == "keep" else fmt.upper().replace("JPG", "JPEG")
                 if f not in STAMP_FORMATS:
                     f = "PNG"

@@ -179,12 +179,14 @@ def build_manifest(
 
 
 def sign_image_bytes(data: bytes, fmt: str, manifest: dict, material: SigningMaterial) -> tuple[bytes, bytes]:
-    """Sign ``data`` (an encoded image of format ``fmt``); returns (signed image, manifest bytes)."""
+    """Sign ``data`` (an encoded file of format ``fmt``: one of our image format names, or
+    a MIME type c2pa-python's Builder writes, e.g. ``video/mp4``, ``audio/wav``); returns
+    (signed file, manifest bytes)."""
     import c2pa
 
-    mime = MIME.get(fmt.upper())
-    if mime is None:
-        raise ValueError(f"C2PA signing of {fmt} is not supported here; use JPEG, PNG or WebP")
+    mime = fmt if "/" in fmt else MIME.get(fmt.upper())
+    if mime is None or mime not in _builder_types():
+        raise ValueError(f"C2PA signing of {fmt} is not supported by c2pa-python")
     signer = c2pa.Signer.from_info(
         c2pa.C2paSignerInfo(material.alg.encode(), material.chain_pem, material.key_pem, None)
     )
@@ -330,6 +332,13 @@ def read_c2pa(data: bytes, media_type: str | None = None, trust_anchors_pem: str
     info.signer = {k: sig.get(k) for k in ("alg", "issuer", "common_name", "cert_serial_number") if sig.get(k)}
     info.signed_time = sig.get("time")
     return info
+
+
+@functools.cache
+def _builder_types() -> frozenset[str]:
+    import c2pa
+
+    return frozenset(c2pa.Builder.get_supported_mime_types())
 
 
 @functools.cache
