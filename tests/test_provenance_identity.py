@@ -142,3 +142,51 @@ def test_schema1_store_upgraded_and_v1_payload_needs_a_look_alike(two_issuers, p
     # the same v1 payload on a different picture: no issuer, no look-alike, no credit
     other = old.resolve_payload(det.payload, "dwtDctSvd", phash(photos[0]))
     assert other["found"] is False and "names no issuer" in other["note"]
+
+
+def test_cli_source_type_media_and_exit_codes(photos, tmp_path):
+    import io
+    import json
+    import wave
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from genvis_trust.cli.main import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["keys", "init", str(tmp_path / "k")]).exit_code == 0
+    (tmp_path / "photo.png").write_bytes(encode_image(photos[0], "PNG"))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(np.zeros(400, np.int16).tobytes())
+    (tmp_path / "voice.wav").write_bytes(buf.getvalue())
+    out, keys = str(tmp_path / "o"), str(tmp_path / "k")
+
+    r = runner.invoke(app, ["stamp", str(tmp_path / "photo.png"), "--out", out, "--keys", keys, "--source-type", "photo"])
+    assert r.exit_code == 2 and "--source-type" in r.output and "digitalCapture" in r.output
+    r = runner.invoke(app, ["stamp", str(tmp_path / "photo.png"), str(tmp_path / "voice.wav"), "--out", out,
+                            "--keys", keys, "--source-type", "digitalCapture", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+    assert [x["source_type"] for x in rows] == ["digitalCapture", "digitalCapture"]
+    assert rows[1]["media_type"] == "audio/wav" and rows[1]["watermark"].startswith("none")
+
+    store = str(tmp_path / "o" / "provenance.db")
+    r = runner.invoke(app, ["verify", str(tmp_path / "o" / "voice.wav"), "--store", store, "--json"])
+    assert r.exit_code == 0, r.output  # a WAV has no pixels: not an error
+    rep = json.loads(r.stdout)
+    assert rep["c2pa"]["state"] == "Valid" and rep["store"]["record"]["source_type"] == "digitalCapture"
+    # the untouched original photo: a near-duplicate of a capture, reported as such
+    r = runner.invoke(app, ["verify", str(tmp_path / "photo.png"), "--store", store])
+    assert r.exit_code == 0 and "near-duplicate of stamped item 1 (digitalCapture)" in " ".join(r.output.split())
+    # one flipped bit in the stamped PNG's pixel data: decode error and C2PA Invalid, exit 1
+    data = bytearray((tmp_path / "o" / "photo.png").read_bytes())
+    data[data.find(b"IDAT") + 104] ^= 1
+    (tmp_path / "flipped.png").write_bytes(bytes(data))
+    r = runner.invoke(app, ["verify", str(tmp_path / "flipped.png")])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 1 and "[corrupt]" in text and "assertion.dataHash.mismatch" in text
