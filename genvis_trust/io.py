@@ -371,7 +371,7 @@ def sniff_media_type(data: bytes) -> str | None:
     """The MIME type of any media the provenance checks read (images, video, audio, PDF,
     zip-based documents, C2PA sidecars), from magic bytes; ``None`` when not recognised.
 
-    >>> sniff_media_type(b"%PDF-1.7\n"), sniff_media_type(b"RIFF\x00\x00\x00\x00WAVEfmt ")
+    >>> sniff_media_type(b"%PDF-1.7 "), sniff_media_type(b"RIFF\\x00\\x00\\x00\\x00WAVEfmt ")
     ('application/pdf', 'audio/wav')
     """
     head = bytes(data[:64])

@@ -253,7 +253,9 @@ class ProvenanceStore:
         else:
             cands = [r for r in ([self.get(rid)] if codec.id_bits >= 28 else self.by_short_id(rid))
                      if r and (r.payload_version or 1) == 1]
-        cands = [r for r in cands if r.backend == backend] or cands
+        # a short id is only meaningful within one backend's payload width
+        cands = [r for r in cands if r.backend == backend] if version >= 2 else \
+            ([r for r in cands if r.backend == backend] or cands)
         dist = {r.id: hamming(r.phash, phash) if (r.phash and phash) else None for r in cands}
         cands.sort(key=lambda r: 99 if dist[r.id] is None else dist[r.id])
         if version < 2:
