@@ -205,7 +205,7 @@ def _watermark_evidence(d: WatermarkDetection, store_hit: dict | None) -> Eviden
     details = {"backend": d.backend, "p_value": d.p_value, "payload": pl}
     if pl.get("version", 1) < 2:
         return Evidence("watermark", "statistical",
-                        f"genvis-trust watermark ({d.backend}): legacy v1 payload, record {pl['record_id']}, "
+                        f"genvis-trust watermark ({d.backend}), legacy v1 payload, record {pl['record_id']}: "
                         f"no issuer named, {rate}", "generated", details)
     issuer = f"{pl['issuer_id']:#x}"
     details["issuer_id"] = issuer
