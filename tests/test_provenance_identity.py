@@ -64,10 +64,17 @@ def test_no_cross_issuer_credit(two_issuers, photos):
     verdict, summary = _decide(_evidence(rep_b), 0.01, None)
     assert verdict == "generated" and "not in this store" in summary and "gen-beta" not in summary
 
+    # the signed file itself: its manifest's record id belongs to A as well
+    rep_b = verify_bytes((d / "a.png").read_bytes(), store=b, known_generators=False)
+    assert rep_b.c2pa["state"] == "Valid" and rep_b.c2pa["generator_assertion"]["record_id"] == res.record_id
+    assert not any(e.kind == "store" for e in rep_b.evidence) and rep_b.store["found"] is False
+
     rep_a = verify_bytes(stripped, store=a, known_generators=False)
     assert rep_a.store["found"] and rep_a.store["path"] == "watermark"
     assert rep_a.store["record"]["id"] == res.record_id and rep_a.store["record"]["generator"] == "gen-alpha"
     assert any(e.kind == "store" and "gen-alpha" in e.summary for e in rep_a.evidence)
+    rep_a = verify_bytes((d / "a.png").read_bytes(), store=a, known_generators=False)
+    assert rep_a.store["path"] == "c2pa" and rep_a.store["record"]["id"] == res.record_id
 
 
 def test_unstamped_original_of_a_stamped_photo_is_not_generated(two_issuers, photos, tmp_path):

@@ -48,6 +48,7 @@ from genvis_trust.io import (
 from .c2pa_manifest import read_c2pa, source_type_indicates
 from .known_generators import check_known_marks
 from .metadata import c2pa_service_markers, read_metadata
+from .payload import CODECS
 from .phash import phash
 from .store import DEFAULT_PHASH_THRESHOLD, ProvenanceStore
 from .watermarks import WatermarkDetection, detect_batch, list_watermarks
@@ -154,7 +155,10 @@ def _find_record(store: ProvenanceStore, c2pa: dict, digest: str, ph: str | None
     """Find the store record: C2PA record id, exact sha256, watermark payload (own issuer
     only), pHash near-duplicate. Records are returned as dicts with their source type."""
     gen = c2pa.get("generator_assertion") or {}
-    if c2pa.get("state") in ("Valid", "Trusted") and isinstance(gen.get("record_id"), int):
+    # a manifest's record id is local to the store that issued it, like a watermark's
+    mine = f"{store.issuer_id(CODECS['p64'].issuer_bits):#x}"
+    if c2pa.get("state") in ("Valid", "Trusted") and isinstance(gen.get("record_id"), int) \
+            and gen.get("issuer_id") == mine:
         rec = store.get(gen["record_id"])
         if rec:
             return {"found": True, "path": "c2pa", "record": rec.to_dict()}
