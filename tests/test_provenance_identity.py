@@ -69,6 +69,13 @@ def test_no_cross_issuer_credit(two_issuers, photos):
     assert rep_b.c2pa["state"] == "Valid" and rep_b.c2pa["generator_assertion"]["record_id"] == res.record_id
     assert not any(e.kind == "store" for e in rep_b.evidence) and rep_b.store["found"] is False
 
+    # B also holds a stamped copy of the same picture: a near-duplicate, and the mark is still A's
+    stamp_array(photos[0], d / "b3.png", store=b, material=kb, generator="gen-beta")
+    rep_b = verify_bytes(stripped, store=b, known_generators=False)
+    assert rep_b.store["path"] == "perceptual_hash" and rep_b.store["watermark"]["foreign"] is True
+    wm = next(e for e in rep_b.evidence if e.kind == "watermark")
+    assert f"from issuer {res.issuer_id:#x}, not in this store" in wm.summary
+
     rep_a = verify_bytes(stripped, store=a, known_generators=False)
     assert rep_a.store["found"] and rep_a.store["path"] == "watermark"
     assert rep_a.store["record"]["id"] == res.record_id and rep_a.store["record"]["generator"] == "gen-alpha"

@@ -214,7 +214,8 @@ def _watermark_evidence(d: WatermarkDetection, store_hit: dict | None) -> Eviden
     issuer = f"{pl['issuer_id']:#x}"
     details["issuer_id"] = issuer
     what = "generative content" if pl.get("generative") else "content stamped as not generated"
-    if store_hit is not None and store_hit.get("foreign"):
+    hit = store_hit or {}
+    if hit.get("foreign") or (hit.get("watermark") or {}).get("foreign"):  # the latter beside a pHash match
         head = f"genvis-trust watermark from issuer {issuer}, not in this store"
     else:
         head = f"genvis-trust watermark ({d.backend}) from issuer {issuer}, record {pl['record_id']}"
