@@ -161,6 +161,10 @@ def test_remote_manifest_reported_with_url_not_fetched(material):
     assert info.state is None and info.error is None
     ev = next(e for e in verify_bytes(data, known_generators=False).evidence if e.kind == "c2pa")
     assert url in ev.summary and "--fetch-remote" in ev.summary and ev.indicates == "none"
+    # asked to fetch: the attempt is made (.invalid never resolves) and its failure reported
+    fetched = read_c2pa(data, fetch_remote=True)
+    assert (fetched.status, fetched.remote_url, fetched.remote_manifest_not_fetched) == ("remote", url, False)
+    assert "could not be fetched" in fetched.error
 
 
 def test_byte_flip_in_png_pixels_reports_data_hash_next_to_decode_error(material, tmp_path):

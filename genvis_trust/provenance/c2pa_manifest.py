@@ -28,6 +28,7 @@ import base64
 import functools
 import io
 import json
+import re
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -276,6 +277,8 @@ def read_c2pa(data: bytes, media_type: str | None = None, trust_anchors_pem: str
             info.embedded = False
             info.remote_manifest_not_fetched = not fetch_remote
             info.remote_url = _remote_url_hint(msg)
+            if fetch_remote:  # asked to fetch, and the fetch itself failed
+                info.error = f"remote manifest could not be fetched: {msg[:300]}"
             return info
         if "prerelease" in msg.lower():
             info.present, info.status = True, "unsupported"
@@ -349,7 +352,5 @@ def _reader_types() -> frozenset[str]:
 
 
 def _remote_url_hint(msg: str) -> str | None:
-    for tok in msg.replace('"', " ").split():
-        if tok.startswith(("http://", "https://")):
-            return tok
-    return None
+    m = re.search(r"https?://[^\s\"'()<>]+", msg)
+    return m.group(0) if m else None

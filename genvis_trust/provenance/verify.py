@@ -113,6 +113,9 @@ class ProvenanceReport:
 
 def _c2pa_evidence(info: dict) -> Evidence:
     status = info.get("status")
+    if status == "remote" and info.get("error"):
+        return Evidence("c2pa", "cryptographic", f"C2PA manifest is remote ({info.get('remote_url')}); {info['error']}",
+                        "none", {"status": status, "remote_url": info.get("remote_url"), "error": info["error"]})
     if status == "remote":
         return Evidence("c2pa", "cryptographic",
                         f"C2PA manifest is remote ({info.get('remote_url')}); not fetched (pass --fetch-remote to fetch it)",
