@@ -105,7 +105,12 @@ def stamp(
     if fmt.lower() != "keep" and fmt.upper().replace("JPG", "JPEG") not in STAMP_FORMATS:
         fail(f"--format must be keep or one of {', '.join(STAMP_FORMATS)}", EXIT_USAGE)
     store = ProvenanceStore(store_path or out_dir / "provenance.db")
-    if len(images) == 1 and (images[0] / "manifest.jsonl").is_file():
+    corpus = len(images) == 1 and (images[0] / "manifest.jsonl").is_file()
+    if not corpus and source_type is None and not edited and generator == "unknown":
+        # what the content is goes into the manifest, the store and the mark: say what was assumed
+        err.print("note: no --generator or --source-type given: recording trainedAlgorithmicMedia "
+                  "(generated); pass --source-type digitalCapture for photographs", highlight=False)
+    if corpus:
         if source_type is not None and source_type.rsplit("/", 1)[-1] != "trainedAlgorithmicMedia":
             fail("a generated corpus is stamped as trainedAlgorithmicMedia; --source-type applies to image files",
                  EXIT_USAGE)
