@@ -190,6 +190,17 @@ def test_byte_flip_in_png_pixels_reports_data_hash_next_to_decode_error(material
     assert rep.c2pa["state"] == "Invalid" and "assertion.dataHash.mismatch" in rep.c2pa["failure_codes"]
 
 
+def test_file_over_the_byte_limit_still_gets_its_c2pa(signed, tmp_path):
+    from genvis_trust.provenance.verify import verify_paths
+
+    data, mime = signed["mp4"]
+    (tmp_path / "long.mp4").write_bytes(data)
+    rep = verify_paths([tmp_path / "long.mp4"], max_bytes=1000)[0]  # as a multi-GB video would be
+    assert rep.error["code"] == "too_large" and rep.input["media_type"] == mime
+    assert rep.c2pa["state"] == "Valid" and _ours(data) == _reference(data, mime)
+    assert rep.input["bytes"] == len(data) and "C2PA read from disk" in rep.input["pixels"]
+
+
 def test_unknown_bytes_are_not_sent_to_the_reader():
     info = read_c2pa(b"just some text, no media")
     assert info.status == "format_not_supported" and not info.present and info.error is None

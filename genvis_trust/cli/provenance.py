@@ -216,8 +216,8 @@ def verify(
                            fetch_remote=fetch_remote)[0]
         media = str(rep.input.get("media_type") or "")
         pixels_expected = not media or media.startswith("image/")
-        if (rep.error and (pixels_expected or rep.error.get("code") != "not_an_image")) \
-                or rep.c2pa.get("state") == "Invalid":
+        no_pixels_to_check = not pixels_expected and rep.error and rep.error.get("code") in ("not_an_image", "too_large")
+        if (rep.error and not no_pixels_to_check) or rep.c2pa.get("state") == "Invalid":
             problems += 1
         if as_json:
             d = rep.to_dict()

@@ -31,7 +31,7 @@ import json
 import re
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from .keys import SigningMaterial
 
@@ -248,9 +248,10 @@ def _codes(results: dict | None) -> tuple[list[str], list[str], list[str], list[
     return fail, ok, info, ingredient_fail
 
 
-def read_c2pa(data: bytes, media_type: str | None = None, trust_anchors_pem: str | None = None,
+def read_c2pa(data: bytes | BinaryIO, media_type: str | None = None, trust_anchors_pem: str | None = None,
               *, fetch_remote: bool = False) -> C2paInfo:
-    """Read and validate the C2PA manifest store in ``data``; never raises for bad input.
+    """Read and validate the C2PA manifest store in ``data`` (bytes, or a seekable binary
+    file for media too large to hold in memory); never raises for bad input.
 
     ``media_type``: a MIME type, or one of our image format names (``JPEG``); sniffed
     from the content when omitted.
@@ -261,13 +262,19 @@ def read_c2pa(data: bytes, media_type: str | None = None, trust_anchors_pem: str
 
     info = C2paInfo(trust_anchors_configured=bool(trust_anchors_pem))
     mime = media_type if media_type and "/" in media_type else MIME.get((media_type or "").upper())
-    mime = mime or sniff_media_type(data)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        head, stream = bytes(data[:4096]), io.BytesIO(data)
+    else:
+        stream = data
+        head = stream.read(4096)
+        stream.seek(0)
+    mime = mime or sniff_media_type(head)
     info.media_type = mime
     if mime is None or mime not in _reader_types():
         info.status = "format_not_supported"
         return info
     try:
-        reader = c2pa.Reader.try_create(mime, io.BytesIO(data), None, _context(trust_anchors_pem, fetch_remote))
+        reader = c2pa.Reader.try_create(mime, stream, None, _context(trust_anchors_pem, fetch_remote))
     except c2pa.C2paError as e:
         msg = str(e)
         kind = msg.split(":", 1)[0].strip()

@@ -37,11 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from genvis_trust.io import (
+    DEFAULT_MAX_BYTES,
     ImageLoadError,
     LoadedImage,
     decode_image,
     read_bytes,
     sha256_bytes,
+    sha256_file,
     sniff_media_type,
 )
 
@@ -342,16 +344,36 @@ def _add_store(rep: ProvenanceReport, store: ProvenanceStore, info: dict, digest
         rep.evidence.append(_store_evidence(rep.store))
 
 
-def verify_paths(paths: list[str | os.PathLike], **kwargs) -> list[ProvenanceReport]:
-    """:func:`verify_bytes` for files; an unreadable file is a report with ``error``."""
+def verify_paths(paths: list[str | os.PathLike], *, max_bytes: int = DEFAULT_MAX_BYTES, **kwargs) -> list[ProvenanceReport]:
+    """:func:`verify_bytes` for files; an unreadable file is a report with ``error``. A file
+    over the byte limit (a long video) still gets its C2PA read, streamed from disk."""
     out = []
     for p in paths:
         try:
-            data = read_bytes(p)
+            data = read_bytes(p, max_bytes)
         except ImageLoadError as e:
             rep = ProvenanceReport(REPORT_SCHEMA_VERSION, str(p), error=e.to_dict())
+            if e.code == "too_large":
+                _verify_large_file(rep, Path(p), **kwargs)
             out.append(rep)
             continue
         out.append(verify_bytes(data, name=str(Path(p)), **kwargs))
     return out
+
+
+def _verify_large_file(rep: ProvenanceReport, path: Path, *, trust_anchors_pem: str | None = None,
+                       store: ProvenanceStore | None = None, fetch_remote: bool = False, **_) -> None:
+    """C2PA (and the store's sha256 / C2PA record) of a file too big to load; metadata and
+    pixel signals need the bytes in memory and are not run."""
+    with open(path, "rb") as f:
+        media_type = sniff_media_type(f.read(4096))
+        f.seek(0)
+        info = read_c2pa(f, media_type, trust_anchors_pem, fetch_remote=fetch_remote).to_dict()
+    digest = sha256_file(path)
+    rep.input = {"bytes": path.stat().st_size, "sha256": digest, "media_type": media_type,
+                 "pixels": "not decoded: file over the byte limit; C2PA read from disk, metadata not read"}
+    rep.c2pa = info
+    rep.evidence.append(_c2pa_evidence(info))
+    if store is not None:
+        _add_store(rep, store, info, digest, None, [])
 
