@@ -4,9 +4,12 @@ Signals, strongest first:
 
 1. **cryptographic**: a C2PA manifest that validates (Valid/Trusted) and declares a
    generative ``digitalSourceType``;
-2. **statistical**: this toolkit's watermark (payload with error correction, p-value) and
-   the provenance-store record it leads to; a perceptual-hash match to a stamped image;
-   public known-generator watermarks (SDXL, SD v1/v2: *consistent with*, never proof);
+2. **statistical**: this toolkit's watermark (issuer, generative flag and record, with
+   error correction and a p-value) and the provenance-store record it leads to (only a
+   mark of the store's own issuer; the record's source type decides); public
+   known-generator watermarks (SDXL, SD v1/v2: *consistent with*, never proof); a
+   perceptual-hash match, a *near-duplicate of stamped item N* carrying N's source type:
+   ``likely_generated`` at most, and only when N was recorded as generated;
 3. **declared**: unsigned metadata markers (IPTC/XMP DigitalSourceType, generator
    front-end PNG text, EXIF Software);
 4. **learned**: the detector's calibrated probability. An image whose verdict flips under
