@@ -276,6 +276,10 @@ _V2_COLUMNS = {"source_type": "TEXT", "payload_version": "INTEGER", "issuer_id":
 
 def _upgrade_and_seed(con: sqlite3.Connection) -> None:
     """Bring a schema-1 store to schema 2 and give every store its issuer seed (once)."""
+    have = {row[1] for row in con.execute("PRAGMA table_info(records)")}
+    seeded = con.execute("SELECT 1 FROM meta WHERE key='issuer_seed'").fetchone()
+    if seeded and set(_V2_COLUMNS) <= have:
+        return  # nothing to write: a store on read-only media still opens for verify
     con.execute("BEGIN IMMEDIATE")
     try:
         have = {row[1] for row in con.execute("PRAGMA table_info(records)")}
