@@ -47,8 +47,11 @@ ERROR_CODES = {
     "corrupt": "the image data is malformed",
 }
 
-# Formats Pillow decodes that we accept. Content decides, not the file name.
-SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+# Formats Pillow decodes that we accept. Content decides, not the file name. HEIC/HEIF
+# through the pillow-heif plugin, AVIF through Pillow's own decoder (Pillow >= 11.2).
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIC", "AVIF")
+# Our format name -> the Pillow plugin that opens it, where they differ.
+_PIL_FORMAT = {"HEIC": "HEIF"}
 
 
 class ImageLoadError(Exception):
@@ -301,7 +304,9 @@ def _open_first_frame(
     data: bytes, fmt: str, path: str, max_pixels: int, notes: list[str]
 ) -> tuple[Image.Image, str]:
     """Open the first frame and check its size before any pixel is decoded."""
-    im = Image.open(_io.BytesIO(data), formats=[fmt])
+    _ensure_plugin(fmt, path)
+    pil_fmt = _PIL_FORMAT.get(fmt, fmt)
+    im = Image.open(_io.BytesIO(data), formats=[pil_fmt])
     width, height = im.size
     if width <= 0 or height <= 0:
         raise ImageLoadError("corrupt", f"invalid dimensions {width}x{height}", path)
@@ -317,7 +322,7 @@ def _open_first_frame(
     except _DECODE_ERRORS as e:
         # Counting walks every frame; a broken later frame must not hide a good first one.
         notes.append(f"could not count frames ({str(e) or type(e).__name__}); first frame used")
-        im = Image.open(_io.BytesIO(data), formats=[fmt])
+        im = Image.open(_io.BytesIO(data), formats=[pil_fmt])
         n_frames = 1
     if n_frames > 1:
         im.seek(0)
@@ -335,6 +340,70 @@ def _open_first_frame(
         if ";16" in raw:
             break
     return im, (raw if ";16" in raw else "")
+
+
+_plugins_registered: set[str] = set()
+
+
+def _ensure_plugin(fmt: str, path: str) -> None:
+    """Register the decoder plugin a format needs, once; refuse clearly when it is missing."""
+    if fmt in _plugins_registered:
+        return
+    if fmt == "HEIC":
+        try:
+            import pillow_heif
+        except ImportError:
+            raise ImageLoadError(
+                "unsupported_format", "HEIC/HEIF needs the pillow-heif package (pip install pillow-heif)", path
+            ) from None
+        pillow_heif.register_heif_opener()
+    elif fmt == "AVIF":
+        from PIL import features
+
+        if not features.check("avif"):
+            raise ImageLoadError(
+                "unsupported_format", "this Pillow build has no AVIF decoder (Pillow >= 11.2 has one)", path
+            )
+    _plugins_registered.add(fmt)
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """The MIME type of any media the provenance checks read (images, video, audio, PDF,
+    zip-based documents, C2PA sidecars), from magic bytes; ``None`` when not recognised.
+
+    >>> sniff_media_type(b"%PDF-1.7 "), sniff_media_type(b"RIFF\\x00\\x00\\x00\\x00WAVEfmt ")
+    ('application/pdf', 'audio/wav')
+    """
+    head = bytes(data[:64])
+    fmt = sniff_format(data)
+    if fmt is not None:
+        return _IMAGE_MIME.get(fmt, f"image/{fmt.lower()}")
+    if head[4:8] in (b"ftyp", b"styp"):  # ISO BMFF; styp opens a DASH media segment
+        brand = head[8:12]
+        if brand == b"qt  ":
+            return "video/quicktime"
+        if brand in (b"M4A ", b"M4B ", b"M4P "):
+            return "audio/mp4"
+        return "video/mp4"
+    if head[:4] == b"RIFF":
+        return {b"WAVE": "audio/wav", b"AVI ": "video/avi"}.get(head[8:12])
+    if head.startswith(b"%PDF-"):
+        return "application/pdf"
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "audio/mpeg"
+    if head.startswith(b"fLaC"):
+        return "audio/flac"
+    if head.startswith(b"PK\x03\x04"):
+        return "application/x-zip"
+    if head[4:8] == b"jumb":
+        return "application/c2pa"
+    return None
+
+
+_IMAGE_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp",
+               "BMP": "image/bmp", "TIFF": "image/tiff", "HEIC": "image/heic", "AVIF": "image/avif",
+               "JXL": "image/jxl", "SVG": "image/svg+xml", "PSD": "image/vnd.adobe.photoshop",
+               "ICO": "image/x-icon", "JPEG2000": "image/jp2"}
 
 
 _TRANSPOSE = {
@@ -461,6 +530,8 @@ _EXT = {
     "WEBP": {"webp"},
     "BMP": {"bmp", "dib"},
     "TIFF": {"tif", "tiff"},
+    "HEIC": {"heic", "heif", "hif"},
+    "AVIF": {"avif"},
 }
 
 
@@ -646,5 +717,5 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 # Suffixes a folder scan picks up; refused formats are included so that they are
 # reported (unsupported_format), not silently skipped.
 IMAGE_EXTENSIONS = frozenset(
-    {"." + e for exts in _EXT.values() for e in exts} | {".heic", ".heif", ".avif", ".jxl"}
+    {"." + e for exts in _EXT.values() for e in exts} | {".jxl"}
 )

@@ -4,9 +4,12 @@ Signals, strongest first:
 
 1. **cryptographic**: a C2PA manifest that validates (Valid/Trusted) and declares a
    generative ``digitalSourceType``;
-2. **statistical**: this toolkit's watermark (payload with error correction, p-value) and
-   the provenance-store record it leads to; a perceptual-hash match to a stamped image;
-   public known-generator watermarks (SDXL, SD v1/v2: *consistent with*, never proof);
+2. **statistical**: this toolkit's watermark (issuer, generative flag and record, with
+   error correction and a p-value) and the provenance-store record it leads to (only a
+   mark of the store's own issuer; the record's source type decides); public
+   known-generator watermarks (SDXL, SD v1/v2: *consistent with*, never proof); a
+   perceptual-hash match, a *near-duplicate of stamped item N* carrying N's source type:
+   ``likely_generated`` at most, and only when N was recorded as generated;
 3. **declared**: unsigned metadata markers (IPTC/XMP DigitalSourceType, generator
    front-end PNG text, EXIF Software);
 4. **learned**: the detector's calibrated probability. An image whose verdict flips under
@@ -74,8 +77,7 @@ def _ev(kind: str, strength: str, summary: str, indicates: str, details: dict | 
 def fuse(record: ScoreRecord, stability: dict | None = None) -> ScanResult:
     """One verdict from the provenance report (``record.extra``) and the detector score."""
     if record.error is not None:
-        e = record.error
-        return ScanResult(record.input, "error", f"error: {e.get('message')} [{e.get('code')}]", error=e, image=record.image)
+        return _fuse_without_pixels(record)
     prov = record.extra
     evidence: list[dict] = []
     image = dict(record.image)
@@ -112,6 +114,33 @@ def fuse(record: ScoreRecord, stability: dict | None = None) -> ScanResult:
     return ScanResult(record.input, verdict, summary, evidence, image, det, pd)
 
 
+def _fuse_without_pixels(record: ScoreRecord) -> ScanResult:
+    """A record whose pixels did not decode: the byte signals (C2PA, metadata, exact-bytes
+    store match) still speak. Media that are not images (video, audio, PDF) are not an
+    error: their pixel signals are simply not run. A damaged image stays an error, with
+    its C2PA state beside the decode error."""
+    e = record.error
+    err_summary = f"error: {e.get('message')} [{e.get('code')}]"
+    if record.extra is None:
+        return ScanResult(record.input, "error", err_summary, error=e, image=record.image)
+    pd = record.extra.to_dict() if hasattr(record.extra, "to_dict") else dict(record.extra)
+    evidence = list(pd.get("evidence", []))
+    facts = pd.get("input", {})
+    image = {**record.image, **{k: facts.get(k) for k in ("bytes", "sha256", "media_type")}}
+    verdict, summary = _decide(evidence, None, None)
+    media = str(facts.get("media_type") or "")
+    if e.get("code") == "not_an_image" and media and not media.startswith("image/"):
+        image["pixels"] = f"not checked: {media} (pixel signals run on images only)"
+        return ScanResult(record.input, verdict, summary.replace("no detector score", f"{media}, pixels not checked"),
+                          evidence, image, None, pd)
+    if verdict in ("generated", "likely_generated"):
+        return ScanResult(record.input, verdict, f"{summary}; pixels: {err_summary}", evidence, image, None, pd, e)
+    c2pa = next((x for x in evidence if x["kind"] == "c2pa" and x["indicates"] != "none"), None)
+    if c2pa is not None:
+        err_summary += f"; {c2pa['summary']}"
+    return ScanResult(record.input, "error", err_summary, evidence, image, None, pd, e)
+
+
 def _decide(evidence: list[dict], p: float | None, stability: dict | None, calibrated: bool = True) -> tuple[str, str]:
     by = {}
     for e in evidence:
@@ -122,21 +151,33 @@ def _decide(evidence: list[dict], p: float | None, stability: dict | None, calib
         what = "generated" if c2pa["indicates"] == "generated" else "edited with generative AI"
         if str(state).lower() in ("valid", "trusted"):
             return "generated", f"{what} (declared by a {str(state).lower()} C2PA manifest)"
+    generative = ("generated", "edited")
     wm = next((e for e in by.get("watermark", []) if e["indicates"] == "generated"), None)
-    store = next((e for e in by.get("store", []) if e["indicates"] == "generated"), None)
+    # a store record found by exact bytes, C2PA or our own issuer's mark says what the content is;
+    # a perceptual-hash match is a near-duplicate of a stamped item: weaker than any mark
+    stores = by.get("store", [])
+    exact = next((e for e in stores if not e["details"].get("derivative")), None)
+    derivative = next((e for e in stores if e["details"].get("derivative")), None)
+    if exact is not None and exact["indicates"] in generative:
+        d = exact["details"]
+        return "generated", f"generated (provenance record {d.get('record_id')} via {d.get('path')}, {d.get('source_type')})"
     if wm is not None:
-        rec = wm["details"].get("payload", {}).get("record_id")
-        return "generated", f"generated (genvis-trust watermark, record {rec})"
-    if store is not None:
-        return "generated", f"generated (provenance record {store['details'].get('record_id')} via {store['details'].get('path')})"
+        return "generated", "generated (" + wm["summary"].split(":")[0] + ")"
     known = next((e for e in by.get("known_generator", []) if e["indicates"] == "generated"), None)
     if known is not None:
         return "likely_generated", "likely generated (" + known["summary"].split(";")[0] + ")"
+    if derivative is not None and derivative["indicates"] in generative:
+        return "likely_generated", "likely generated (" + derivative["summary"].split(":")[0] + "; no mark found)"
     meta = next((e for e in by.get("metadata", []) if e["indicates"] == "generated"), None)
     if meta is not None:
         return "likely_generated", f"likely generated (declared in unsigned metadata: {meta['summary']})"
     tampered = next((e for e in by.get("c2pa", []) if e["indicates"] == "tampered"), None)
     prefix = "C2PA manifest invalid; " if tampered is not None else ""
+    stamped = next((e for e in [exact, derivative] if e is not None and e["indicates"] not in generative), None)
+    if stamped is not None:
+        d = stamped["details"]
+        what = "near-duplicate of stamped item" if d.get("derivative") else "stamped item"
+        prefix += f"{what} {d.get('record_id')} recorded as {d.get('source_type')}; "
     if p is None:
         return "no_evidence", prefix + "no evidence of generation (no detector score)"
     if stability is not None and stability.get("uncertain"):
@@ -174,8 +215,10 @@ class Scanner:
         workers: int | None = None,
         check_stability: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        fetch_remote: bool = False,
     ):
-        """``max_pixels``: larger images become ``too_large`` error records (the service lowers it)."""
+        """``max_pixels``: larger images become ``too_large`` error records (the service lowers it).
+        ``fetch_remote``: fetch remote C2PA manifests (default: reported with their URL)."""
         self.provenance = provenance
         self.check_stability = check_stability
         self._verify_kwargs: dict[str, Any] = {}
@@ -185,6 +228,8 @@ class Scanner:
 
             if trust_anchors is not None:
                 self._verify_kwargs["trust_anchors_pem"] = Path(trust_anchors).read_text()
+            if fetch_remote:
+                self._verify_kwargs["fetch_remote"] = True
             if watermark_backends is not None:
                 self._verify_kwargs["backends"] = tuple(watermark_backends)
             if store is not None:
@@ -196,12 +241,12 @@ class Scanner:
         )
         self.detector = self.engine.detector
 
-    def _hook(self, data, loaded, name):
+    def _hook(self, data, loaded, name, error=None):
         from genvis_trust.provenance.verify import verify_bytes
 
         if data is None:
             return None
-        return verify_bytes(data, name=name, decoded=loaded, **self._verify_kwargs)
+        return verify_bytes(data, name=name, decoded=loaded, decode_error=error, **self._verify_kwargs)
 
     def scan(self, inputs: Iterable[Any], names: Iterable[str] | None = None) -> Iterator[ScanResult]:
         t0 = time.time()

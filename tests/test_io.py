@@ -217,10 +217,6 @@ def test_file_over_max_bytes(tmp_path):
 @pytest.mark.parametrize(
     "fmt, data",
     [
-        ("HEIC", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)),
-        ("AVIF", b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(64)),
-        # Generic HEIF major brand, AVIF only among the compatible brands.
-        ("AVIF", b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf" + bytes(64)),
         ("SVG", b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>'),
         ("SVG", b'\xef\xbb\xbf<svg xmlns="http://www.w3.org/2000/svg"></svg>'),
         ("ICO", _save(Image.new("RGB", (16, 16)), "ICO")),
@@ -236,6 +232,35 @@ def test_recognised_but_unsupported_formats(tmp_path, fmt, data):
     err = _refusal(path)
     assert err.code == "unsupported_format"
     assert fmt in err.message
+    _assert_names(err, path)
+
+
+@pytest.mark.parametrize(
+    "fmt, header",
+    [
+        ("HEIC", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"),
+        ("AVIF", b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf"),
+        # Generic HEIF major brand, AVIF only among the compatible brands.
+        ("AVIF", b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf"),
+    ],
+)
+def test_heic_avif_decoded_and_broken_ones_named(tmp_path, fmt, header):
+    """HEIC via pillow-heif, AVIF via Pillow: real files decode to RGB; a header with
+    nothing behind it is a typed refusal naming the file, not unsupported_format."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)
+    real = _save(Image.fromarray(rgb), "HEIF" if fmt == "HEIC" else "AVIF")
+    assert sniff_format(real) == fmt
+    img = load_image(real)
+    assert img.format == fmt and img.array.shape == (48, 64, 3)
+    assert np.abs(img.array.astype(int) - rgb).mean() < 60  # lossy, but these pixels
+    path = tmp_path / f"x.{fmt.lower()}"
+    path.write_bytes(header + bytes(64))
+    assert sniff_format(path.read_bytes()) == fmt
+    err = _refusal(path)
+    assert err.code in ("corrupt", "truncated")
     _assert_names(err, path)
 
 

@@ -36,7 +36,7 @@ def test_round_trip_trusted_payload_store(env):
     wm = rep.watermarks[0]
     assert wm["backend"] == "dwtDctSvd" and wm["detected"] and wm["payload"]["record_id"] == res.record_id
     assert rep.store["found"] and rep.store["record"]["id"] == res.record_id
-    assert json.loads(json.dumps(rep.to_dict()))["schema_version"] == "1.0"
+    assert json.loads(json.dumps(rep.to_dict()))["schema_version"] == "1.1"
     assert {e.strength for e in rep.evidence} <= {"cryptographic", "statistical", "learned", "declared"}
     # without anchors: Valid
     assert verify_bytes(data, known_generators=False).c2pa["state"] == "Valid"

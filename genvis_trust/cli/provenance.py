@@ -1,7 +1,8 @@
 """Provenance commands: ``keys init``, ``stamp``, ``verify``, ``watermark list|evaluate``.
 
-Exit codes: 0 ok; 1 some input failed (stamp) or an image carries an Invalid C2PA
-manifest or could not be read (verify); 2 usage error.
+Exit codes: 0 ok; 1 some input failed (stamp) or a file carries an Invalid C2PA
+manifest or an image could not be read (verify; video, audio and PDF files are not
+expected to have pixels); 2 usage error.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _material(keys: Path | None, cert_chain: Path | None, private_key: Path | No
 
 
 def stamp(
-    images: list[Path] = typer.Argument(..., help="Images to stamp, or one generated corpus folder (its manifest names the generator of each image)."),
+    images: list[Path] = typer.Argument(..., help="Images to stamp (video, audio and PDF files get a signed C2PA manifest, no watermark), or one generated corpus folder (its manifest names the generator of each image)."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder for stamped images."),
     keys: Path = typer.Option(None, "--keys", help="Folder made by `keys init`."),
     cert_chain: Path = typer.Option(None, "--cert-chain", help="Your PEM chain (signer first)."),
@@ -62,6 +63,11 @@ def stamp(
     family: str = typer.Option(None, help="Generator family (gan, vae, diffusion, ...)."),
     checkpoint_sha256: str = typer.Option(None, "--checkpoint-sha256", help="Checkpoint hash."),
     edited: bool = typer.Option(False, help="Mark as compositeWithTrainedAlgorithmicMedia."),
+    source_type: str = typer.Option(
+        None, "--source-type",
+        help="IPTC digital source type of the content: trainedAlgorithmicMedia (default for generators), "
+             "compositeWithTrainedAlgorithmicMedia, digitalCapture or compositeCapture for photographs, ... "
+             "Recorded in the C2PA manifest, the store and the watermark's generative flag."),
     upscale: int = typer.Option(None, help="Corpus input: enlarge images smaller than this side (e.g. 256, the watermark minimum) before stamping."),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines to stdout, one per image."),
 ):
@@ -70,8 +76,15 @@ def stamp(
     Given a corpus folder (from `generate`), writes a stamped corpus to --out whose manifest
     records the provenance applied to each image:
     genvis-trust stamp corpora/gan --out corpora/gan-stamped --keys keys --upscale 256"""
-    from genvis_trust.io import ImageLoadError, load_image
-    from genvis_trust.provenance.stamp import EXTENSIONS, STAMP_FORMATS, StampError, stamp_array
+    from genvis_trust.io import ImageLoadError, decode_image, read_bytes, sniff_media_type
+    from genvis_trust.provenance.c2pa_manifest import SOURCE_TYPES, source_type_uri
+    from genvis_trust.provenance.stamp import (
+        EXTENSIONS,
+        STAMP_FORMATS,
+        StampError,
+        stamp_array,
+        stamp_media,
+    )
     from genvis_trust.provenance.store import ProvenanceStore
     from genvis_trust.provenance.watermarks import WatermarkError, get_watermark
 
@@ -80,10 +93,27 @@ def stamp(
         get_watermark(backend)
     except WatermarkError as e:
         fail(str(e), EXIT_USAGE)
+    if source_type is not None:
+        try:
+            source_type_uri(source_type)
+        except ValueError:
+            fail(f"--source-type {source_type!r} is not an IPTC digital source type; choose from "
+                 f"{', '.join(SOURCE_TYPES)}", EXIT_USAGE)
+        if edited and source_type.rsplit("/", 1)[-1] != "compositeWithTrainedAlgorithmicMedia":
+            fail("--edited means compositeWithTrainedAlgorithmicMedia; pass --edited or --source-type, not both",
+                 EXIT_USAGE)
     if fmt.lower() != "keep" and fmt.upper().replace("JPG", "JPEG") not in STAMP_FORMATS:
         fail(f"--format must be keep or one of {', '.join(STAMP_FORMATS)}", EXIT_USAGE)
     store = ProvenanceStore(store_path or out_dir / "provenance.db")
-    if len(images) == 1 and (images[0] / "manifest.jsonl").is_file():
+    corpus = len(images) == 1 and (images[0] / "manifest.jsonl").is_file()
+    if not corpus and source_type is None and not edited and generator == "unknown":
+        # what the content is goes into the manifest, the store and the mark: say what was assumed
+        err.print("note: no --generator or --source-type given: recording trainedAlgorithmicMedia "
+                  "(generated); pass --source-type digitalCapture for photographs", highlight=False)
+    if corpus:
+        if source_type is not None and source_type.rsplit("/", 1)[-1] != "trainedAlgorithmicMedia":
+            fail("a generated corpus is stamped as trainedAlgorithmicMedia; --source-type applies to image files",
+                 EXIT_USAGE)
         _stamp_corpus(images[0], out_dir, store, material, backend, fmt, upscale, as_json)
         return
     failures = 0
@@ -91,18 +121,32 @@ def stamp(
         task = bar.add_task("stamping", total=len(images))
         for p in images:
             try:
-                img = load_image(p)
+                data = read_bytes(p)
+                media = sniff_media_type(data)
+                if media and not media.startswith("image/"):  # video, audio, PDF: signed, not watermarked
+                    mres = stamp_media(data, out_dir / Path(p).name, store=store, material=material,
+                                       generator=generator, family=family, checkpoint_sha256=checkpoint_sha256,
+                                       edited=edited, source_type=source_type, title=Path(p).name)
+                    if as_json:
+                        print(json.dumps({"input": str(p), **mres.to_dict()}, sort_keys=True), flush=True)
+                    else:
+                        out.print(f"{p} -> {mres.path}  record {mres.record_id}  {mres.source_type}  "
+                                  f"{media}: C2PA signed, no watermark", highlight=False)
+                    bar.advance(task)
+                    continue
+                img = decode_image(data, path=str(p))
                 f = img.format if fmt.lower() == "keep" else fmt.upper().replace("JPG", "JPEG")
                 if f not in STAMP_FORMATS:
                     f = "PNG"
                 dest = out_dir / (Path(p).stem + EXTENSIONS[f])
                 res = stamp_array(img.array, dest, store=store, material=material, fmt=f, backend=backend,
                                   generator=generator, family=family, checkpoint_sha256=checkpoint_sha256,
-                                  edited=edited, title=Path(p).name)
+                                  edited=edited, title=Path(p).name, source_type=source_type)
                 if as_json:
                     print(json.dumps({"input": str(p), **res.to_dict()}, sort_keys=True), flush=True)
                 else:
-                    out.print(f"{p} -> {res.path}  record {res.record_id}  PSNR {res.psnr_db} dB", highlight=False)
+                    out.print(f"{p} -> {res.path}  record {res.record_id}  {res.source_type}  PSNR {res.psnr_db} dB",
+                              highlight=False)
             except (ImageLoadError, WatermarkError, StampError, OSError) as e:
                 failures += 1
                 err.print(f"[red]failed:[/] {e}", highlight=False)
@@ -144,9 +188,12 @@ def verify(
     store_path: Path = typer.Option(None, "--store", help="Provenance store to look records up in."),
     backends: str = typer.Option("dwtDctSvd,dwtDct", help="Watermark backends to read, comma separated, or 'all' (adds rivaGan: >1 s/image on CPU)."),
     no_known: bool = typer.Option(False, "--no-known-generators", help="Skip SDXL/SD watermark checks."),
+    fetch_remote: bool = typer.Option(False, "--fetch-remote", help="Fetch remote C2PA manifests (default: report their URL, offline)."),
     as_json: bool = typer.Option(False, "--json", help="JSON to stdout: one document, or JSON Lines with several images."),
 ):
-    """Report C2PA, watermarks, known-generator marks, metadata markers and store records."""
+    """Report C2PA (images, video, audio, PDF: every format c2pa-python reads), watermarks,
+    known-generator marks, metadata markers and store records. Pixel signals run where
+    there are pixels; a file whose pixels do not decode keeps its C2PA report."""
     from genvis_trust.provenance.store import ProvenanceStore
     from genvis_trust.provenance.verify import verify_paths
     from genvis_trust.provenance.watermarks import list_watermarks
@@ -165,8 +212,12 @@ def verify(
     store = ProvenanceStore(store_path) if store_path else None
     problems = 0
     for p in images:
-        rep = verify_paths([p], trust_anchors_pem=pem, store=store, backends=names, known_generators=not no_known)[0]
-        if rep.error or rep.c2pa.get("state") == "Invalid":
+        rep = verify_paths([p], trust_anchors_pem=pem, store=store, backends=names, known_generators=not no_known,
+                           fetch_remote=fetch_remote)[0]
+        media = str(rep.input.get("media_type") or "")
+        pixels_expected = not media or media.startswith("image/")
+        no_pixels_to_check = not pixels_expected and rep.error and rep.error.get("code") in ("not_an_image", "too_large")
+        if (rep.error and not no_pixels_to_check) or rep.c2pa.get("state") == "Invalid":
             problems += 1
         if as_json:
             d = rep.to_dict()
@@ -181,13 +232,17 @@ def verify(
 
 
 def _print_report(rep) -> None:
+    from rich.markup import escape
+
     out.print(f"[bold]{rep.path}[/]", highlight=False)
-    if rep.error:
-        out.print(f"  error: {rep.error['message']} [{rep.error['code']}]", highlight=False)
-        return
+    media = str(rep.input.get("media_type") or "")
+    if rep.error and rep.error.get("code") == "not_an_image" and media and not media.startswith("image/"):
+        out.print(f"  pixels: not checked ({media}); C2PA and metadata read from the bytes", highlight=False)
+    elif rep.error:
+        out.print(f"  [red]pixels:[/] {escape(rep.error['message'])} \\[{rep.error['code']}]", highlight=False)
     for e in rep.evidence:
         mark = {"none": "·", "tampered": "[red]✗[/]"}.get(e.indicates, "[green]●[/]")
-        out.print(f"  {mark} [{e.strength}] {e.kind}: {e.summary}", highlight=False)
+        out.print(f"  {mark} \\[{e.strength}] {e.kind}: {escape(e.summary)}", highlight=False)
 
 
 @watermark_app.command("list")

@@ -2,7 +2,14 @@
 
 Order matters: the manifest's hard binding (``c2pa.hash.data``) covers the final pixels,
 so the watermark goes in before signing; the store record is reserved first because its
-id is the watermark payload.
+id is in the watermark payload, beside the store's issuer id and the generative flag of
+the recorded IPTC digital source type (``source_type``: ``trainedAlgorithmicMedia`` by
+default, ``digitalCapture`` and the other capture types for photographs).
+
+Video, audio and PDF files (:func:`stamp_media`) get a signed C2PA manifest and a store
+record, without a watermark: the watermark backends embed in pixels, and video frames
+come in a later issue. The store finds such a file again by its C2PA record id or its
+exact sha256.
 
 Encoding: JPEG is written 4:4:4 (OpenCV's and Pillow's default 4:2:0 chroma subsampling
 erases the DWT marks, which live in the U channel), quality 95; WebP is written lossless
@@ -18,18 +25,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from cryptography.hazmat.primitives import hashes
 
 from genvis_trust import __version__
 from genvis_trust.io import atomic_write_bytes, decode_image, encode_image, sha256_bytes
 
-from .c2pa_manifest import build_manifest, sign_image_bytes
+from .c2pa_manifest import (
+    DST_COMPOSITE,
+    DST_TRAINED,
+    build_manifest,
+    is_generative,
+    sign_image_bytes,
+    source_type_uri,
+)
 from .keys import SigningMaterial
-from .payload import get_codec
+from .payload import PAYLOAD_VERSION, get_codec
 from .phash import phash
 from .store import ProvenanceStore
 from .watermarks import DEFAULT_BACKEND, WatermarkError, detection_from_reading, get_watermark
 
-__all__ = ["StampError", "StampResult", "encode_for_stamp", "stamp_array"]
+__all__ = ["MediaStampResult", "StampError", "StampResult", "encode_for_stamp", "stamp_array", "stamp_media"]
 
 STAMP_FORMATS = ("JPEG", "PNG", "WEBP")
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
@@ -51,6 +66,8 @@ class StampResult:
     psnr_db: float
     manifest_bytes: int
     notes: list[str] = field(default_factory=list)
+    source_type: str = "trainedAlgorithmicMedia"
+    issuer_id: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,22 +107,34 @@ def stamp_array(
     edited: bool = False,
     quality: int = 95,
     title: str | None = None,
+    source_type: str | None = None,
 ) -> StampResult:
-    """Watermark, sign and record one RGB image; write it to ``out_path``."""
+    """Watermark, sign and record one RGB image; write it to ``out_path``.
+
+    ``source_type``: IPTC digital source type (short name or URI) of the content; default
+    ``trainedAlgorithmicMedia`` (``compositeWithTrainedAlgorithmicMedia`` when ``edited``).
+    """
     be = get_watermark(backend)
     be.check_image(rgb, what=str(title or out_path))
     fmt = fmt.upper().replace("JPG", "JPEG")
     if fmt not in STAMP_FORMATS:
         raise StampError(f"cannot stamp as {fmt}; choose from {', '.join(STAMP_FORMATS)}")
+    try:
+        dst = source_type_uri(source_type) if source_type else (DST_COMPOSITE if edited else DST_TRAINED)
+    except ValueError as e:
+        raise StampError(str(e)) from None
     codec = get_codec(be.n_bits)
+    issuer = store.issuer_id(codec.issuer_bits)
+    store.bind_signer(material.signer_certificate.fingerprint(hashes.SHA256()).hex())
     rid = store.reserve_id()
-    bits = codec.encode(rid)
+    bits = codec.encode(rid, issuer=issuer, generative=is_generative(dst))
     marked = be.embed(rgb, bits)
     data = encode_for_stamp(marked, fmt, quality)
     # self-check on what will actually be shipped
     decoded = decode_image(data).array
     det = detection_from_reading(be, be.read_bits(decoded))
-    if not det.detected or det.payload.get("record_id") != rid % codec.short_id_modulus:
+    if not det.detected or det.payload.get("record_id") != rid % codec.short_id_modulus \
+            or det.payload.get("issuer_id") != issuer:
         raise StampError(
             f"{title or out_path}: the {backend} watermark did not survive {fmt} encoding "
             f"({det.matched_bits}/{codec.n_bits} bits); try PNG or another backend"
@@ -124,6 +153,8 @@ def stamp_array(
         payload_bits=bit_str,
         record_id=rid,
         tool_version=__version__,
+        source_type=dst,
+        issuer_id=issuer,
     )
     signed, manifest_bytes = sign_image_bytes(data, fmt, manifest, material)
     atomic_write_bytes(out_path, signed, mode=0o644)
@@ -142,6 +173,9 @@ def stamp_array(
         path=str(out_path),
         width=int(rgb.shape[1]),
         height=int(rgb.shape[0]),
+        source_type=dst.rsplit("/", 1)[-1],
+        payload_version=PAYLOAD_VERSION,
+        issuer_id=issuer,
     )
     return StampResult(
         path=str(out_path),
@@ -154,7 +188,70 @@ def stamp_array(
         psnr_db=round(_psnr(rgb, decoded), 2),
         manifest_bytes=len(manifest_bytes),
         notes=notes,
+        source_type=dst.rsplit("/", 1)[-1],
+        issuer_id=issuer,
     )
+
+
+@dataclass
+class MediaStampResult:
+    path: str
+    record_id: int
+    media_type: str
+    sha256: str
+    manifest_bytes: int
+    source_type: str
+    issuer_id: int
+    watermark: str = "none (video, audio and documents are signed, not watermarked)"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def stamp_media(
+    data: bytes,
+    out_path: str | os.PathLike,
+    *,
+    store: ProvenanceStore,
+    material: SigningMaterial,
+    generator: str = "unknown",
+    family: str | None = None,
+    checkpoint_sha256: str | None = None,
+    edited: bool = False,
+    source_type: str | None = None,
+    title: str | None = None,
+) -> MediaStampResult:
+    """Sign a video, audio or PDF file with a C2PA manifest and record it; write it to
+    ``out_path``. The media type comes from the content; c2pa-python's Builder must write it."""
+    from genvis_trust.io import sniff_media_type
+
+    what = str(title or out_path)
+    mime = sniff_media_type(data)
+    if mime is None or mime.startswith("image/"):
+        raise StampError(f"{what}: {mime or 'unrecognised content'}: stamp_media signs video, audio and documents")
+    try:
+        dst = source_type_uri(source_type) if source_type else (DST_COMPOSITE if edited else DST_TRAINED)
+    except ValueError as e:
+        raise StampError(f"{what}: {e}") from None
+    # the issuer is named in the manifest even without a mark, so records stay tied to their store
+    issuer = store.issuer_id(get_codec("p64").issuer_bits)
+    store.bind_signer(material.signer_certificate.fingerprint(hashes.SHA256()).hex())
+    rid = store.reserve_id()
+    manifest = build_manifest(title=title or Path(out_path).name, generator=generator, family=family,
+                              checkpoint_sha256=checkpoint_sha256, edited=edited, record_id=rid,
+                              tool_version=__version__, source_type=dst, issuer_id=issuer)
+    try:
+        signed, manifest_bytes = sign_image_bytes(data, mime, manifest, material)
+    except ValueError as e:
+        raise StampError(f"{what}: {e}") from None
+    except Exception as e:  # c2pa's own refusals (a malformed container) name the file too
+        raise StampError(f"{what}: C2PA signing of {mime} failed: {str(e)[:300]}") from None
+    atomic_write_bytes(out_path, signed, mode=0o644)
+    digest = sha256_bytes(signed)
+    store.complete(rid, sha256=digest, manifest=manifest_bytes, generator=generator, family=family,
+                   checkpoint_sha256=checkpoint_sha256, path=str(out_path),
+                   source_type=dst.rsplit("/", 1)[-1], payload_version=None, issuer_id=issuer)
+    return MediaStampResult(str(out_path), rid, mime, digest, len(manifest_bytes), dst.rsplit("/", 1)[-1], issuer)
 
 
 def stamp_corpus(

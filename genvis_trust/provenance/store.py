@@ -12,6 +12,18 @@ Lookup paths, in the order ``verify`` uses them: by record id (from the watermar
 32-bit payload carries a short id, resolved among candidates by perceptual hash), by
 sha256 (exact bytes), by perceptual-hash nearest match (within a distance threshold).
 
+**Issuer.** Record ids are local to a store, so a watermark payload names its issuer as
+well (see ``payload.py``): each store draws a random 128-bit issuer seed when it is created
+and its issuer id is ``sha256("genvis-trust issuer v2" + seed)`` cut to the payload's issuer
+bits (11 for p64, 5 for p32). The seed is per store, not per signing key, because two
+stores signed with the same key number their records independently: a key-derived id
+would credit one store's record 2 to the other's. The first signer's certificate
+fingerprint is kept beside it (``issuer_signer_sha256``) to say who the issuer is.
+:meth:`ProvenanceStore.resolve_payload` claims a payload only when its issuer matches.
+Stores of schema 1 are upgraded in place (new columns, a fresh seed); their records keep
+payload version 1, which names no issuer, so they are claimed only when the perceptual hash
+agrees too.
+
 >>> import tempfile, os
 >>> s = ProvenanceStore(os.path.join(tempfile.mkdtemp(), "p.db"))
 >>> rid = s.reserve_id()
@@ -23,17 +35,19 @@ sha256 (exact bytes), by perceptual-hash nearest match (within a distance thresh
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .payload import CODECS, issuer_id
 from .phash import hamming
 
 __all__ = ["DEFAULT_PHASH_THRESHOLD", "ProvenanceStore", "StoreError", "StoreRecord"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: pHash distance (of 64 bits) accepted as "the same picture"; measured in the tests:
 #: JPEG 80 and a 0.5x resize stay within ~6, different photos are above 20.
 DEFAULT_PHASH_THRESHOLD = 10
@@ -83,6 +97,9 @@ class StoreRecord:
     width: int | None
     height: int | None
     manifest: bytes | None = None
+    source_type: str | None = None  # IPTC digital source type (short name) recorded at stamp time
+    payload_version: int | None = None  # None: a schema-1 record, payload version 1
+    issuer_id: int | None = None
 
     def to_dict(self, manifest: bool = False) -> dict:
         d = asdict(self)
@@ -110,8 +127,9 @@ class ProvenanceStore:
             row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
+            elif int(row[0]) not in (1, SCHEMA_VERSION):
                 raise StoreError(f"{self.path}: schema version {row[0]}, this code reads {SCHEMA_VERSION}")
+        _upgrade_and_seed(con)
 
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
@@ -193,5 +211,84 @@ class ProvenanceStore:
             return None
         return self.get(best[0]), best[1]  # type: ignore[return-value]
 
+    # ------------------------------------------------------------------ issuer
+
+    def _meta(self, key: str) -> str | None:
+        row = self._con().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def issuer_id(self, bits: int) -> int:
+        """This store's issuer id at a payload's width (11 bits for p64, 5 for p32)."""
+        return issuer_id(bytes.fromhex(self._meta("issuer_seed") or ""), bits)
+
+    def issuer_info(self) -> dict:
+        """The issuer ids at every profile's width and the first signer's fingerprint."""
+        return {"p64": self.issuer_id(CODECS["p64"].issuer_bits), "p32": self.issuer_id(CODECS["p32"].issuer_bits),
+                "signer_sha256": self._meta("issuer_signer_sha256")}
+
+    def bind_signer(self, signer_sha256: str) -> None:
+        """Remember the first signing certificate that stamped into this store."""
+        con = self._con()
+        with con:
+            con.execute("INSERT OR IGNORE INTO meta VALUES ('issuer_signer_sha256', ?)", (signer_sha256,))
+
+    def resolve_payload(self, payload: dict, backend: str, phash: str | None,
+                        max_phash_distance: int = DEFAULT_PHASH_THRESHOLD) -> dict:
+        """The record a decoded watermark payload names, if this store issued it.
+
+        Returns ``{"found": True, "record": StoreRecord, ...}`` or ``{"found": False,
+        "foreign": bool, "note": ...}``. A version-2 payload is claimed only when its issuer
+        is this store's; a wrapped short id is resolved among this store's records of that
+        backend by perceptual hash. A version-1 payload names no issuer, so it is claimed
+        only when the record's perceptual hash is within ``max_phash_distance`` as well.
+        """
+        codec = CODECS["p64"] if int(payload.get("n_bits") or 64) == 64 else CODECS["p32"]
+        rid, version = int(payload["record_id"]), int(payload.get("version") or 1)
+        if version >= 2:
+            mine = self.issuer_id(codec.issuer_bits)
+            if int(payload["issuer_id"]) != mine:
+                return {"found": False, "foreign": True,
+                        "note": f"watermark from issuer {int(payload['issuer_id']):#x}, not this store's ({mine:#x})"}
+            cands = [r for r in self.by_short_id(rid) if (r.payload_version or 1) >= 2]
+        else:
+            cands = [r for r in ([self.get(rid)] if codec.id_bits >= 28 else self.by_short_id(rid))
+                     if r and (r.payload_version or 1) == 1]
+        # a short id is only meaningful within one backend's payload width
+        cands = [r for r in cands if r.backend == backend] if version >= 2 else \
+            ([r for r in cands if r.backend == backend] or cands)
+        dist = {r.id: hamming(r.phash, phash) if (r.phash and phash) else None for r in cands}
+        cands.sort(key=lambda r: 99 if dist[r.id] is None else dist[r.id])
+        if version < 2:
+            cands = [r for r in cands if dist[r.id] is not None and dist[r.id] <= max_phash_distance]
+        if not cands:
+            why = ("a version-1 payload names no issuer and no record of that number looks alike"
+                   if version < 2 else "this store holds no such record")
+            return {"found": False, "foreign": False, "note": f"payload names record {rid}: {why}"}
+        r = cands[0]
+        return {"found": True, "record": r, "phash_distance": dist[r.id], "candidates": len(cands)}
+
     def count(self) -> int:
         return int(self._con().execute("SELECT COUNT(*) FROM records WHERE state='complete'").fetchone()[0])
+
+
+_V2_COLUMNS = {"source_type": "TEXT", "payload_version": "INTEGER", "issuer_id": "INTEGER"}
+
+
+def _upgrade_and_seed(con: sqlite3.Connection) -> None:
+    """Bring a schema-1 store to schema 2 and give every store its issuer seed (once)."""
+    have = {row[1] for row in con.execute("PRAGMA table_info(records)")}
+    seeded = con.execute("SELECT 1 FROM meta WHERE key='issuer_seed'").fetchone()
+    if seeded and set(_V2_COLUMNS) <= have:
+        return  # nothing to write: a store on read-only media still opens for verify
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        have = {row[1] for row in con.execute("PRAGMA table_info(records)")}
+        for name, typ in _V2_COLUMNS.items():
+            if name not in have:
+                con.execute(f"ALTER TABLE records ADD COLUMN {name} {typ}")
+        con.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+        con.execute("INSERT OR IGNORE INTO meta VALUES ('issuer_seed', ?)", (secrets.token_hex(16),))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

@@ -8,7 +8,16 @@ Signals, each an :class:`Evidence` with a strength:
 - ``declared``: metadata markers (IPTC DigitalSourceType, EXIF, PNG text of front-ends,
   AI-service claim generators);
 - the provenance-store record, found through C2PA, the exact sha256, the watermark
-  payload or the perceptual hash (``store.path`` says which).
+  payload (only when the payload's issuer is the store's) or the perceptual hash
+  (``store.path`` says which). A perceptual-hash match is a *near-duplicate of stamped
+  item N* and carries N's recorded source type: it says what the record says the content
+  is, and it is weaker than a mark (``details.derivative``).
+
+The bytes come first: C2PA and metadata are read from every input, whatever its format
+(video, audio, PDF: every format c2pa-python reads), and then the pixel signals run
+where there are pixels. A file whose pixels cannot be decoded keeps its C2PA report
+beside the decode error (a flipped byte in a stamped PNG: ``corrupt`` *and* C2PA Invalid
+with ``assertion.dataHash.mismatch``).
 
 Default watermark backends: :data:`DEFAULT_VERIFY_BACKENDS` = ``dwtDctSvd`` and
 ``dwtDct`` (vectorised readers, ~20 ms and ~5 ms for 512x512 on one CPU core); ``rivaGan``
@@ -27,13 +36,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genvis_trust.io import ImageLoadError, LoadedImage, decode_image, read_bytes, sha256_bytes
+from genvis_trust.io import (
+    DEFAULT_MAX_BYTES,
+    ImageLoadError,
+    LoadedImage,
+    decode_image,
+    read_bytes,
+    sha256_bytes,
+    sha256_file,
+    sniff_media_type,
+)
 
-from .c2pa_manifest import DST_COMPOSITE, DST_TRAINED, read_c2pa
+from .c2pa_manifest import read_c2pa, source_type_indicates
 from .known_generators import check_known_marks
 from .metadata import c2pa_service_markers, read_metadata
-from .payload import get_codec
-from .phash import hamming, phash
+from .payload import CODECS
+from .phash import phash
 from .store import DEFAULT_PHASH_THRESHOLD, ProvenanceStore
 from .watermarks import WatermarkDetection, detect_batch, list_watermarks
 
@@ -46,7 +64,7 @@ __all__ = [
     "verify_paths",
 ]
 
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "1.1"  # 1.1: input.media_type, c2pa.status, store issuer and derivative fields
 DEFAULT_VERIFY_BACKENDS = ("dwtDctSvd", "dwtDct")
 STRENGTHS = ("cryptographic", "statistical", "learned", "declared")
 
@@ -96,17 +114,30 @@ class ProvenanceReport:
 
 
 def _c2pa_evidence(info: dict) -> Evidence:
-    if info.get("remote_manifest_not_fetched"):
-        return Evidence("c2pa", "cryptographic", "C2PA manifest is remote and was not fetched (offline)",
-                        "none", {"remote_url": info.get("remote_url")})
-    if not info.get("present"):
-        if info.get("error"):
+    status = info.get("status")
+    if status == "remote" and info.get("error"):
+        return Evidence("c2pa", "cryptographic", f"C2PA manifest is remote ({info.get('remote_url')}); {info['error']}",
+                        "none", {"status": status, "remote_url": info.get("remote_url"), "error": info["error"]})
+    if status == "remote":
+        return Evidence("c2pa", "cryptographic",
+                        f"C2PA manifest is remote ({info.get('remote_url')}); not fetched (pass --fetch-remote to fetch it)",
+                        "none", {"status": status, "remote_url": info.get("remote_url")})
+    if status == "unsupported":
+        return Evidence("c2pa", "cryptographic", f"C2PA manifest present but unsupported: {info.get('error')}",
+                        "none", {"status": status, "error": info.get("error")})
+    if info.get("error"):
+        if info.get("present"):
             return Evidence("c2pa", "cryptographic", "C2PA data present but unreadable", "tampered",
-                            {"error": info["error"]})
-        return Evidence("c2pa", "cryptographic", "no C2PA manifest", "none")
+                            {"status": status, "error": info["error"]})
+        return Evidence("c2pa", "cryptographic", f"C2PA could not read this file ({info['error'][:200]})", "none",
+                        {"status": status, "error": info["error"]})
+    if not info.get("present"):
+        what = ("no C2PA manifest" if status == "none"
+                else f"C2PA not checked: c2pa-python does not read {info.get('media_type') or 'this file type'}")
+        return Evidence("c2pa", "cryptographic", what, "none", {"status": status})
     state = info.get("state") or "Invalid"
     dsts = info.get("digital_source_types") or []
-    what = "generated" if DST_TRAINED in dsts else "edited" if DST_COMPOSITE in dsts else "authentic_provenance"
+    what = next((source_type_indicates(d) for d in dsts if source_type_indicates(d) != "none"), "authentic_provenance")
     if state == "Invalid":
         what = "tampered"
     summary = f"C2PA manifest {state}"
@@ -115,50 +146,86 @@ def _c2pa_evidence(info: dict) -> Evidence:
     if dsts:
         summary += f", digitalSourceType {dsts[0].rsplit('/', 1)[-1]}"
     fails = [c for c in info.get("failure_codes", []) if c != "signingCredential.untrusted"]
+    if state == "Invalid" and not fails:
+        fails = [f"ingredient {c}" for c in info.get("ingredient_failure_codes", []) if c != "signingCredential.untrusted"]
     if fails:
         summary += f" ({', '.join(fails[:3])})"
     return Evidence("c2pa", "cryptographic", summary, what,
-                    {k: info.get(k) for k in ("state", "failure_codes", "signer", "active_manifest")})
+                    {k: info.get(k) for k in ("status", "state", "failure_codes", "ingredient_failure_codes", "signer",
+                                              "active_manifest")})
 
 
 def _find_record(store: ProvenanceStore, c2pa: dict, digest: str, ph: str | None,
                  dets: list[WatermarkDetection]) -> dict:
-    """Find the store record: C2PA record id, exact sha256, watermark payload, pHash."""
+    """Find the store record: C2PA record id, exact sha256, watermark payload (own issuer
+    only), pHash near-duplicate. Records are returned as dicts with their source type."""
     gen = c2pa.get("generator_assertion") or {}
-    if c2pa.get("state") in ("Valid", "Trusted") and isinstance(gen.get("record_id"), int):
+    # a manifest's record id is local to the store that issued it, like a watermark's
+    mine = f"{store.issuer_id(CODECS['p64'].issuer_bits):#x}"
+    if c2pa.get("state") in ("Valid", "Trusted") and isinstance(gen.get("record_id"), int) \
+            and gen.get("issuer_id") == mine:
         rec = store.get(gen["record_id"])
         if rec:
             return {"found": True, "path": "c2pa", "record": rec.to_dict()}
     rows = store.by_sha256(digest)
     if rows:
         return {"found": True, "path": "sha256", "record": rows[0].to_dict()}
+    foreign = None
     for d in dets:
         if not d.detected:
             continue
-        rid = d.payload["record_id"]
-        codec = get_codec(d.n_bits)
-        if codec.id_bits >= 28:
-            cands = [r for r in [store.get(rid)] if r]
-        else:  # short id: resolve among candidates by perceptual hash
-            cands = store.by_short_id(rid)
-            if ph and len(cands) > 1:
-                cands.sort(key=lambda r: hamming(r.phash or "0", ph))
-        cands = [r for r in cands if r.backend == d.backend] or cands
-        if cands:
-            r = cands[0]
-            dist = hamming(r.phash, ph) if (r.phash and ph) else None
-            return {"found": True, "path": "watermark", "backend": d.backend, "record": r.to_dict(),
-                    "phash_distance": dist, "candidates": len(cands)}
-        return {"found": False, "path": "watermark", "backend": d.backend,
-                "note": f"payload names record {rid}, which this store does not hold"}
+        hit = store.resolve_payload(d.payload, d.backend, ph)
+        if hit["found"]:
+            r = hit.pop("record")
+            return {"found": True, "path": "watermark", "backend": d.backend, "record": r.to_dict(), **hit}
+        foreign = foreign or {"found": False, "path": "watermark", "backend": d.backend, **hit}
     if ph:
-        hit = store.nearest_phash(ph, DEFAULT_PHASH_THRESHOLD)
-        if hit:
-            rec, dist = hit
-            return {"found": True, "path": "perceptual_hash", "record": rec.to_dict(), "phash_distance": dist,
-                    "note": f"nearest perceptual hash within {DEFAULT_PHASH_THRESHOLD} bits; "
-                            "a look-alike, not proof of identity"}
-    return {"found": False, "path": None}
+        near = store.nearest_phash(ph, DEFAULT_PHASH_THRESHOLD)
+        if near:
+            rec, dist = near
+            return {"found": True, "path": "perceptual_hash", "derivative": True, "record": rec.to_dict(),
+                    "phash_distance": dist, **({"watermark": foreign} if foreign else {}),
+                    "note": f"near-duplicate of stamped item {rec.id} (perceptual hash within "
+                            f"{DEFAULT_PHASH_THRESHOLD} bits): a look-alike, not a mark"}
+    return foreign or {"found": False, "path": None}
+
+
+def _store_evidence(found: dict) -> Evidence:
+    rec = found["record"]
+    st = rec.get("source_type") or "trainedAlgorithmicMedia"  # schema-1 records were all generated
+    indicates = source_type_indicates(st)
+    who = f", generator {rec.get('generator')}" if rec.get("generator") and indicates != "authentic_provenance" else ""
+    if found["path"] == "perceptual_hash":
+        summary = (f"near-duplicate of stamped item {rec['id']} ({st}{who}), pHash distance "
+                   f"{found.get('phash_distance')}: a look-alike, not a mark")
+        strength = "statistical"
+    else:
+        summary = f"provenance record {rec['id']} found via {found['path']} ({st}{who})"
+        strength = "statistical" if found["path"] == "watermark" else "cryptographic"
+    return Evidence("store", strength, summary, indicates,
+                    {"path": found["path"], "record_id": rec["id"], "source_type": st,
+                     "derivative": found["path"] == "perceptual_hash",
+                     "phash_distance": found.get("phash_distance")})
+
+
+def _watermark_evidence(d: WatermarkDetection, store_hit: dict | None) -> Evidence:
+    pl = d.payload
+    rate = f"{d.matched_bits}/{d.n_bits} bits, false-accept rate {pl['false_accept_rate']:.1e}"
+    details = {"backend": d.backend, "p_value": d.p_value, "payload": pl}
+    if pl.get("version", 1) < 2:
+        return Evidence("watermark", "statistical",
+                        f"genvis-trust watermark ({d.backend}), legacy v1 payload, record {pl['record_id']}: "
+                        f"no issuer named, {rate}", "generated", details)
+    issuer = f"{pl['issuer_id']:#x}"
+    details["issuer_id"] = issuer
+    what = "generative content" if pl.get("generative") else "content stamped as not generated"
+    hit = store_hit or {}
+    if hit.get("foreign") or (hit.get("watermark") or {}).get("foreign"):  # the latter beside a pHash match
+        head = f"genvis-trust watermark from issuer {issuer}, not in this store"
+    else:
+        head = f"genvis-trust watermark ({d.backend}) from issuer {issuer}, record {pl['record_id']}"
+    return Evidence("watermark", "statistical", f"{head}: {what}, {rate}",
+                    "generated" if pl.get("generative") else "authentic_provenance", details)
 
 
 def _backends_for(requested: tuple[str, ...], c2pa: dict) -> list[str]:
@@ -183,21 +250,19 @@ def verify_bytes(
     backends: tuple[str, ...] = DEFAULT_VERIFY_BACKENDS,
     known_generators: bool = True,
     decoded: LoadedImage | None = None,
+    decode_error: ImageLoadError | None = None,
+    fetch_remote: bool = False,
 ) -> ProvenanceReport:
-    """Every provenance signal of one encoded image. ``decoded``: the pixels of ``data``
-    when the caller already decoded them (scan does), so they are not decoded twice."""
+    """Every provenance signal of one file. ``decoded``: the pixels of ``data`` when the
+    caller already decoded them (scan does), so they are not decoded twice;
+    ``decode_error``: the caller's decoding already failed (the byte signals still run).
+    ``fetch_remote``: fetch remote C2PA manifests (off: they are reported with their URL)."""
     rep = ProvenanceReport(REPORT_SCHEMA_VERSION, name)
     digest = sha256_bytes(data)
-    rep.input = {"bytes": len(data), "sha256": digest}
-    try:
-        img = decoded if decoded is not None else decode_image(data, path=name)
-    except ImageLoadError as e:
-        rep.error = e.to_dict()
-        return rep
-    rgb = img.array
-    rep.input.update(format=img.format, width=img.width, height=img.height, conversions=img.conversions)
+    media_type = sniff_media_type(data)
+    rep.input = {"bytes": len(data), "sha256": digest, "media_type": media_type}
 
-    info = read_c2pa(data, img.format, trust_anchors_pem).to_dict()
+    info = read_c2pa(data, media_type, trust_anchors_pem, fetch_remote=fetch_remote).to_dict()
     rep.c2pa = info
     rep.evidence.append(_c2pa_evidence(info))
 
@@ -212,6 +277,22 @@ def verify_bytes(
         rep.evidence.append(Evidence("metadata", "declared", "no generator markers in metadata", "none",
                                      {"errors": meta.errors} if meta.errors else {}))
 
+    img = decoded
+    if img is None and decode_error is None:
+        try:
+            img = decode_image(data, path=name)
+        except ImageLoadError as e:
+            decode_error = e
+    if img is None:
+        # no pixels: the byte signals above stand; the store can still match exact bytes or C2PA
+        rep.error = decode_error.to_dict() if decode_error is not None else None
+        rep.input["pixels"] = "not decoded" + (f": {decode_error.message}" if decode_error else "")
+        if store is not None:
+            _add_store(rep, store, info, digest, None, [])
+        return rep
+    rgb = img.array
+    rep.input.update(format=img.format, width=img.width, height=img.height, conversions=img.conversions)
+
     dets: list[WatermarkDetection] = []
     for be in _backends_for(tuple(backends), info):
         try:
@@ -219,19 +300,6 @@ def verify_bytes(
         except Exception as e:  # a broken backend (e.g. onnxruntime missing) is reported
             dets.append(WatermarkDetection(be, False, 0, "", 0.0, {}, None, None, error=f"{type(e).__name__}: {e}"))
     rep.watermarks = [d.to_dict() for d in dets]
-    hits = [d for d in dets if d.detected]
-    if hits:
-        d = hits[0]
-        rep.evidence.append(Evidence(
-            "watermark", "statistical",
-            f"genvis-trust watermark ({d.backend}): payload record {d.payload['record_id']}, "
-            f"{d.matched_bits}/{d.n_bits} bits, false-accept rate {d.payload['false_accept_rate']:.1e}",
-            "generated", {"backend": d.backend, "p_value": d.p_value, "payload": d.payload}))
-    else:
-        errs = [d.error for d in dets if d.error]
-        rep.evidence.append(Evidence("watermark", "statistical",
-                                     "no genvis-trust watermark" + (f" ({errs[0]})" if errs else ""),
-                                     "none", {"backends": [d.backend for d in dets]}))
 
     if known_generators:
         if min(rgb.shape[:2]) >= 256:
@@ -250,28 +318,62 @@ def verify_bytes(
     if store is not None:
         try:
             ph = phash(rgb)
-            rep.store = _find_record(store, info, digest, ph, dets)
         except Exception as e:
+            ph = None
             rep.store = {"found": False, "error": f"{type(e).__name__}: {e}"}
-        if rep.store.get("found"):
-            rec = rep.store["record"]
-            rep.evidence.append(Evidence("store", "statistical" if rep.store["path"] in ("watermark", "perceptual_hash") else "cryptographic",
-                                         f"provenance record {rec['id']} found via {rep.store['path']} "
-                                         f"(generator {rec.get('generator')})", "generated",
-                                         {"path": rep.store["path"], "record_id": rec["id"]}))
+        _add_store(rep, store, info, digest, ph, dets)
+
+    hits = [d for d in dets if d.detected]
+    if hits:
+        rep.evidence.insert(2, _watermark_evidence(hits[0], rep.store))
+    else:
+        errs = [d.error for d in dets if d.error]
+        rep.evidence.insert(2, Evidence("watermark", "statistical",
+                                        "no genvis-trust watermark" + (f" ({errs[0]})" if errs else ""),
+                                        "none", {"backends": [d.backend for d in dets]}))
     return rep
 
 
-def verify_paths(paths: list[str | os.PathLike], **kwargs) -> list[ProvenanceReport]:
-    """:func:`verify_bytes` for files; an unreadable file is a report with ``error``."""
+def _add_store(rep: ProvenanceReport, store: ProvenanceStore, info: dict, digest: str, ph: str | None,
+               dets: list[WatermarkDetection]) -> None:
+    try:
+        rep.store = _find_record(store, info, digest, ph, dets)
+    except Exception as e:
+        rep.store = {"found": False, "error": f"{type(e).__name__}: {e}"}
+    if rep.store.get("found"):
+        rep.evidence.append(_store_evidence(rep.store))
+
+
+def verify_paths(paths: list[str | os.PathLike], *, max_bytes: int = DEFAULT_MAX_BYTES, **kwargs) -> list[ProvenanceReport]:
+    """:func:`verify_bytes` for files; an unreadable file is a report with ``error``. A file
+    over the byte limit (a long video) still gets its C2PA read, streamed from disk."""
     out = []
     for p in paths:
         try:
-            data = read_bytes(p)
+            data = read_bytes(p, max_bytes)
         except ImageLoadError as e:
             rep = ProvenanceReport(REPORT_SCHEMA_VERSION, str(p), error=e.to_dict())
+            if e.code == "too_large":
+                _verify_large_file(rep, Path(p), **kwargs)
             out.append(rep)
             continue
         out.append(verify_bytes(data, name=str(Path(p)), **kwargs))
     return out
+
+
+def _verify_large_file(rep: ProvenanceReport, path: Path, *, trust_anchors_pem: str | None = None,
+                       store: ProvenanceStore | None = None, fetch_remote: bool = False, **_) -> None:
+    """C2PA (and the store's sha256 / C2PA record) of a file too big to load; metadata and
+    pixel signals need the bytes in memory and are not run."""
+    with open(path, "rb") as f:
+        media_type = sniff_media_type(f.read(4096))
+        f.seek(0)
+        info = read_c2pa(f, media_type, trust_anchors_pem, fetch_remote=fetch_remote).to_dict()
+    digest = sha256_file(path)
+    rep.input = {"bytes": path.stat().st_size, "sha256": digest, "media_type": media_type,
+                 "pixels": "not decoded: file over the byte limit; C2PA read from disk, metadata not read"}
+    rep.c2pa = info
+    rep.evidence.append(_c2pa_evidence(info))
+    if store is not None:
+        _add_store(rep, store, info, digest, None, [])
 

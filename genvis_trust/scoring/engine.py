@@ -81,11 +81,13 @@ class ScoringEngine:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         window: int | None = None,
         keep_images: bool = False,
-        hook: Callable[[bytes | None, LoadedImage, str], Any] | None = None,
+        hook: Callable[..., Any] | None = None,
         optimize: bool = True,
     ):
-        """``hook(data, loaded, name)`` runs in the decode worker for every image that loads
-        (``data`` is the encoded file, ``None`` for arrays); its result is ``record.extra``.
+        """``hook(data, loaded, name, error=None)`` runs in the decode worker for every input
+        whose bytes were read (``data`` is the encoded file, ``None`` for arrays; when the
+        pixels do not decode, ``loaded`` is ``None`` and ``error`` the ImageLoadError); its
+        result is ``record.extra``.
         ``optimize``: on CPU, run a frozen channels-last graph of the network
         (:meth:`Detector.optimize_for_inference`)."""
         self.detector = detector if isinstance(detector, Detector) else load_detector(detector, device=device)
@@ -123,7 +125,15 @@ class ScoringEngine:
             kept = loaded if self.keep_images else None
             return _Prepared(name, tiles, (positions, grid, notes, ood), facts, None, kept, extra)
         except ImageLoadError as e:
-            return _Prepared(name, None, None, {}, e.to_dict(), None)
+            # provenance lives in the bytes: the hook still reads them (C2PA of a video, of a
+            # stamped PNG whose pixels were damaged) when the pixels do not decode
+            extra = None
+            if self.hook is not None and data is not None:
+                try:
+                    extra = self.hook(data, None, name, e)
+                except Exception:  # the decode error is the record's story; never lose it
+                    extra = None
+            return _Prepared(name, None, None, {}, e.to_dict(), None, extra)
         except Exception as e:  # a batch never dies for one input
             err = {"code": "internal", "message": f"{type(e).__name__}: {e}", "path": name}
             return _Prepared(name, None, None, {}, err, None)
@@ -165,7 +175,7 @@ class ScoringEngine:
         pos = 0
         for p in batch:
             if p.tiles is None:
-                yield ScoreRecord(p.input, None, p.image, p.error, None)
+                yield ScoreRecord(p.input, None, p.image, p.error, None, p.extra)
                 continue
             z = logits[pos : pos + len(p.tiles)]
             pos += len(p.tiles)
