@@ -1,8 +1,10 @@
 """audit: a folder through scan, streaming, resumable, with a summary report.
 
-Every regular file below the folder (hidden files and the output folder excepted) gets
-exactly one line in ``OUT/results.jsonl``: its scan result, or an error record naming the
-problem. Lines are appended and flushed as results arrive; a line is one ``write`` so a
+Every entry below the folder (hidden ones and the output folder excepted) gets exactly
+one line in ``OUT/results.jsonl``, under its own path: its scan result, or an error record
+naming the problem (a link loop, a link out of the tree, a FIFO, an unreadable folder). A
+symbolic link to a file in the tree is scanned through the link and its record names the
+target (``link``); folder links are never followed, so nothing is recorded twice. Lines are appended and flushed as results arrive; a line is one ``write`` so a
 killed run leaves at most one partial line, which a rerun drops before resuming. A rerun
 skips inputs already recorded, so interrupted and uninterrupted runs give the same set
 of records. Memory stays constant: files are listed lazily and only the set of recorded
@@ -14,11 +16,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from genvis_trust.datasets.folders import Entry, display_name, walk_entries
 from genvis_trust.io import atomic_write_text
 
 RESULTS = "results.jsonl"
@@ -26,19 +29,26 @@ SUMMARY_JSON = "summary.json"
 SUMMARY_HTML = "report.html"
 
 
-def iter_files(root: Path, exclude: Path | None = None) -> Iterator[Path]:
-    """Regular files below ``root`` in a stable order, lazily; hidden entries skipped."""
-    root = root.resolve()
-    ex = exclude.resolve() if exclude is not None else None
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (ex is None or Path(dirpath, d).resolve() != ex))
-        for f in sorted(filenames):
-            if f.startswith("."):
-                continue
-            p = Path(dirpath) / f
-            if p.is_symlink() and not p.resolve().is_relative_to(root):
-                continue  # never follow a link out of the audited tree
-            yield p
+def iter_entries(root: Path, exclude: Path | None = None) -> Iterator[Entry]:
+    """What an audit records below ``root``: every entry, once, under its own path."""
+    return walk_entries(root, exclude=exclude)
+
+
+def problem_record(entry: Entry) -> dict[str, Any]:
+    """The record of an entry that is not opened (a loop, a FIFO, a link out of the tree...)."""
+    from genvis_trust.scan import ScanResult
+
+    e = entry.error
+    rec = ScanResult(entry.rel, "error", f"error: {e['message']} [{e['code']}]", error=dict(e)).to_dict()
+    return with_link(rec, entry)
+
+
+def with_link(rec: dict[str, Any], entry: Entry) -> dict[str, Any]:
+    """Name the record by the entry's own path; a link says so and names its target."""
+    rec["input"] = entry.rel
+    if entry.link is not None:
+        rec["link"] = entry.link
+    return rec
 
 
 def load_done(results: Path) -> set[str]:
@@ -78,18 +88,36 @@ def run_audit(
     out.mkdir(parents=True, exist_ok=True)
     results = out / RESULTS
     done = load_done(results)
-    todo = (p for p in iter_files(root, exclude=out) if _rel(p, root) not in done)
     own = scanner is None
     scanner = scanner or Scanner(**(scanner_kwargs or {}))
     t0 = time.time()
+    # Entries that are not opened become records without the scanner; they wait here until
+    # the scanner, which reads ahead, has returned what was queued before them.
+    in_flight: dict[str, Entry] = {}
+    problems: deque[dict] = deque()
+
+    def to_scan():
+        for entry in iter_entries(root, exclude=out):
+            if entry.rel in done:
+                continue
+            if entry.error is not None:
+                problems.append(problem_record(entry))
+            else:
+                in_flight[str(entry.path)] = entry
+                yield str(entry.path)
+
+    def emit(rec):
+        if on_result is not None:
+            on_result(rec)
+        return json.dumps(rec, sort_keys=True, default=str)
 
     def records():
-        for res in scanner.scan(str(p) for p in todo):
-            rec = res.to_dict()
-            rec["input"] = _rel(Path(res.input), root)  # records name files relative to the root
-            yield json.dumps(rec, sort_keys=True, default=str)
-            if on_result is not None:
-                on_result(rec)
+        for res in scanner.scan(to_scan()):
+            while problems:
+                yield emit(problems.popleft())
+            yield emit(with_link(res.to_dict(), in_flight.pop(res.input)))
+        while problems:
+            yield emit(problems.popleft())
 
     try:
         n_new = append_records(results, records(), fsync_every)
@@ -114,10 +142,6 @@ def append_records(results: Path, lines: Iterator[str], fsync_every: int = 64) -
                 os.fsync(fh.fileno())
         os.fsync(fh.fileno())
     return n
-
-
-def _rel(p: Path, root: Path) -> str:
-    return p.resolve().relative_to(root.resolve()).as_posix() if p.resolve().is_relative_to(root.resolve()) else p.as_posix()
 
 
 def summarize(results: Path, *, root: Path | None = None, new: int = 0, elapsed: float = 0.0) -> dict[str, Any]:
@@ -164,4 +188,5 @@ def write_summary(out: Path, summary: dict[str, Any]) -> None:
     from genvis_trust.report.html import audit_report_html
 
     atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(out / SUMMARY_HTML, audit_report_html(summary, out))
+    # file names that are not UTF-8 (kept as surrogate escapes) would make the page unwritable
+    atomic_write_text(out / SUMMARY_HTML, display_name(audit_report_html(summary, out)))

@@ -9,6 +9,10 @@ It builds a folder a media auditor might receive, with known truth, and audits i
   stamped: invisible watermark + signed C2PA manifest + provenance-store record;
 - ``stripped/``: the stamped images with metadata stripped and re-encoded as JPEG 80;
 - ``broken/``: files an audit must survive: empty, not an image, truncated.
+
+The demo owns only the entries it writes (``DEMO_ENTRIES``) and marks its folder with
+``.genvis-demo``; it never deletes anything else. A non-empty folder without that mark is
+refused unless ``--force``, and even then only the demo's own entries are replaced.
 """
 
 from __future__ import annotations
@@ -20,11 +24,37 @@ from pathlib import Path
 
 import typer
 
-from .common import err, out
+from .common import EXIT_USAGE, err, fail, out
+
+DEMO_MARK = ".genvis-demo"
+DEMO_ENTRIES = ("images", "keys", "audit", "provenance.db", "truth.json")
+
+
+def prepare_out(out_dir: Path, force: bool) -> None:
+    """Make ``out_dir`` ready for a demo run, removing only what an earlier demo wrote."""
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"{out_dir}: exists and is not a folder; choose another --out", EXIT_USAGE)
+    others = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if others and not (out_dir / DEMO_MARK).is_file() and not force:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        fail(f"{out_dir}: not empty ({shown}) and not made by `genvis-trust demo`; choose another "
+             f"--out, or pass --force to write the demo beside these files (only "
+             f"{', '.join(DEMO_ENTRIES)} would be replaced)", EXIT_USAGE)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # marked before anything is written: an interrupted run can be rerun without --force
+    (out_dir / DEMO_MARK).write_text("written by `genvis-trust demo`; its entries: "
+                                     + " ".join(DEMO_ENTRIES) + "\n", encoding="utf-8")
+    for name in DEMO_ENTRIES:
+        p = out_dir / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()  # a link is removed, never what it points to
 
 
 def demo_cmd(
-    out_dir: Path = typer.Option(Path("genvis-demo"), "--out", "-o", help="Folder to build the demo in (replaced)."),
+    out_dir: Path = typer.Option(Path("genvis-demo"), "--out", "-o", help="Folder to build the demo in: new, empty, or an earlier demo's (its entries are replaced, nothing else)."),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty folder the demo did not make; only the demo's own entries are replaced, other files are kept."),
     n: int = typer.Option(6, help="Samples per bundled generator."),
     seed: int = typer.Option(0, help="Seed for crops and samples."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -44,8 +74,7 @@ def demo_cmd(
     from genvis_trust.provenance.store import ProvenanceStore
 
     t0 = time.time()
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    prepare_out(out_dir, force)
     images = out_dir / "images"
     for sub in ("real", "generated", "stamped", "stripped", "broken"):
         (images / sub).mkdir(parents=True)
