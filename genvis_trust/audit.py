@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from genvis_trust.atomic import atomic_write_text
 from genvis_trust.datasets.folders import Entry, display_name, walk_entries
-from genvis_trust.io import atomic_write_text
 
 RESULTS = "results.jsonl"
 SUMMARY_JSON = "summary.json"

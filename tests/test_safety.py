@@ -171,3 +171,64 @@ def test_corpus_overwrite_keeps_files_it_did_not_write(tmp_path):
     written = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "images").rglob("*.png"))
     assert written == [r["path"] for r in read_corpus(tmp_path).records]
 
+
+
+# ------------------------------------------------------------------ atomic writes, one helper
+
+
+def test_atomic_path_leaves_old_file_whole_on_error(tmp_path):
+    from genvis_trust.atomic import atomic_path
+
+    target = tmp_path / "model.safetensors"
+    target.write_bytes(b"old weights")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half of the new")
+            raise RuntimeError("killed mid-save")
+    assert target.read_bytes() == b"old weights" and os.listdir(tmp_path) == ["model.safetensors"]
+
+
+def test_train_state_is_replaced_not_rewritten(tmp_path):
+    import torch
+
+    from genvis_trust.generators import load_generator
+    from genvis_trust.generators.artifact import TRAIN_STATE, load_train_state, save_train_state
+
+    g = load_generator("gan-digits", "cpu")
+    opts = {"g": torch.optim.Adam(g.parameters(), lr=1e-3)}
+    save_train_state(g, opts, 1, tmp_path)
+    first = (tmp_path / TRAIN_STATE).stat().st_ino
+    save_train_state(g, opts, 2, tmp_path)
+    # a new inode: the new state was written beside the old one and renamed over it
+    assert (tmp_path / TRAIN_STATE).stat().st_ino != first
+    assert os.listdir(tmp_path) == [TRAIN_STATE]
+    assert load_train_state(g, opts, tmp_path) == 2
+
+
+def test_corpus_manifest_repair_on_resume_is_atomic(tmp_path):
+    from genvis_trust.datasets.corpus import MANIFEST
+
+    with CorpusWriter(tmp_path) as w:
+        for i in range(3):
+            w.add(np.full((4, 4, 3), i, np.uint8), label="real", source="t")
+    m = tmp_path / MANIFEST
+    with open(m, "a") as f:
+        f.write('{"path": "images/000/0000')  # a crash mid-record
+    before = m.stat().st_ino
+    with CorpusWriter(tmp_path, resume=True) as w:
+        assert w.count == 3
+    assert m.stat().st_ino != before and len(read_corpus(tmp_path)) == 3
+
+
+def test_no_module_writes_files_in_place():
+    """Every artifact, manifest, report and key goes through genvis_trust.atomic."""
+    import re
+
+    import genvis_trust
+
+    pkg = Path(genvis_trust.__file__).parent
+    in_place = re.compile(r"\.write_(bytes|text)\(|\bsave_file\(.*str\((?!tmp)|\.savefig\((?!buf|tmp)")
+    found = [f"{p.relative_to(pkg)}:{i}" for p in pkg.rglob("*.py") if p.name != "atomic.py"
+             for i, line in enumerate(p.read_text().splitlines(), 1)
+             if in_place.search(line) and ">>>" not in line]
+    assert found == []

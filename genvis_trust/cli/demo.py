@@ -24,6 +24,8 @@ from pathlib import Path
 
 import typer
 
+from genvis_trust.atomic import atomic_write_bytes, atomic_write_text
+
 from .common import EXIT_USAGE, err, fail, out
 
 DEMO_MARK = ".genvis-demo"
@@ -42,8 +44,7 @@ def prepare_out(out_dir: Path, force: bool) -> None:
              f"{', '.join(DEMO_ENTRIES)} would be replaced)", EXIT_USAGE)
     out_dir.mkdir(parents=True, exist_ok=True)
     # marked before anything is written: an interrupted run can be rerun without --force
-    (out_dir / DEMO_MARK).write_text("written by `genvis-trust demo`; its entries: "
-                                     + " ".join(DEMO_ENTRIES) + "\n", encoding="utf-8")
+    atomic_write_text(out_dir / DEMO_MARK, "written by `genvis-trust demo`; its entries: " + " ".join(DEMO_ENTRIES) + "\n")
     for name in DEMO_ENTRIES:
         p = out_dir / name
         if p.is_dir() and not p.is_symlink():
@@ -83,7 +84,7 @@ def demo_cmd(
     err.print("1/4 real photographs (test split, 256x256 JPEG)")
     for i, s in enumerate(get_source("builtin-photos", patch=256, n=n, seed=seed, split="test", scales=(1.0, 0.5))):
         name = f"real/photo{i:02d}.jpg"
-        (images / name).write_bytes(encode_image(s.image, "JPEG", quality=90))
+        atomic_write_bytes(images / name, encode_image(s.image, "JPEG", quality=90))
         truth[name] = "real"
 
     err.print(f"2/4 samples from {len(list_bundled())} bundled generators")
@@ -92,7 +93,7 @@ def demo_cmd(
         g = load_generator(model_name, device)
         for i, img, _, _ in generate_images(g, n, seed=seed, batch=n):
             name = f"generated/{model_name}_{i:02d}.png"
-            (images / name).write_bytes(encode_image(img, "PNG"))
+            atomic_write_bytes(images / name, encode_image(img, "PNG"))
             truth[name] = "generated"
             samples.append((model_name, g.family, img))
 
@@ -108,17 +109,17 @@ def demo_cmd(
             stamp_array(big, dst, store=store, material=material, generator=f"genvis-trust:{model_name}", family=family)
             truth[f"stamped/{dst.name}"] = "generated"
             stripped = images / "stripped" / f"{model_name}_{k}.jpg"
-            stripped.write_bytes(encode_image(load_image(dst).array, "JPEG", quality=80))
+            atomic_write_bytes(stripped, encode_image(load_image(dst).array, "JPEG", quality=80))
             truth[f"stripped/{stripped.name}"] = "generated"
     finally:
         store.close()
-    (images / "broken" / "empty.jpg").write_bytes(b"")
-    (images / "broken" / "notes.png").write_bytes(b"this is a text file named .png\n")
+    atomic_write_bytes(images / "broken" / "empty.jpg", b"")
+    atomic_write_bytes(images / "broken" / "notes.png", b"this is a text file named .png\n")
     jpeg = encode_image(np.full((64, 64, 3), 128, np.uint8), "JPEG")
-    (images / "broken" / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    atomic_write_bytes(images / "broken" / "truncated.jpg", jpeg[: len(jpeg) // 2])
     for name in ("broken/empty.jpg", "broken/notes.png", "broken/truncated.jpg"):
         truth[name] = "error"
-    (out_dir / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out_dir / "truth.json", json.dumps(truth, indent=2, sort_keys=True) + "\n")
 
     err.print("4/4 audit with every signal (C2PA, metadata, watermarks, store, detector)")
     summary = run_audit(

@@ -213,7 +213,7 @@ def evaluate_cmd(
             rep["robustness"] = robustness(det, data, STANDARD_ROBUSTNESS_SUITE, seed=seed)
         rep["wall_time_s"] = round(time.time() - t0, 2)
     if out_dir is not None:
-        from genvis_trust.io import atomic_write_text
+        from genvis_trust.atomic import atomic_write_text
         from genvis_trust.report import plots
 
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -133,10 +133,11 @@ def scan_cmd(
 
 
 def _write_scan_html(path: Path, results: list[dict], detector, limit: int = 200) -> None:
+    from genvis_trust.atomic import atomic_write_text
     from genvis_trust.datasets.folders import display_name
     from genvis_trust.detectors.explain import gradcam, overlay, patch_score_map
     from genvis_trust.detectors.training import fixed_patches
-    from genvis_trust.io import ImageLoadError, atomic_write_text, load_image
+    from genvis_trust.io import ImageLoadError, load_image
     from genvis_trust.report.html import scan_report_html, spectrum_image, thumbnail
 
     items = []

@@ -26,10 +26,9 @@ from typing import Any
 import numpy as np
 
 from genvis_trust import __version__
+from genvis_trust.atomic import atomic_write_bytes, atomic_write_text
 from genvis_trust.io import (
     ImageLoadError,
-    atomic_write_bytes,
-    atomic_write_text,
     encode_image,
     load_image,
     read_bytes,

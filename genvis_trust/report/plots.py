@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from genvis_trust.io import atomic_write_bytes  # noqa: E402
+from genvis_trust.atomic import atomic_write_bytes  # noqa: E402
 
 
 def _save(fig, path) -> Path:
