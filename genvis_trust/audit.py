@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from genvis_trust.atomic import atomic_write_text
-from genvis_trust.datasets.folders import Entry, display_name, walk_entries
+from genvis_trust.datasets.folders import Entry, walk_entries
 
 RESULTS = "results.jsonl"
 SUMMARY_JSON = "summary.json"
@@ -77,11 +77,20 @@ def run_audit(
     scanner=None,
     scanner_kwargs: dict[str, Any] | None = None,
     on_result: Callable[[dict], None] | None = None,
+    on_report: Callable[[int, int], None] | None = None,
+    heatmaps: int = 200,
     fsync_every: int = 64,
 ) -> dict[str, Any]:
-    """Scan every file below ``root`` into ``out``; returns the summary dict."""
+    """Scan every file below ``root`` into ``out``; returns the summary dict.
+
+    ``on_result`` is called with each new record, ``on_report`` with (pages done, total)
+    while the report is written; ``heatmaps``: how many files get a heat map in the report.
+    The summary's ``elapsed_s`` is this call's wall time up to the report (models loaded
+    and files scanned), the figure the CLI and the report both show.
+    """
     from genvis_trust.scan import Scanner
 
+    t_start = time.time()
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: not a folder")
@@ -121,11 +130,13 @@ def run_audit(
 
     try:
         n_new = append_records(results, records(), fsync_every)
+        t_end = time.time()
+        summary = summarize(results, root=root, new=n_new, elapsed=t_end - t_start,
+                            timings={"load_s": t0 - t_start, "scan_s": t_end - t0})
+        write_summary(out, summary, detector=scanner.detector, heatmaps=heatmaps, on_progress=on_report)
     finally:
         if own:
             scanner.close()
-    summary = summarize(results, root=root, new=n_new, elapsed=time.time() - t0)
-    write_summary(out, summary)
     return summary
 
 
@@ -144,7 +155,8 @@ def append_records(results: Path, lines: Iterator[str], fsync_every: int = 64) -
     return n
 
 
-def summarize(results: Path, *, root: Path | None = None, new: int = 0, elapsed: float = 0.0) -> dict[str, Any]:
+def summarize(results: Path, *, root: Path | None = None, new: int = 0, elapsed: float = 0.0,
+              timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Counts per verdict, per signal, per folder; score lists for histograms; the errors."""
     verdicts: Counter = Counter()
     signals: Counter = Counter()
@@ -174,6 +186,7 @@ def summarize(results: Path, *, root: Path | None = None, new: int = 0, elapsed:
         "records": n,
         "new_this_run": new,
         "elapsed_s": round(elapsed, 2),
+        **{k: round(v, 2) for k, v in (timings or {"load_s": 0.0, "scan_s": elapsed}).items()},
         "verdicts": dict(verdicts),
         "signals": dict(signals),
         "folders": {k: dict(v) for k, v in sorted(folders.items())},
@@ -184,9 +197,13 @@ def summarize(results: Path, *, root: Path | None = None, new: int = 0, elapsed:
     }
 
 
-def write_summary(out: Path, summary: dict[str, Any]) -> None:
+def write_summary(out: Path, summary: dict[str, Any], *, detector=None, heatmaps: int = 200,
+                  on_progress: Callable[[int, int], None] | None = None) -> None:
+    """``summary.json`` and ``report.html`` (with a page per file under ``report/``);
+    ``detector`` draws heat maps for the ``heatmaps`` highest-scoring files."""
     from genvis_trust.report.html import audit_report_html
 
     atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    # file names that are not UTF-8 (kept as surrogate escapes) would make the page unwritable
-    atomic_write_text(out / SUMMARY_HTML, display_name(audit_report_html(summary, out)))
+    root = Path(summary["root"]) if summary.get("root") else None
+    atomic_write_text(out / SUMMARY_HTML, audit_report_html(summary, out, root=root, detector=detector,
+                                                            heatmaps=heatmaps, on_progress=on_progress))

@@ -134,28 +134,28 @@ def scan_cmd(
 
 def _write_scan_html(path: Path, results: list[dict], detector, limit: int = 200) -> None:
     from genvis_trust.atomic import atomic_write_text
-    from genvis_trust.datasets.folders import display_name
-    from genvis_trust.detectors.explain import gradcam, overlay, patch_score_map
-    from genvis_trust.detectors.training import fixed_patches
     from genvis_trust.io import ImageLoadError, load_image
-    from genvis_trust.report.html import scan_report_html, spectrum_image, thumbnail
+    from genvis_trust.report.html import heat_map, scan_report_html, spectrum_image, thumbnail
 
     items = []
-    for r in results[:limit]:
-        pics = {}
-        if r["verdict"] != "error":
-            try:
-                img = load_image(r["input"]).array
-                pics["image"] = thumbnail(img)
-                if max(img.shape[:2]) <= detector.patch * 1.5:  # one tile: Grad-CAM shows where inside it
-                    pics["detector Grad-CAM"] = overlay(img, gradcam(detector, fixed_patches([img], detector.patch)[0]))
-                else:  # the tiles the verdict averages, scored on the full-resolution image
-                    pics["detector heat map"] = overlay(thumbnail(img, 384), patch_score_map(detector, img, max_tiles=1024))
-                pics["spectrum"] = spectrum_image(img)
-            except (ImageLoadError, ValueError):
-                pass
-        items.append((r, pics))
-    atomic_write_text(path, display_name(scan_report_html(items)))  # names that are not UTF-8
+    shown = results[:limit]
+    with progress() as bar:  # a heat map and a spectrum per image: seconds, not instant
+        task = bar.add_task("HTML report", total=len(shown))
+        for r in shown:
+            pics = {}
+            if r["verdict"] != "error":
+                try:
+                    img = load_image(r["input"]).array
+                    pics["image"] = thumbnail(img)
+                    pics["heat"] = heat_map(detector, img)
+                    pics["spectrum"] = spectrum_image(img)
+                except (ImageLoadError, ValueError):
+                    pass
+            items.append((r, pics))
+            bar.advance(task)
+    atomic_write_text(path, scan_report_html(items))
+    if len(results) > limit:
+        err.print(f"[yellow]the HTML report shows the first {limit} of {len(results)} images[/]")
 
 
 def audit_cmd(
@@ -167,6 +167,7 @@ def audit_cmd(
     backends: str | None = typer.Option(None, help="Watermark backends, comma-separated (default dwtDctSvd,dwtDct)."),
     no_provenance: bool = typer.Option(False, "--no-provenance", help="Detector only."),
     engine: str = typer.Option("local", help="local (threads + batches on this machine) or ray (Ray Data; needs the ray extra)."),
+    heatmaps: int = typer.Option(200, help="How many files get a detector heat map in the report (the highest-scoring ones; each costs a detector pass)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     workers: int | None = typer.Option(None, help="Decode threads."),
     batch: int | None = typer.Option(None, help="Detector tiles per forward pass (default 128 on CPU, 1024 on CUDA)."),
@@ -196,11 +197,17 @@ def audit_cmd(
         elif engine == "local":
             with progress() as bar:
                 task = bar.add_task("audit", total=total, completed=min(done, total))
-                summary = run_audit(folder, out_dir, scanner_kwargs=kwargs, on_result=lambda r: bar.advance(task))
+                pages = bar.add_task("report", total=None, visible=False)
+
+                def on_report(k: int, n: int) -> None:
+                    bar.update(pages, completed=k, total=n, visible=True)
+
+                summary = run_audit(folder, out_dir, scanner_kwargs=kwargs, heatmaps=heatmaps,
+                                    on_result=lambda r: bar.advance(task), on_report=on_report)
         else:
             fail(f"--engine must be local or ray, got {engine!r}", 2)
     v = ", ".join(f"{k} {n}" for k, n in sorted(summary["verdicts"].items()))
-    out.print(f"{summary['records']} records ({v})")
+    out.print(f"{summary['records']} records ({v}); {summary['new_this_run']} new, scanned in {summary['elapsed_s']:.1f}s")
     out.print(f"report: {out_dir / SUMMARY_HTML}")
     if summary["errors"]:
         err.print(f"[yellow]{len(summary['errors'])} file(s) could not be scanned: see the report's error list[/]")
