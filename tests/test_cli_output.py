@@ -72,3 +72,9 @@ def test_explain_leaks_no_library_warning(tmp_path):
     r = _cli("detectors", "explain", f, "--out", tmp_path / "heat.png", "--device", "cpu")
     assert r.returncode == 0 and (tmp_path / "heat.png").is_file(), r.stderr
     assert "Warning" not in r.stderr and "warn" not in r.stderr.lower(), r.stderr
+    # a colour scale under the maps: dark on the left (0), bright on the right (max)
+    from PIL import Image
+
+    png = np.asarray(Image.open(tmp_path / "heat.png").convert("L")).astype(int)
+    bar = png[-24]
+    assert bar[10] < 40 and bar[-10] > 200

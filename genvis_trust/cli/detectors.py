@@ -90,10 +90,12 @@ def explain_cmd(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ):
     """Write a heat map of where the detector's evidence comes from."""
+    from genvis_trust.atomic import atomic_write_bytes
     from genvis_trust.detectors import load_detector
     from genvis_trust.detectors.explain import gradcam, overlay, patch_score_map
-    from genvis_trust.io import ImageLoadError, load_image
-    from genvis_trust.report.grid import save_grid
+    from genvis_trust.io import ImageLoadError, encode_image, load_image
+    from genvis_trust.report.grid import image_grid
+    from genvis_trust.report.html import with_colour_bar
 
     with friendly_errors(ImageLoadError, *_ERRORS):
         det = load_detector(detector, device=device)
@@ -110,7 +112,9 @@ def explain_cmd(
             heat = overlay(img, patch_score_map(det, img))
             base = img
         scale = max(1, 256 // max(base.shape[:2]))
-        save_grid(out_png, [base, heat], ncols=2, cell=max(base.shape[:2]) * scale if scale > 1 else None)
+        grid = image_grid([base, heat], ncols=2, cell=max(base.shape[:2]) * scale if scale > 1 else None)
+        bar = ("Grad-CAM, relative", "0", "max") if use_cam else ("tile p(generated)", "0", "1")
+        atomic_write_bytes(out_png, encode_image(with_colour_bar(grid, *bar), "PNG"))
     p = det.score(img).probability
     err.print(f"{'Grad-CAM' if use_cam else 'patch-score map'} written to {out_png}; p(generated) = {p:.3f}")
 

@@ -70,6 +70,26 @@ def heat_map(detector, img: np.ndarray) -> dict[str, Any]:
     return {"picture": picture, "caption": "detector heat map (per tile)", "scale": "tile p(generated)", "low": "0", "high": "1"}
 
 
+def with_colour_bar(image: np.ndarray, caption: str, low: str, high: str) -> np.ndarray:
+    """``image`` with the heat maps' colour scale drawn under it, labelled (for PNG output,
+    where no page can carry the scale)."""
+    from matplotlib import colormaps
+
+    w = image.shape[1]
+    strip = np.full((34, w, 3), 255, np.uint8)
+    x0, x1 = 6, max(7, w - 6)
+    strip[4:16, x0:x1] = (colormaps[HEAT_CMAP](np.linspace(0, 1, x1 - x0))[:, :3] * 255).astype(np.uint8)[None]
+    font, size, ink = cv2.FONT_HERSHEY_SIMPLEX, 0.38, (40, 40, 40)
+
+    def text(s: str, x: int) -> None:
+        cv2.putText(strip, s, (x, 29), font, size, ink, 1, cv2.LINE_AA)
+
+    text(low, x0)
+    text(high, x1 - cv2.getTextSize(high, font, size, 1)[0][0])
+    text(caption, (w - cv2.getTextSize(caption, font, size, 1)[0][0]) // 2)
+    return np.vstack([image, strip])
+
+
 def _environment():
     from jinja2 import Environment, PackageLoader, select_autoescape
 
