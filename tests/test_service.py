@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import re
 import select
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -265,6 +267,32 @@ def test_slow_uploaders_do_not_starve_the_service(detector_dir):
         assert health["receiving"] == health["in_flight"] == 0
 
 
+def test_a_full_scan_queue_gets_503_with_retry_after(detector_dir):
+    """A long scan (a 2400x2400 image, every provenance check) holds the only slot; the next
+    request, its body in, waits 0.3 s for the slot, then gets 503."""
+    import cv2
+
+    app = create_app(str(detector_dir[0]), max_concurrency=1, queue_timeout_s=0.3, provenance=True, **SCANNER)
+    r = np.random.default_rng(0)
+    big = encode_image(cv2.resize(r.integers(0, 256, (16, 16, 3)).astype(np.uint8), (2400, 2400),
+                                  interpolation=cv2.INTER_CUBIC), "PNG")
+    with running(app) as base:
+        slow: dict = {}
+        t = threading.Thread(target=lambda: slow.setdefault("r", post(base, [("big.png", big, "image/png")], headers={})))
+        t.start()
+        try:
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{base}/health", timeout=TIMEOUT).json()["in_flight"] < 1:
+                assert time.monotonic() < deadline and t.is_alive(), "the long scan never took the slot"
+                time.sleep(0.02)
+            r2 = post(base, [("a.png", png(), "image/png")], headers={})
+            assert r2.status_code == 503, r2.text
+            assert int(r2.headers["retry-after"]) >= 1 and "busy" in r2.json()["detail"]
+        finally:
+            t.join(60)
+    assert slow["r"].status_code == 200 and slow["r"].json()["results"][0]["input"] == "big.png"
+
+
 def test_a_paused_upload_that_catches_up_is_scanned(busy_url):
     """A body paused within the grace period is fine; meanwhile the only scan slot is free."""
     release = threading.Event()
@@ -303,6 +331,17 @@ def test_api_docs_work_offline(url):
             got = httpx.get(f"{url}{a}", timeout=TIMEOUT)
             assert got.status_code == 200 and len(got.content) > 100, a
     assert httpx.get(f"{url}/openapi.json", timeout=TIMEOUT).json()["paths"]["/scan"]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no Chromium installed (apt-get install chromium)")
+def test_api_docs_render_in_a_browser_without_internet(url):
+    """Swagger UI draws the /scan operation from the service's own assets (on a machine that
+    reaches no CDN, like the one this was written on, a page that needed one stays blank)."""
+    r = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-background-networking", f"--user-data-dir={tempfile.mkdtemp()}",
+                        "--virtual-time-budget=8000", "--dump-dom", f"{url}/docs"],
+                       capture_output=True, text=True, timeout=120)
+    assert "opblock" in r.stdout and "/scan" in r.stdout, r.stderr[-2000:]
 
 
 async def _concurrent(base: str, n: int, headers: dict) -> tuple[list, float]:
