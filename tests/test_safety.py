@@ -232,3 +232,34 @@ def test_no_module_writes_files_in_place():
              for i, line in enumerate(p.read_text().splitlines(), 1)
              if in_place.search(line) and ">>>" not in line]
     assert found == []
+
+
+def test_stamp_never_replaces_an_input_or_a_file_without_force(tmp_path):
+    import cv2
+
+    assert runner.invoke(app, ["keys", "init", str(tmp_path / "keys")]).exit_code == 0
+    src = tmp_path / "in"
+    src.mkdir()
+    big = cv2.resize(np.random.default_rng(0).integers(0, 256, (8, 8, 3)).astype(np.uint8), (256, 256))
+    (src / "a.png").write_bytes(encode_image(big, "PNG"))
+    (src / "a.jpg").write_bytes(encode_image(big, "JPEG"))
+    original = (src / "a.png").read_bytes()
+
+    def stamp(out, *extra):
+        return runner.invoke(app, ["stamp", str(src / "a.png"), *extra, "--out", str(out), "--keys", str(tmp_path / "keys"),
+                                   "--format", "PNG", "--store", str(tmp_path / "store.db")])
+
+    r = stamp(src)  # into the inputs' own folder
+    assert r.exit_code == 1 and "replace this input itself" in " ".join(r.output.split())
+    assert (src / "a.png").read_bytes() == original
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"the user's file")
+    r = stamp(out, str(src / "a.jpg"))  # a.png and a.jpg both become out/a.png
+    flat = " ".join(r.output.split())
+    assert r.exit_code == 1 and "--force" in flat and "=True" not in flat
+    assert (out / "a.png").read_bytes() == b"the user's file"
+    r = stamp(out, str(src / "a.jpg"), "--force")
+    flat = " ".join(r.output.split())
+    assert r.exit_code == 1 and "already stamped to" in flat  # the first replaced, the second refused
+    assert (out / "a.png").read_bytes() != b"the user's file" and (src / "a.png").read_bytes() == original
