@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from .common import EXIT_PROBLEM, err, fail, friendly_errors, out, progress
+from .common import EXIT_PROBLEM, err, fail, friendly_errors, out, phase, progress
 
 _VERDICT_STYLE = {
     "generated": "bold red",
@@ -92,10 +92,11 @@ def scan_cmd(
     from genvis_trust.datasets.folders import display_name
     from genvis_trust.scan import Scanner
 
-    plan = _expand(paths)
+    with phase("listing files"):
+        plan = _expand(paths)
     if not plan:
         fail("no files to scan", 2)
-    with friendly_errors(ArtifactError, FileNotFoundError, ValueError):
+    with friendly_errors(ArtifactError, FileNotFoundError, ValueError), phase("loading the detector"):
         scanner = Scanner(**_scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch))
     results = []
     n_err = 0
@@ -186,7 +187,8 @@ def audit_cmd(
         fail(f"{folder}: not a folder", 2)
     kwargs = _scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch)
     done = len(load_done(out_dir / RESULTS))
-    total = sum(1 for _ in iter_entries(folder, exclude=out_dir))
+    with phase("listing files"):
+        total = sum(1 for _ in iter_entries(folder, exclude=out_dir))
     if done:
         err.print(f"resuming: {done} file(s) already recorded in {out_dir / RESULTS}")
     with friendly_errors(ArtifactError, FileNotFoundError, ValueError):
