@@ -320,6 +320,37 @@ def test_a_paused_upload_that_catches_up_is_scanned(busy_url):
     assert paused["r"].status_code == 200 and paused["r"].json()["results"][0]["input"] == "paused.png"
 
 
+def test_too_many_bodies_in_flight_get_503_at_once(detector_dir):
+    """Receiving is bounded too (memory): past max_uploads a request is refused at once."""
+    app = create_app(str(detector_dir[0]), max_concurrency=1, max_uploads=1, provenance=False, **SCANNER)
+    release = threading.Event()
+    head, tail, headers = multipart_body([("paused.png", png())])
+
+    def paused_body():
+        yield head
+        release.wait(20)
+        yield tail
+
+    with running(app) as base:
+        paused: dict = {}
+        t = threading.Thread(target=lambda: paused.setdefault(
+            "r", httpx.post(f"{base}/scan", content=paused_body(), headers=headers, timeout=TIMEOUT)))
+        t.start()
+        try:
+            deadline = time.monotonic() + 20
+            while httpx.get(f"{base}/health", timeout=TIMEOUT).json()["receiving"] < 1:
+                assert time.monotonic() < deadline, "the paused upload never started"
+                time.sleep(0.02)
+            t0 = time.monotonic()
+            r = post(base, [("a.png", png(), "image/png")], headers={})
+            assert r.status_code == 503 and "being received" in r.json()["detail"] and time.monotonic() - t0 < 5
+            assert int(r.headers["retry-after"]) >= 1
+        finally:
+            release.set()
+            t.join(30)
+    assert paused["r"].status_code == 200
+
+
 def test_api_docs_work_offline(url):
     """/docs and /redoc load their scripts and styles from the service, not a CDN."""
     for page in ("/docs", "/redoc"):
