@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +264,32 @@ def test_stamp_never_replaces_an_input_or_a_file_without_force(tmp_path):
     flat = " ".join(r.output.split())
     assert r.exit_code == 1 and "already stamped to" in flat  # the first replaced, the second refused
     assert (out / "a.png").read_bytes() != b"the user's file" and (src / "a.png").read_bytes() == original
+
+
+def test_unreadable_folder_is_a_record_not_a_crash(tmp_path):
+    """Root reads every folder; without its override capability (setpriv) it is refused
+    like any user, which is the case to test."""
+    import shutil
+    import subprocess
+
+    root = tmp_path / "tree"
+    (root / "locked").mkdir(parents=True)
+    (root / "locked" / "x.png").write_bytes(b"x")
+    (root / "ok.png").write_bytes(b"x")
+    code = ("import json, sys; from genvis_trust.datasets.folders import walk_entries; "
+            "print(json.dumps([[e.rel, e.error] for e in walk_entries(sys.argv[1])]))")
+    cmd = [sys.executable, "-c", code, str(root)]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: every folder is readable")
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
+    os.chmod(root / "locked", 0)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    finally:
+        os.chmod(root / "locked", 0o755)
+    assert r.returncode == 0, r.stderr
+    found = dict(json.loads(r.stdout))
+    assert set(found) == {"ok.png", "locked"} and found["ok.png"] is None
+    assert found["locked"]["code"] == "unreadable" and "could not be listed" in found["locked"]["message"]
