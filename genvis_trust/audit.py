@@ -3,8 +3,9 @@
 Every entry below the folder (hidden ones and the output folder excepted) gets exactly
 one line in ``OUT/results.jsonl``, under its own path: its scan result, or an error record
 naming the problem (a link loop, a link out of the tree, a FIFO, an unreadable folder). A
-symbolic link to a file in the tree is scanned through the link and its record names the
-target (``link``); folder links are never followed, so nothing is recorded twice. Lines are appended and flushed as results arrive; a line is one ``write`` so a
+symbolic link to a file the walk records under its own name gets a record of its own that
+repeats that file's scan (scanned once) and names the target (``link``); folder links are
+never followed, so nothing is walked twice. Lines are appended and flushed as results arrive; a line is one ``write`` so a
 killed run leaves at most one partial line, which a rerun drops before resuming. A rerun
 skips inputs already recorded, so interrupted and uninterrupted runs give the same set
 of records. Memory stays constant: files are listed lazily and only the set of recorded
@@ -49,6 +50,43 @@ def with_link(rec: dict[str, Any], entry: Entry) -> dict[str, Any]:
     if entry.link is not None:
         rec["link"] = entry.link
     return rec
+
+
+def target_recorded_itself(entry: Entry, out_rel: str | None) -> bool:
+    """Whether a link points at a file the same walk records under its own name (so the
+    link's record can repeat that scan instead of scanning the file again)."""
+    link = entry.link
+    if entry.error is not None or not link or not link.get("inside"):
+        return False
+    target = link["target"]
+    if any(part.startswith(".") for part in target.split("/")):
+        return False  # hidden: the walk skips it
+    return out_rel is None or not (target == out_rel or target.startswith(out_rel + "/"))
+
+
+def link_records(results: Path, links: list[Entry]) -> Iterator[dict[str, Any]]:
+    """For each link, its target's record under the link's name (the file is scanned once);
+    an error record if the target has none (it vanished during the run)."""
+    wanted = {e.link["target"] for e in links}
+    found: dict[str, dict] = {}
+    with open(results, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                if r["input"] in wanted and "link" not in r:
+                    found[r["input"]] = r
+    for e in links:
+        target = e.link["target"]
+        if target in found:
+            yield with_link(dict(found[target]), e)
+        else:
+            msg = f"a symbolic link to {target}, which was not recorded in this audit"
+            yield problem_record(Entry(e.path, e.rel, e.link, {"code": "not_found", "message": msg, "path": str(e.path)}))
+
+
+def rel_inside(path: Path, root: Path) -> str | None:
+    rel = os.path.relpath(os.path.realpath(path), os.path.realpath(root))
+    return None if rel == ".." or rel.startswith("../") else Path(rel).as_posix()
 
 
 def load_done(results: Path) -> set[str]:
@@ -104,6 +142,8 @@ def run_audit(
     # the scanner, which reads ahead, has returned what was queued before them.
     in_flight: dict[str, Entry] = {}
     problems: deque[dict] = deque()
+    links: list[Entry] = []  # links to files recorded under their own names: recorded last
+    out_rel = rel_inside(out, root)
 
     def to_scan():
         for entry in iter_entries(root, exclude=out):
@@ -111,6 +151,8 @@ def run_audit(
                 continue
             if entry.error is not None:
                 problems.append(problem_record(entry))
+            elif target_recorded_itself(entry, out_rel):
+                links.append(entry)
             else:
                 in_flight[str(entry.path)] = entry
                 yield str(entry.path)
@@ -127,6 +169,8 @@ def run_audit(
             yield emit(with_link(res.to_dict(), in_flight.pop(res.input)))
         while problems:
             yield emit(problems.popleft())
+        if links:
+            yield from (emit(rec) for rec in link_records(results, links))
 
     try:
         n_new = append_records(results, records(), fsync_every)

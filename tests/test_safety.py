@@ -120,6 +120,11 @@ def test_audit_survives_hostile_tree_and_resumes(tree, tmp_path):
     recs = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(r["input"] for r in recs) == sorted(e.rel for e in walk_entries(tree))
     assert first["records"] == again["records"] == len(recs) and again["new_this_run"] == 0
+    by = {r["input"]: r for r in recs}
+    link, target = by["link.jpg"], by["a.jpg"]
+    # the link repeats its target's scan (the file is scanned once) under its own name
+    assert link["link"] == {"target": "a.jpg", "inside": True} and "link" not in target
+    assert {k: v for k, v in link.items() if k not in ("input", "link")} == {k: v for k, v in target.items() if k != "input"}
     assert "latin1-\ufffdt\ufffd.png" in (out / "report.html").read_text(encoding="utf-8")  # the undecodable name, shown
 
 

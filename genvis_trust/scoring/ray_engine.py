@@ -31,9 +31,12 @@ from genvis_trust.audit import (
     RESULTS,
     append_records,
     iter_entries,
+    link_records,
     load_done,
     problem_record,
+    rel_inside,
     summarize,
+    target_recorded_itself,
     write_summary,
 )
 
@@ -75,12 +78,15 @@ def run_audit_ray(
     out.mkdir(parents=True, exist_ok=True)
     results = out / RESULTS
     done = load_done(results)
-    items, problems = [], []
+    items, problems, links = [], [], []
+    out_rel = rel_inside(out, root)
     for entry in iter_entries(root, exclude=out):
         if entry.rel in done:
             continue
         if entry.error is not None:  # never opened, so no actor needed
             problems.append(json.dumps(problem_record(entry), sort_keys=True, default=str))
+        elif target_recorded_itself(entry, out_rel):  # repeats its target's record, afterwards
+            links.append(entry)
         else:
             items.append({"path": str(entry.path), "name": entry.rel, "link": json.dumps(entry.link) if entry.link else ""})
     started = False
@@ -103,6 +109,8 @@ def run_audit_ray(
                 num_cpus=num_cpus_per_actor,
             )
             n_new += append_records(results, (row["record"] for row in ds.iter_rows()))
+        if links:
+            n_new += append_records(results, (json.dumps(r, sort_keys=True, default=str) for r in link_records(results, links)))
     finally:
         if started:
             ray.shutdown()
