@@ -1,8 +1,10 @@
-"""Self-contained HTML reports (images and charts embedded as data URIs; no network).
+"""HTML reports that need no network.
 
-- :func:`scan_report_html`: one card per image: the image, its verdict, every piece of
-  evidence with its strength, the detector's patch-score heat map and the spectrum;
-- :func:`audit_report_html`: every file with its verdict, and a page per file; see
+- :func:`scan_report_html`: one self-contained page (images as data URIs), one card per
+  image: the image, its verdict, every piece of evidence with its strength, the
+  detector's heat map with its colour scale, and the spectrum;
+- :func:`audit_report_html`: every file with its verdict, and a page per file, with the
+  images as files beside the pages (a big folder would not fit in one page); see
   :mod:`genvis_trust.report.audit_report`.
 
 Pages are Jinja templates in ``report/templates``, autoescaped.
