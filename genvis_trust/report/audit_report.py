@@ -93,7 +93,7 @@ def render_audit_report(
         pics = _pictures(row, root, pages, detector, det_tag, row["input"] in with_heat, heatmaps)
         if pics.get("thumb"):
             row["thumb"] = f"{REPORT_DIR}/thumbs/{pics['thumb']}"
-        _write_file_page(pages / "files" / f"{k:06d}.html", row, pics, rows, k, scored_any=bool(scored))
+        _write_file_page(pages / "files" / f"{k:06d}.html", row, pics, rows, k)
         if on_progress is not None:
             on_progress(k + 1, len(rows))
 
@@ -123,6 +123,8 @@ def _pictures(row: dict, root: Path | None, pages: Path, detector, det_tag: str,
 
     if row.get("error") or root is None:
         return {}
+    if Path(row["input"]).is_absolute() or ".." in Path(row["input"]).parts:
+        return {"note": "not below the audited folder: not read again for the report"}
     sha = (row.get("image") or {}).get("sha256")
     if not sha:  # scans without provenance checks do not hash the file
         try:
@@ -159,7 +161,7 @@ def _pictures(row: dict, root: Path | None, pages: Path, detector, det_tag: str,
     return pics
 
 
-def _write_file_page(path: Path, row: dict, pics: dict, rows: list[dict], k: int, scored_any: bool) -> None:
+def _write_file_page(path: Path, row: dict, pics: dict, rows: list[dict], k: int) -> None:
     from .html import COLOUR_STOPS
 
     img = row.get("image") or {}
