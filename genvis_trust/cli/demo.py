@@ -125,11 +125,17 @@ def demo_cmd(
     t_audit = time.time()
     with progress() as bar:
         task = bar.add_task("audit", total=len(truth))
-        pages = bar.add_task("report", total=len(truth))
+        pages = bar.add_task("report", total=len(truth) + 1, start=False)  # its clock starts with the report
+
+        def on_report(k: int, n: int) -> None:
+            if k == 0:
+                bar.start_task(pages)
+            bar.update(pages, completed=k, total=n)
+
         summary = run_audit(
             images, out_dir / "audit",
             scanner_kwargs={"device": device, "store": store_path, "trust_anchors": out_dir / "keys" / "ca.cert.pem"},
-            on_result=lambda r: bar.advance(task), on_report=lambda k, n: bar.update(pages, completed=k, total=n),
+            on_result=lambda r: bar.advance(task), on_report=on_report,
         )
     t_report = time.time() - t_audit - summary["elapsed_s"]
     recs = [json.loads(x) for x in (out_dir / "audit" / "results.jsonl").read_text().splitlines()]
@@ -143,8 +149,8 @@ def demo_cmd(
         hits[want][0] += ok
         hits[want][1] += 1
     # the same figure the report shows; building the folder and the report are timed apart
-    out.print(f"audited {summary['records']} files in {summary['elapsed_s']:.0f}s "
-              f"(demo folder built in {t_audit - t0:.0f}s, report written in {t_report:.0f}s): "
+    out.print(f"audited {summary['records']} files in {summary['elapsed_s']:.1f}s "
+              f"(demo folder built in {t_audit - t0:.0f}s, report written in {t_report:.1f}s): "
               + ", ".join(f"{k} {v}" for k, v in sorted(summary["verdicts"].items())))
     out.print("against the known truth: "
               + f"real photos with no evidence {hits['real'][0]}/{hits['real'][1]}, "

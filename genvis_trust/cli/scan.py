@@ -199,9 +199,11 @@ def audit_cmd(
         elif engine == "local":
             with progress() as bar:
                 task = bar.add_task("audit", total=total, completed=min(done, total))
-                pages = bar.add_task("report", total=None, visible=False)
+                pages = bar.add_task("report", total=None, visible=False, start=False)
 
                 def on_report(k: int, n: int) -> None:
+                    if k == 0:  # its clock starts with the report, not with the audit
+                        bar.start_task(pages)
                     bar.update(pages, completed=k, total=n, visible=True)
 
                 summary = run_audit(folder, out_dir, scanner_kwargs=kwargs, heatmaps=heatmaps,

@@ -82,6 +82,8 @@ def render_audit_report(
     with_heat = {r["input"] for r in sorted(scored, key=lambda r: -r["detector"]["probability"])[:heatmaps]} if detector else set()
     det_tag = (getattr(detector, "sha256", None) or "x")[:8] if detector is not None else ""
 
+    if on_progress is not None:
+        on_progress(0, len(records) + 1)
     rows = []
     for k, r in enumerate(records):
         signals = sorted({e["kind"] for e in r.get("evidence") or [] if e.get("indicates") not in (None, "none")})
@@ -95,7 +97,7 @@ def render_audit_report(
             row["thumb"] = f"{REPORT_DIR}/thumbs/{pics['thumb']}"
         _write_file_page(pages / "files" / f"{k:06d}.html", row, pics, rows, k)
         if on_progress is not None:
-            on_progress(k + 1, len(rows))
+            on_progress(k + 1, len(rows) + 1)  # the last step: charts and the index page
 
     charts = []
     if summary["verdicts"]:
@@ -107,13 +109,16 @@ def render_audit_report(
         charts.append(("scores", plots.histogram(out / "scores.png", groups, "detector p(generated), one panel per verdict",
                                                  "p(generated)", colours=VERDICT_COLOURS)))
     verdicts = sorted(summary["verdicts"].items(), key=lambda kv: -VERDICT_ORDER.get(kv[0], -1))
-    return render(
+    index = render(
         "audit.html.j2", title="genvis-trust audit", s=summary, rows=rows, truncated=truncated,
         verdict_counts=verdicts, verdict_names=[v for v, _ in verdicts],
         signal_counts=Counter(s for r in rows for s in r["signals"]).most_common(),
         folder_counts=sorted(Counter(r["folder"] for r in rows).items()),
         charts=[(n, Path(p).name) for n, p in charts],
     )
+    if on_progress is not None:
+        on_progress(len(rows) + 1, len(rows) + 1)
+    return index
 
 
 def _pictures(row: dict, root: Path | None, pages: Path, detector, det_tag: str, want_heat: bool, heatmaps: int) -> dict:
