@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from genvis_trust import __version__
-from genvis_trust.io import atomic_write_bytes, atomic_write_text, sha256_file
+from genvis_trust.atomic import atomic_write_bytes, atomic_write_text
+from genvis_trust.io import sha256_file
 
 CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "card.json"
 ARTIFACT_FORMAT = 1

@@ -1,8 +1,11 @@
 """audit: a folder through scan, streaming, resumable, with a summary report.
 
-Every regular file below the folder (hidden files and the output folder excepted) gets
-exactly one line in ``OUT/results.jsonl``: its scan result, or an error record naming the
-problem. Lines are appended and flushed as results arrive; a line is one ``write`` so a
+Every entry below the folder (hidden ones and the output folder excepted) gets exactly
+one line in ``OUT/results.jsonl``, under its own path: its scan result, or an error record
+naming the problem (a link loop, a link out of the tree, a FIFO, an unreadable folder). A
+symbolic link to a file the walk records under its own name gets a record of its own that
+repeats that file's scan (scanned once) and names the target (``link``); folder links are
+never followed, so nothing is walked twice. Lines are appended and flushed as results arrive; a line is one ``write`` so a
 killed run leaves at most one partial line, which a rerun drops before resuming. A rerun
 skips inputs already recorded, so interrupted and uninterrupted runs give the same set
 of records. Memory stays constant: files are listed lazily and only the set of recorded
@@ -14,31 +17,76 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from genvis_trust.io import atomic_write_text
+from genvis_trust.atomic import atomic_write_text
+from genvis_trust.datasets.folders import Entry, walk_entries
 
 RESULTS = "results.jsonl"
 SUMMARY_JSON = "summary.json"
 SUMMARY_HTML = "report.html"
 
 
-def iter_files(root: Path, exclude: Path | None = None) -> Iterator[Path]:
-    """Regular files below ``root`` in a stable order, lazily; hidden entries skipped."""
-    root = root.resolve()
-    ex = exclude.resolve() if exclude is not None else None
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (ex is None or Path(dirpath, d).resolve() != ex))
-        for f in sorted(filenames):
-            if f.startswith("."):
-                continue
-            p = Path(dirpath) / f
-            if p.is_symlink() and not p.resolve().is_relative_to(root):
-                continue  # never follow a link out of the audited tree
-            yield p
+def iter_entries(root: Path, exclude: Path | None = None) -> Iterator[Entry]:
+    """What an audit records below ``root``: every entry, once, under its own path."""
+    return walk_entries(root, exclude=exclude)
+
+
+def problem_record(entry: Entry) -> dict[str, Any]:
+    """The record of an entry that is not opened (a loop, a FIFO, a link out of the tree...)."""
+    from genvis_trust.scan import ScanResult
+
+    e = entry.error
+    rec = ScanResult(entry.rel, "error", f"error: {e['message']} [{e['code']}]", error=dict(e)).to_dict()
+    return with_link(rec, entry)
+
+
+def with_link(rec: dict[str, Any], entry: Entry) -> dict[str, Any]:
+    """Name the record by the entry's own path; a link says so and names its target."""
+    rec["input"] = entry.rel
+    if entry.link is not None:
+        rec["link"] = entry.link
+    return rec
+
+
+def target_recorded_itself(entry: Entry, out_rel: str | None) -> bool:
+    """Whether a link points at a file the same walk records under its own name (so the
+    link's record can repeat that scan instead of scanning the file again)."""
+    link = entry.link
+    if entry.error is not None or not link or not link.get("inside"):
+        return False
+    target = link["target"]
+    if any(part.startswith(".") for part in target.split("/")):
+        return False  # hidden: the walk skips it
+    return out_rel is None or not (target == out_rel or target.startswith(out_rel + "/"))
+
+
+def link_records(results: Path, links: list[Entry]) -> Iterator[dict[str, Any]]:
+    """For each link, its target's record under the link's name (the file is scanned once);
+    an error record if the target has none (it vanished during the run)."""
+    wanted = {e.link["target"] for e in links}
+    found: dict[str, dict] = {}
+    with open(results, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                if r["input"] in wanted and "link" not in r:
+                    found[r["input"]] = r
+    for e in links:
+        target = e.link["target"]
+        if target in found:
+            yield with_link(dict(found[target]), e)
+        else:
+            msg = f"a symbolic link to {target}, which was not recorded in this audit"
+            yield problem_record(Entry(e.path, e.rel, e.link, {"code": "not_found", "message": msg, "path": str(e.path)}))
+
+
+def rel_inside(path: Path, root: Path) -> str | None:
+    rel = os.path.relpath(os.path.realpath(path), os.path.realpath(root))
+    return None if rel == ".." or rel.startswith("../") else Path(rel).as_posix()
 
 
 def load_done(results: Path) -> set[str]:
@@ -67,37 +115,72 @@ def run_audit(
     scanner=None,
     scanner_kwargs: dict[str, Any] | None = None,
     on_result: Callable[[dict], None] | None = None,
+    on_report: Callable[[int, int], None] | None = None,
+    heatmaps: int = 200,
     fsync_every: int = 64,
 ) -> dict[str, Any]:
-    """Scan every file below ``root`` into ``out``; returns the summary dict."""
+    """Scan every file below ``root`` into ``out``; returns the summary dict.
+
+    ``on_result`` is called with each new record, ``on_report`` with (pages done, total)
+    while the report is written; ``heatmaps``: how many files get a heat map in the report.
+    The summary's ``elapsed_s`` is this call's wall time up to the report (models loaded
+    and files scanned), the figure the CLI and the report both show.
+    """
     from genvis_trust.scan import Scanner
 
+    t_start = time.time()
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: not a folder")
     out.mkdir(parents=True, exist_ok=True)
     results = out / RESULTS
     done = load_done(results)
-    todo = (p for p in iter_files(root, exclude=out) if _rel(p, root) not in done)
     own = scanner is None
     scanner = scanner or Scanner(**(scanner_kwargs or {}))
     t0 = time.time()
+    # Entries that are not opened become records without the scanner; they wait here until
+    # the scanner, which reads ahead, has returned what was queued before them.
+    in_flight: dict[str, Entry] = {}
+    problems: deque[dict] = deque()
+    links: list[Entry] = []  # links to files recorded under their own names: recorded last
+    out_rel = rel_inside(out, root)
+
+    def to_scan():
+        for entry in iter_entries(root, exclude=out):
+            if entry.rel in done:
+                continue
+            if entry.error is not None:
+                problems.append(problem_record(entry))
+            elif target_recorded_itself(entry, out_rel):
+                links.append(entry)
+            else:
+                in_flight[str(entry.path)] = entry
+                yield str(entry.path)
+
+    def emit(rec):
+        if on_result is not None:
+            on_result(rec)
+        return json.dumps(rec, sort_keys=True, default=str)
 
     def records():
-        for res in scanner.scan(str(p) for p in todo):
-            rec = res.to_dict()
-            rec["input"] = _rel(Path(res.input), root)  # records name files relative to the root
-            yield json.dumps(rec, sort_keys=True, default=str)
-            if on_result is not None:
-                on_result(rec)
+        for res in scanner.scan(to_scan()):
+            while problems:
+                yield emit(problems.popleft())
+            yield emit(with_link(res.to_dict(), in_flight.pop(res.input)))
+        while problems:
+            yield emit(problems.popleft())
+        if links:
+            yield from (emit(rec) for rec in link_records(results, links))
 
     try:
         n_new = append_records(results, records(), fsync_every)
+        t_end = time.time()
+        summary = summarize(results, root=root, new=n_new, elapsed=t_end - t_start,
+                            timings={"load_s": t0 - t_start, "scan_s": t_end - t0})
+        write_summary(out, summary, detector=scanner.detector, heatmaps=heatmaps, on_progress=on_report)
     finally:
         if own:
             scanner.close()
-    summary = summarize(results, root=root, new=n_new, elapsed=time.time() - t0)
-    write_summary(out, summary)
     return summary
 
 
@@ -116,11 +199,8 @@ def append_records(results: Path, lines: Iterator[str], fsync_every: int = 64) -
     return n
 
 
-def _rel(p: Path, root: Path) -> str:
-    return p.resolve().relative_to(root.resolve()).as_posix() if p.resolve().is_relative_to(root.resolve()) else p.as_posix()
-
-
-def summarize(results: Path, *, root: Path | None = None, new: int = 0, elapsed: float = 0.0) -> dict[str, Any]:
+def summarize(results: Path, *, root: Path | None = None, new: int = 0, elapsed: float = 0.0,
+              timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Counts per verdict, per signal, per folder; score lists for histograms; the errors."""
     verdicts: Counter = Counter()
     signals: Counter = Counter()
@@ -150,6 +230,7 @@ def summarize(results: Path, *, root: Path | None = None, new: int = 0, elapsed:
         "records": n,
         "new_this_run": new,
         "elapsed_s": round(elapsed, 2),
+        **{k: round(v, 2) for k, v in (timings or {"load_s": 0.0, "scan_s": elapsed}).items()},
         "verdicts": dict(verdicts),
         "signals": dict(signals),
         "folders": {k: dict(v) for k, v in sorted(folders.items())},
@@ -160,8 +241,13 @@ def summarize(results: Path, *, root: Path | None = None, new: int = 0, elapsed:
     }
 
 
-def write_summary(out: Path, summary: dict[str, Any]) -> None:
+def write_summary(out: Path, summary: dict[str, Any], *, detector=None, heatmaps: int = 200,
+                  on_progress: Callable[[int, int], None] | None = None) -> None:
+    """``summary.json`` and ``report.html`` (with a page per file under ``report/``);
+    ``detector`` draws heat maps for the ``heatmaps`` highest-scoring files."""
     from genvis_trust.report.html import audit_report_html
 
     atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(out / SUMMARY_HTML, audit_report_html(summary, out))
+    root = Path(summary["root"]) if summary.get("root") else None
+    atomic_write_text(out / SUMMARY_HTML, audit_report_html(summary, out, root=root, detector=detector,
+                                                            heatmaps=heatmaps, on_progress=on_progress))

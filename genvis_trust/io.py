@@ -21,7 +21,6 @@ import io as _io
 import os
 import stat
 import struct
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -634,70 +633,8 @@ def _as_uint8_rgb(array: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- atomic output
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half.
-
-    ``mode`` sets permissions on the temporary file *before* any byte is written (keys:
-    0o600). Without it, an existing file keeps its permissions and a new one gets the
-    usual ``0o666 & ~umask`` (not the 0o600 of the temporary file).
-    """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if mode is None:
-        try:
-            mode = stat.S_IMODE(p.stat().st_mode)
-        except FileNotFoundError:
-            mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(p.parent)
-
-
-def _umask() -> int:
-    # Reading the umask by setting it races with other threads; /proc avoids that on Linux.
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    current = os.umask(0o022)
-    os.umask(current)
-    return current
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Make the rename itself durable; not every platform or filesystem allows it.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str, mode: int | None = None) -> None:
-    """:func:`atomic_write_bytes` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+# One helper for every write of an artifact, manifest, report or store: genvis_trust.atomic.
+from genvis_trust.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402,F401
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -15,15 +15,22 @@ Limits, each refused the same way every time:
 - the request body (files plus multipart framing) over ``max_upload_bytes``: **413**, from
   ``Content-Length`` before any byte is read, and while reading for uploads without one;
 - more than ``max_files`` files: **413**; no files, or a field other than ``files``: **400**;
-- more than ``max_concurrency`` requests at once: the next ones wait up to
-  ``queue_timeout_s`` for a slot, then get **503** with ``Retry-After``; a slot is taken
-  before the body is read, so memory stays bounded by the slots, not the queue;
-- an upload not finished within ``upload_timeout_s``: **408**;
+- a body not received within ``upload_timeout_s``, or arriving slower than
+  ``min_upload_rate`` bytes/s on average once ``upload_grace_s`` has passed: **408**, at
+  the moment the rate falls short (a stalled client is not waited for), so slow
+  uploaders cannot hold the service;
+- more than ``max_uploads`` bodies being received at once: **503** with ``Retry-After``
+  at once (memory stays bounded by ``max_uploads x max_upload_bytes``);
+- more than ``max_concurrency`` scans at once: the next ones wait up to
+  ``queue_timeout_s`` for a slot, then get **503** with ``Retry-After``. A slot is taken
+  only once the whole body is in, so only scanning, never a client's upload, holds one;
 - an image over ``max_pixels``: not a failed request but that file's record, with the
   error code ``too_large`` (like every other file that cannot be read).
 
 Errors are JSON ``{"detail": ...}``. FastAPI is the ``serve`` extra, imported only when an
-app is made, so the rest of the toolkit works without it.
+app is made, so the rest of the toolkit works without it. The API docs (``/docs``,
+``/redoc``) are served from assets bundled with ``fastapi-offline``: they work without
+internet access.
 
 >>> create_app  # doctest: +ELLIPSIS
 <function create_app at ...>
@@ -47,11 +54,19 @@ DEFAULT_MAX_FILES = 32
 # Lower than the library's 64 MP: a service decodes many uploads at once, each up to
 # max_pixels x 3 bytes in memory. 25 MP still takes a 6000x4000 camera photo.
 DEFAULT_MAX_PIXELS = 25_000_000
+# A 20 MiB upload at the minimum rate takes under 3 minutes; a 64 kB photo at 20 bytes/s
+# (a slow-loris client) is cut off after ~2 s instead of holding memory for an hour.
+DEFAULT_MIN_UPLOAD_RATE = 16 * 1024
+DEFAULT_UPLOAD_GRACE_S = 2.0
 FIELD = "files"
 SERVE_EXTRA_HINT = 'the service needs the serve extra: pip install "genvis-trust[serve]"'
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _TooSlow(Exception):
     pass
 
 
@@ -70,6 +85,9 @@ def create_app(
     max_concurrency: int = 4,
     queue_timeout_s: float = 10.0,
     upload_timeout_s: float = 60.0,
+    min_upload_rate: float = DEFAULT_MIN_UPLOAD_RATE,
+    upload_grace_s: float = DEFAULT_UPLOAD_GRACE_S,
+    max_uploads: int | None = None,
     token: str | None = None,
     **scanner_kwargs: Any,
 ):
@@ -77,14 +95,16 @@ def create_app(
 
     ``detector`` is a bundled name, an artifact folder or a loaded ``Detector``;
     ``scanner_kwargs`` go to the Scanner (``device``, ``provenance``, ``store``,
-    ``trust_anchors``, ``watermark_backends``, ``check_stability``, ...). Run it with any
+    ``trust_anchors``, ``watermark_backends``, ``check_stability``, ...). ``max_uploads``
+    defaults to four times ``max_concurrency``. Run it with any
     ASGI server, e.g. ``uvicorn.run(create_app(...))``, or ``genvis-trust serve``.
     """
     try:
         import anyio
-        from fastapi import Depends, FastAPI, HTTPException, Request
+        from fastapi import Depends, HTTPException, Request
         from fastapi.responses import JSONResponse, Response
         from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+        from fastapi_offline import FastAPIOffline
         from starlette.formparsers import MultiPartException, MultiPartParser
         from starlette.formparsers import multipart as _python_multipart
         from starlette.requests import ClientDisconnect
@@ -93,8 +113,10 @@ def create_app(
     if _python_multipart is None:  # pragma: no cover - starlette imports it optionally
         raise ImportError(f"{SERVE_EXTRA_HINT} (python-multipart is missing)")
 
+    max_uploads = 4 * int(max_concurrency) if max_uploads is None else max_uploads
     for name, value in (("max_upload_bytes", max_upload_bytes), ("max_files", max_files),
-                        ("max_pixels", max_pixels), ("max_concurrency", max_concurrency)):
+                        ("max_pixels", max_pixels), ("max_concurrency", max_concurrency),
+                        ("max_uploads", max_uploads)):
         if int(value) < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
     limits = {
@@ -104,6 +126,9 @@ def create_app(
         "max_concurrency": int(max_concurrency),
         "queue_timeout_s": float(queue_timeout_s),
         "upload_timeout_s": float(upload_timeout_s),
+        "min_upload_rate": float(min_upload_rate),
+        "upload_grace_s": float(upload_grace_s),
+        "max_uploads": int(max_uploads),
     }
     retry_after = str(max(1, math.ceil(queue_timeout_s)))
     state: dict[str, Any] = {}
@@ -116,7 +141,7 @@ def create_app(
         scanner = await anyio.to_thread.run_sync(
             lambda: Scanner(detector, max_pixels=max_pixels, **scanner_kwargs)
         )
-        state.update(scanner=scanner, slots=anyio.Semaphore(max_concurrency), in_flight=0, waiting=0,
+        state.update(scanner=scanner, slots=anyio.Semaphore(max_concurrency), in_flight=0, waiting=0, receiving=0,
                      # scans get their own threads, not the pool Starlette uses to spool uploads
                      threads=anyio.CapacityLimiter(max_concurrency),
                      health=_health(scanner, limits, token is not None))
@@ -127,7 +152,7 @@ def create_app(
         finally:
             scanner.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="genvis-trust",
         version=__version__,
         description="Scan uploaded images for evidence of generation: C2PA, metadata, watermarks, detector.",
@@ -151,8 +176,10 @@ def create_app(
     @app.get("/health")
     async def health() -> dict:
         """The loaded detector (name, sha256, version), the schema version, the limits, and
-        how many requests hold a scan slot (``in_flight``) or wait for one (``waiting``)."""
-        return {**state["health"], "in_flight": state["in_flight"], "waiting": state["waiting"]}
+        how many requests are sending their body (``receiving``), hold a scan slot
+        (``in_flight``) or wait for one (``waiting``)."""
+        return {**state["health"], "receiving": state["receiving"], "in_flight": state["in_flight"],
+                "waiting": state["waiting"]}
 
     @app.post("/scan", dependencies=[Depends(check_token)])
     async def scan(request: Request, full: bool = False) -> Response:
@@ -164,6 +191,15 @@ def create_app(
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_upload_bytes:
             raise HTTPException(413, _too_big(int(declared), max_upload_bytes))
+
+        if state["receiving"] >= max_uploads:
+            raise HTTPException(503, f"busy: {max_uploads} upload(s) already being received; retry later",
+                                headers={"Retry-After": retry_after})
+        state["receiving"] += 1
+        try:
+            files = await _read_files(request)
+        finally:
+            state["receiving"] -= 1
 
         got_slot = False
         state["waiting"] += 1
@@ -178,7 +214,6 @@ def create_app(
                                 f"within {queue_timeout_s:g} s; retry later", headers={"Retry-After": retry_after})
         state["in_flight"] += 1
         try:
-            files = await _read_files(request)
             results = await anyio.to_thread.run_sync(_scan, state["scanner"], files, full, limiter=state["threads"])
         finally:
             state["in_flight"] -= 1
@@ -190,7 +225,8 @@ def create_app(
         form = None
         try:
             with anyio.fail_after(upload_timeout_s):
-                parser = MultiPartParser(request.headers, _counted(request.stream(), max_upload_bytes),
+                body = _paced(request.stream(), max_upload_bytes, min_upload_rate, upload_grace_s)
+                parser = MultiPartParser(request.headers, body,
                                          max_files=max_files, max_fields=8)
                 form = await parser.parse()
                 files = []
@@ -202,6 +238,8 @@ def create_app(
                     files.append((value.filename or f"<upload {len(files)}>", await value.read()))
         except _TooLarge as e:
             raise HTTPException(413, str(e)) from None
+        except _TooSlow as e:
+            raise HTTPException(408, str(e)) from None
         except ClientDisconnect:
             raise HTTPException(400, "client disconnected during the upload") from None
         except TimeoutError:
@@ -220,11 +258,27 @@ def create_app(
     return app
 
 
-async def _counted(stream, limit: int):
+async def _paced(stream, limit: int, min_rate: float, grace_s: float):
     """The request body, refused once it passes ``limit`` bytes (for uploads sent without a
-    Content-Length; uvicorn holds the others to the length they declared)."""
+    Content-Length; uvicorn holds the others to the length they declared), or as soon as
+    fewer than ``min_rate x (elapsed - grace_s)`` bytes have arrived. The wait for each chunk
+    is bounded by the moment the average would fall short, so a client that stalls is cut
+    off then, not when it next sends a byte."""
+    import anyio
+
     n = 0
-    async for chunk in stream:
+    t0 = anyio.current_time()
+    chunks = stream.__aiter__()
+    while True:
+        due = t0 + grace_s + n / min_rate if min_rate > 0 else math.inf
+        try:
+            with anyio.fail_after(max(0.0, due - anyio.current_time())):
+                chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise _TooSlow(f"upload too slow: {n} bytes in {anyio.current_time() - t0:.1f} s; the minimum "
+                           f"is {min_rate:g} bytes/s on average after the first {grace_s:g} s") from None
         n += len(chunk)
         if n > limit:
             raise _TooLarge(_too_big(n, limit, more_than=True))

@@ -86,7 +86,7 @@ def test_export_refuses_existing_corpus(photos32):
     before = (photos32 / MANIFEST).read_bytes()
     r = _run("export", "builtin-photos", "--patch", 32, "--n", 200, "--out", photos32)
     assert r.exit_code == 2
-    assert "already" in r.output and "--overwrite" in r.output and "--resume" in r.output
+    assert "already" in r.output and "--force" in r.output and "=True" not in r.output and "--resume" in r.output
     assert (photos32 / MANIFEST).read_bytes() == before
     r = _run("export", "builtin-photos", "--out", photos32, "--resume", "--overwrite")
     assert r.exit_code == 2

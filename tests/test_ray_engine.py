@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -26,6 +27,8 @@ def test_ray_audit_matches_local(tmp_path):
     for i in range(6):
         (root / "a" / f"{i}.png").write_bytes(encode_image(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)))
     (root / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    os.symlink("a/0.png", root / "link.png")  # recorded under its own name by both engines
+    os.symlink("link_loop", root / "link_loop")
     kw = {"detector": str(tmp_path / "det"), "device": "cpu", "provenance": False, "check_stability": False}
     local = run_audit(root, tmp_path / "local", scanner_kwargs=kw)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -33,11 +36,12 @@ def test_ray_audit_matches_local(tmp_path):
         dist = run_audit_ray(root, tmp_path / "ray", scanner_kwargs=kw, actors=2, batch_size=3)
     finally:
         ray.shutdown()
-    assert dist["records"] == local["records"] == 7
-    assert dist["verdicts"] == local["verdicts"] and dist["error_codes"] == {"truncated": 1}
+    assert dist["records"] == local["records"] == 9
+    assert dist["verdicts"] == local["verdicts"] and dist["error_codes"] == {"truncated": 1, "unreadable": 1}
 
     def recs(d):
         rows = [json.loads(x) for x in (d / "results.jsonl").read_text().splitlines()]
-        return sorted((r["input"], r["verdict"], round((r["detector"] or {}).get("probability", -1), 4)) for r in rows)
+        return sorted((r["input"], r["verdict"], round((r["detector"] or {}).get("probability", -1), 4), str(r.get("link")))
+                      for r in rows)
 
     assert recs(tmp_path / "ray") == recs(tmp_path / "local")

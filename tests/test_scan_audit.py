@@ -171,6 +171,14 @@ def audit_folder(tmp_path_factory):
         # is lost is only a near-duplicate of the stamped item: likely_generated, not generated
         truth[f"stripped/gen{i}.jpg"] = "generated" if detect(load_image(jpg).array).detected else "likely_generated"
     store.close()
+    # links: one in the tree (recorded under its own name, naming its target), a loop of
+    # file links, and a folder link to an ancestor (a walk that follows it never ends)
+    (root / "links").mkdir()
+    os.symlink("../real/photo0.jpg", root / "links" / "photo0_link.jpg")
+    os.symlink("loop_b", root / "links" / "loop_a")
+    os.symlink("loop_a", root / "links" / "loop_b")
+    os.symlink("..", root / "links" / "up")
+    n_bad += 3
     return {"base": base, "root": root, "n_bad": n_bad, "truth": truth, "store": base / "store.sqlite"}
 
 
@@ -185,7 +193,10 @@ def _records(out: Path) -> list[dict]:
 
 def test_audit_one_record_per_file_and_resume_after_sigkill(audit_folder, det_dir):
     root, base = audit_folder["root"], audit_folder["base"]
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    files = sorted(  # every entry, links included, none followed
+        Path(d, f).relative_to(root).as_posix()
+        for d, dirs, names in os.walk(root) for f in names + [x for x in dirs if os.path.islink(os.path.join(d, x))]
+    )
     assert audit_folder["n_bad"] >= 30
 
     full = base / "out_full"
@@ -203,6 +214,10 @@ def test_audit_one_record_per_file_and_resume_after_sigkill(audit_folder, det_di
     assert "C2PA" in by["stamped/gen0.png"]["summary"]
     marked = audit_folder["truth"]["stripped/gen0.jpg"] == "generated"
     assert ("watermark" if marked else "near-duplicate") in by["stripped/gen0.jpg"]["summary"]
+    link, target = by["links/photo0_link.jpg"], by["real/photo0.jpg"]
+    assert link["link"] == {"target": "real/photo0.jpg", "inside": True} and link["verdict"] == target["verdict"]
+    for name in ("links/loop_a", "links/loop_b", "links/up"):
+        assert by[name]["verdict"] == "error" and by[name]["link"], by[name]
     summary = json.loads((full / "summary.json").read_text())
     assert summary["records"] == len(files) and summary["verdicts"]["error"] == audit_folder["n_bad"]
     assert (full / "report.html").stat().st_size > 2000

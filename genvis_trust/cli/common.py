@@ -23,8 +23,20 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-err = Console(stderr=True)
-out = Console()  # human-readable data (tables) goes to stdout like JSON does
+
+def _console(stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    # Piped or redirected output goes to programs and logs: rich would wrap it at 80
+    # columns, splitting file names across lines. Only a terminal gets wrapped to fit.
+    return Console(stderr=stderr, width=None if tty else 1_000_000)
+
+
+err = _console(stderr=True)
+out = _console(stderr=False)  # human-readable data (tables) goes to stdout like JSON does
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
@@ -34,10 +46,48 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+# A library argument and the flag a command exposes it as, where the names differ.
+_FLAG_ALIASES = {"overwrite": ("overwrite", "force"), "force": ("force", "overwrite")}
+
+
+def _current_context():
+    # typer >= 0.20 runs on its own copy of click; older typer on click itself
+    import importlib
+
+    for module in ("typer._click.globals", "click"):
+        try:
+            ctx = importlib.import_module(module).get_current_context(silent=True)
+        except (ImportError, AttributeError):
+            continue
+        if ctx is not None:
+            return ctx
+    return None
+
+
+def in_cli_words(message: str) -> str:
+    """A library message in the running command's vocabulary: ``pass resume=True`` becomes
+    ``pass --resume``, ``overwrite=True`` the command's ``--force`` (or ``--overwrite``)."""
+    import re
+
+    ctx = _current_context()
+    if ctx is None:
+        return message
+    params = {p.name: p for p in ctx.command.params if p.param_type_name == "option"}
+
+    def flag(m: re.Match) -> str:
+        for name in _FLAG_ALIASES.get(m[1], (m[1],)):
+            if name in params and getattr(params[name], "is_flag", False):
+                opts = params[name].opts
+                return "--force" if "--force" in opts else max(opts, key=len)
+        return m[0]
+
+    return re.sub(r"\b([a-z_]+)=True\b", flag, message)
+
+
 def fail(message: str, code: int = EXIT_PROBLEM) -> None:
     from rich.markup import escape
 
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(in_cli_words(message))}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -52,6 +102,20 @@ def progress() -> Progress:
         console=err,
         transient=False,
     )
+
+
+@contextmanager
+def phase(description: str):
+    """A step that may take a while: a spinner on a terminal, and its duration on stderr
+    when it took more than a second (so logs show where the time went)."""
+    import time
+
+    t0 = time.perf_counter()
+    with err.status(description):
+        yield
+    dt = time.perf_counter() - t0
+    if dt > 1:
+        err.print(f"{description}: {dt:.1f}s", highlight=False)
 
 
 @contextmanager

@@ -80,7 +80,7 @@ def export_cmd(
     image_format: str = typer.Option("png", "--format", help="png (lossless, default), jpeg (4:4:4, q95) or webp."),
     grid: Path | None = typer.Option(None, help="Also write a PNG grid of the first 64 images here."),
     resume: bool = typer.Option(False, help="Continue an interrupted export into the same folder."),
-    overwrite: bool = typer.Option(False, help="Replace an existing corpus in --out."),
+    overwrite: bool = typer.Option(False, "--force", "--overwrite", help="Replace an existing corpus in --out (only the files it wrote are deleted)."),
 ):
     """Write SOURCE as a corpus folder: images + manifest.jsonl (sha256 per image) + card.json.
 
@@ -91,11 +91,11 @@ def export_cmd(
     if label is not None:
         opts["label"] = label
     if resume and overwrite:
-        fail("--resume and --overwrite exclude each other", EXIT_USAGE)
+        fail("--resume and --force exclude each other", EXIT_USAGE)
     if (out_dir / MANIFEST).exists() and not (resume or overwrite):
         fail(
             f"{out_dir} already holds a corpus; pass --resume to continue it "
-            "or --overwrite to replace it",
+            "or --force to replace it",
             EXIT_USAGE,
         )
     with friendly_errors(SourceError, CorpusError):

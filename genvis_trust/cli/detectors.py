@@ -15,7 +15,7 @@ from genvis_trust.artifacts import ArtifactError
 from genvis_trust.datasets import SourceError, get_source
 from genvis_trust.datasets.corpus import CorpusError
 
-from .common import command_line, err, friendly_errors, out, print_json, progress
+from .common import command_line, err, friendly_errors, out, phase, print_json, progress
 
 app = typer.Typer(help="Detector families, bundled detectors, checkpoint import, explanations.", no_args_is_help=True)
 
@@ -90,10 +90,12 @@ def explain_cmd(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ):
     """Write a heat map of where the detector's evidence comes from."""
+    from genvis_trust.atomic import atomic_write_bytes
     from genvis_trust.detectors import load_detector
     from genvis_trust.detectors.explain import gradcam, overlay, patch_score_map
-    from genvis_trust.io import ImageLoadError, load_image
-    from genvis_trust.report.grid import save_grid
+    from genvis_trust.io import ImageLoadError, encode_image, load_image
+    from genvis_trust.report.grid import image_grid
+    from genvis_trust.report.html import with_colour_bar
 
     with friendly_errors(ImageLoadError, *_ERRORS):
         det = load_detector(detector, device=device)
@@ -110,7 +112,9 @@ def explain_cmd(
             heat = overlay(img, patch_score_map(det, img))
             base = img
         scale = max(1, 256 // max(base.shape[:2]))
-        save_grid(out_png, [base, heat], ncols=2, cell=max(base.shape[:2]) * scale if scale > 1 else None)
+        grid = image_grid([base, heat], ncols=2, cell=max(base.shape[:2]) * scale if scale > 1 else None)
+        bar = ("Grad-CAM, relative", "0", "max") if use_cam else ("tile p(generated)", "0", "1")
+        atomic_write_bytes(out_png, encode_image(with_colour_bar(grid, *bar), "PNG"))
     p = det.score(img).probability
     err.print(f"{'Grad-CAM' if use_cam else 'patch-score map'} written to {out_png}; p(generated) = {p:.3f}")
 
@@ -200,20 +204,23 @@ def evaluate_cmd(
     sp = None if split == "all" else split
     with friendly_errors(*_ERRORS):
         det = load_detector(detector, device=device)
-        data = EvalSet.from_sources(
-            [data_source(r, sp, patch=det.patch, n=max(1, real_n // len(real)), seed=seed) for r in real],
-            [data_source(f, sp, patch=None, n=None, seed=seed) for f in fake],
-        )
+        with phase("loading the evaluation images"):
+            real_src = [data_source(r, sp, patch=det.patch, n=max(1, real_n // len(real)), seed=seed) for r in real]
+            fake_src = [data_source(f, sp, patch=None, n=None, seed=seed) for f in fake]
+            data = EvalSet.from_sources(real_src, fake_src)
+        counts = _report_counts(real, real_src, fake, fake_src, data, split, seed, det.patch)
         t0 = time.time()
-        rep = evaluate(det, data)
+        with phase(f"scoring {len(data.labels)} images"):
+            rep = evaluate(det, data)
         probs = rep.pop("probabilities")
         rep["detector"] = {"name": det.name, "family": det.family, "sha256": det.sha256, "calibration": det.calibration["method"]}
-        rep["data"] = {"real": real, "generated": fake, "split": split}
+        rep["data"] = {"real": real, "generated": fake, "split": split, "counts": counts}
         if robust:
-            rep["robustness"] = robustness(det, data, STANDARD_ROBUSTNESS_SUITE, seed=seed)
+            with phase(f"robustness: {len(STANDARD_ROBUSTNESS_SUITE)} perturbations x {len(data.labels)} images"):
+                rep["robustness"] = robustness(det, data, STANDARD_ROBUSTNESS_SUITE, seed=seed)
         rep["wall_time_s"] = round(time.time() - t0, 2)
     if out_dir is not None:
-        from genvis_trust.io import atomic_write_text
+        from genvis_trust.atomic import atomic_write_text
         from genvis_trust.report import plots
 
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -223,10 +230,11 @@ def evaluate_cmd(
         for fam in rep["per_generator"]:
             m = (data.labels == 0) | (fams == fam)
             curves[fam] = (data.labels[m], probs[m])
-        plots.roc_curves(out_dir / "roc.png", curves, title=f"ROC: {det.name}")
-        plots.reliability_diagram(out_dir / "reliability.png", reliability(data.labels, probs), title=f"Reliability: {det.name}")
-        if robust:
-            plots.robustness_curves(out_dir / "robustness.png", rep["robustness"], "auc", title=f"AUC under perturbations: {det.name}")
+        with phase("plots"):
+            plots.roc_curves(out_dir / "roc.png", curves, title=f"ROC: {det.name}")
+            plots.reliability_diagram(out_dir / "reliability.png", reliability(data.labels, probs), title=f"Reliability: {det.name}")
+            if robust:
+                plots.robustness_curves(out_dir / "robustness.png", rep["robustness"], "auc", title=f"AUC under perturbations: {det.name}")
         err.print(f"report and plots in {out_dir}")
     if json_out:
         print_json(rep)
@@ -246,6 +254,34 @@ def evaluate_cmd(
         for name, r in rep["robustness"].items():
             row(escape(f"[{name}]"), r)
     out.print(t)
+
+
+def _report_counts(real, real_src, fake, fake_src, data, split, seed, patch) -> dict:
+    """Say on stderr how many images of each class `evaluate` scores, from where, and why
+    not all of them (the split, --real-n, the per-source cap); returns the same as a dict."""
+    from genvis_trust.datasets import list_sources
+
+    used = {"real": int((data.labels == 0).sum()), "generated": int((data.labels == 1).sum())}
+    lines, per_source = [], {}
+    for cls, specs, sources in (("real", real, real_src), ("generated", fake, fake_src)):
+        parts = []
+        for spec, src in zip(specs, sources, strict=True):
+            n = len(src)
+            if spec in list_sources():
+                parts.append(f"{spec}: {n} {patch}x{patch} patches of its {split} split (--real-n sets how many)")
+            elif split == "all":
+                parts.append(f"{spec}: all {n} images")
+            else:
+                total = len(data_source(spec, None, patch=None, n=None, seed=seed))
+                parts.append(f"{spec}: {n} of its {total} images, the {split} split by source group "
+                             f"(--split all scores all {total}, including any the detector was trained on)")
+            per_source[spec] = n
+        lines.append(f"{cls}: {used[cls]} images; " + "; ".join(parts))
+    if sum(per_source.values()) > len(data.labels):
+        lines.append(f"(at most {len(data.labels)} images are held in memory: each source was cut evenly to fit)")
+    for line in lines:
+        err.print(escape(line), highlight=False)
+    return {"used": used, "per_source": per_source}
 
 
 __all__ = ["app", "evaluate_cmd", "train_detector_cmd"]

@@ -74,7 +74,7 @@ def generate_cmd(
     threads: int | None = typer.Option(None, help="CPU threads."),
     image_format: str = typer.Option("png", "--format", help="png (default), jpeg or webp."),
     resume: bool = typer.Option(False, help="Continue an interrupted run into the same --out."),
-    overwrite: bool = typer.Option(False, help="Replace an existing corpus in --out."),
+    overwrite: bool = typer.Option(False, "--force", "--overwrite", help="Replace an existing corpus in --out (only the files it wrote are deleted)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary to stdout."),
 ):
     """Sample MODEL into a corpus (images + manifest.jsonl with family, checkpoint sha256, seed per image).

@@ -70,6 +70,7 @@ def stamp(
              "Recorded in the C2PA manifest, the store and the watermark's generative flag."),
     upscale: int = typer.Option(None, help="Corpus input: enlarge images smaller than this side (e.g. 256, the watermark minimum) before stamping."),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines to stdout, one per image."),
+    force: bool = typer.Option(False, "--force", help="Replace files of the same name already in --out (never an input itself)."),
 ):
     """Watermark, sign (C2PA) and record images. JPEG is written 4:4:4, WebP lossless.
 
@@ -117,6 +118,7 @@ def stamp(
         _stamp_corpus(images[0], out_dir, store, material, backend, fmt, upscale, as_json)
         return
     failures = 0
+    written: set[Path] = set()
     with progress() as bar:
         task = bar.add_task("stamping", total=len(images))
         for p in images:
@@ -139,6 +141,7 @@ def stamp(
                 if f not in STAMP_FORMATS:
                     f = "PNG"
                 dest = out_dir / (Path(p).stem + EXTENSIONS[f])
+                _check_destination(Path(p), dest, written, force)
                 res = stamp_array(img.array, dest, store=store, material=material, fmt=f, backend=backend,
                                   generator=generator, family=family, checkpoint_sha256=checkpoint_sha256,
                                   edited=edited, title=Path(p).name, source_type=source_type)
@@ -155,6 +158,20 @@ def stamp(
             bar.advance(task)
     if failures:
         raise typer.Exit(EXIT_PROBLEM)
+
+
+def _check_destination(src: Path, dest: Path, written: set[Path], force: bool) -> None:
+    """Never replace an input, a file written earlier in this run, or (without --force) a
+    file that was already there."""
+    from genvis_trust.provenance.stamp import StampError
+
+    if dest in written:
+        raise StampError(f"{src}: another input of this run was already stamped to {dest}; stamp them into different --out folders")
+    if dest.exists() and dest.resolve() == src.resolve():
+        raise StampError(f"{src}: --out would replace this input itself; choose another --out")
+    if dest.exists() and not force:
+        raise StampError(f"{src}: {dest} already exists; pass --force to replace it")
+    written.add(dest)
 
 
 def _stamp_corpus(corpus, out_dir, store, material, backend, fmt, upscale, as_json):

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from .common import EXIT_PROBLEM, err, fail, friendly_errors, out, progress
+from .common import EXIT_PROBLEM, err, fail, friendly_errors, out, phase, progress
 
 _VERDICT_STYLE = {
     "generated": "bold red",
@@ -28,16 +28,41 @@ def _scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backe
     return kw
 
 
-def _expand(paths: list[Path]) -> list[str]:
-    from genvis_trust.audit import iter_files
+def _expand(paths: list[Path]) -> list[tuple[str, dict | None, dict | None]]:
+    """(path to scan, link, problem record) per input: a folder gives one per entry below it
+    (a record for an empty one too); a missing file is scanned so that its record says so."""
+    from genvis_trust.audit import iter_entries, problem_record
 
-    files = []
+    plan: list[tuple[str, dict | None, dict | None]] = []
     for p in paths:
-        if p.is_dir():
-            files += [str(f) for f in iter_files(p)]
-        else:
-            files.append(str(p))  # missing files become error records, named
-    return files
+        if not p.is_dir():
+            plan.append((str(p), None, None))
+            continue
+        n = len(plan)
+        for e in iter_entries(p):
+            name = str(e.path)
+            if e.error is not None:
+                plan.append((name, e.link, {**problem_record(e), "input": name}))
+            else:
+                plan.append((name, e.link, None))
+        if len(plan) == n:
+            from genvis_trust.scan import ScanResult
+
+            msg = "folder holds no files to scan (hidden files are skipped)"
+            plan.append((str(p), None, ScanResult(str(p), "error", f"error: {msg} [empty]",
+                                                   error={"code": "empty", "message": msg, "path": str(p)}).to_dict()))
+    return plan
+
+
+def _in_order(scanner, plan):
+    """Results in the order of ``plan``: problem records as they are, the rest scanned."""
+    scanned = scanner.scan(name for name, _, problem in plan if problem is None)
+    for _name, link, problem in plan:
+        if problem is not None:
+            yield problem, None  # already names its link
+            continue
+        res = next(scanned)
+        yield res, link
 
 
 def scan_cmd(
@@ -61,25 +86,33 @@ def scan_cmd(
 
     Exit codes: 0 every image scanned; 1 some inputs could not be read (their records say why).
     """
+    from rich.markup import escape
+
     from genvis_trust.artifacts import ArtifactError
+    from genvis_trust.datasets.folders import display_name
     from genvis_trust.scan import Scanner
 
-    files = _expand(paths)
-    if not files:
+    with phase("listing files"):
+        plan = _expand(paths)
+    if not plan:
         fail("no files to scan", 2)
-    with friendly_errors(ArtifactError, FileNotFoundError, ValueError):
+    with friendly_errors(ArtifactError, FileNotFoundError, ValueError), phase("loading the detector"):
         scanner = Scanner(**_scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch))
     results = []
     n_err = 0
     try:
         with progress() as bar:
-            task = bar.add_task("scan", total=len(files))
-            for res in scanner.scan(files):
-                n_err += res.verdict == "error"
+            task = bar.add_task("scan", total=len(plan))
+            for res, link in _in_order(scanner, plan):
+                rec = res if isinstance(res, dict) else res.to_dict(full=full or html_out is not None)
+                if link is not None:
+                    rec["link"] = link
+                n_err += rec["verdict"] == "error"
                 if json_out:
-                    sys.stdout.write(json.dumps(res.to_dict(full=full), sort_keys=True, default=str) + "\n")
+                    shown = rec if full or "provenance" not in rec else {k: v for k, v in rec.items() if k != "provenance"}
+                    sys.stdout.write(json.dumps(shown, sort_keys=True, default=str) + "\n")
                     sys.stdout.flush()
-                results.append(res.to_dict() if not html_out else res.to_dict(full=True))
+                results.append(rec)
                 bar.advance(task)
     finally:
         scanner.close()
@@ -89,38 +122,41 @@ def scan_cmd(
             t.add_column(c, overflow="fold")
         for r in results:
             strong = [e["summary"] for e in r["evidence"] if e.get("indicates") not in (None, "none")]
-            t.add_row(r["input"], f"[{_VERDICT_STYLE[r['verdict']]}]{r['summary']}[/]", "; ".join(strong[:2]) or "-")
+            t.add_row(escape(display_name(r["input"])), f"[{_VERDICT_STYLE[r['verdict']]}]{escape(display_name(r['summary']))}[/]",
+                      escape(display_name("; ".join(strong[:2]))) or "-")
         out.print(t)
     if html_out is not None:
         _write_scan_html(html_out, results, scanner.detector)
         err.print(f"HTML report: {html_out}")
     if n_err:
-        err.print(f"[yellow]{n_err} of {len(files)} input(s) could not be scanned; their records say why[/]")
+        err.print(f"[yellow]{n_err} of {len(plan)} input(s) could not be scanned; their records say why[/]")
         raise typer.Exit(EXIT_PROBLEM)
 
 
 def _write_scan_html(path: Path, results: list[dict], detector, limit: int = 200) -> None:
-    from genvis_trust.detectors.explain import gradcam, overlay, patch_score_map
-    from genvis_trust.detectors.training import fixed_patches
-    from genvis_trust.io import ImageLoadError, atomic_write_text, load_image
-    from genvis_trust.report.html import scan_report_html, spectrum_image, thumbnail
+    from genvis_trust.atomic import atomic_write_text
+    from genvis_trust.io import ImageLoadError, load_image
+    from genvis_trust.report.html import heat_map, scan_report_html, spectrum_image, thumbnail
 
     items = []
-    for r in results[:limit]:
-        pics = {}
-        if r["verdict"] != "error":
-            try:
-                img = load_image(r["input"]).array
-                pics["image"] = thumbnail(img)
-                if max(img.shape[:2]) <= detector.patch * 1.5:  # one tile: Grad-CAM shows where inside it
-                    pics["detector Grad-CAM"] = overlay(img, gradcam(detector, fixed_patches([img], detector.patch)[0]))
-                else:  # the tiles the verdict averages, scored on the full-resolution image
-                    pics["detector heat map"] = overlay(thumbnail(img, 384), patch_score_map(detector, img, max_tiles=1024))
-                pics["spectrum"] = spectrum_image(img)
-            except (ImageLoadError, ValueError):
-                pass
-        items.append((r, pics))
+    shown = results[:limit]
+    with progress() as bar:  # a heat map and a spectrum per image: seconds, not instant
+        task = bar.add_task("HTML report", total=len(shown))
+        for r in shown:
+            pics = {}
+            if r["verdict"] != "error":
+                try:
+                    img = load_image(r["input"]).array
+                    pics["image"] = thumbnail(img)
+                    pics["heat"] = heat_map(detector, img)
+                    pics["spectrum"] = spectrum_image(img)
+                except (ImageLoadError, ValueError):
+                    pass
+            items.append((r, pics))
+            bar.advance(task)
     atomic_write_text(path, scan_report_html(items))
+    if len(results) > limit:
+        err.print(f"[yellow]the HTML report shows the first {limit} of {len(results)} images[/]")
 
 
 def audit_cmd(
@@ -132,6 +168,7 @@ def audit_cmd(
     backends: str | None = typer.Option(None, help="Watermark backends, comma-separated (default dwtDctSvd,dwtDct)."),
     no_provenance: bool = typer.Option(False, "--no-provenance", help="Detector only."),
     engine: str = typer.Option("local", help="local (threads + batches on this machine) or ray (Ray Data; needs the ray extra)."),
+    heatmaps: int = typer.Option(200, help="How many files get a detector heat map in the report (the highest-scoring ones; each costs a detector pass)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     workers: int | None = typer.Option(None, help="Decode threads."),
     batch: int | None = typer.Option(None, help="Detector tiles per forward pass (default 128 on CPU, 1024 on CUDA)."),
@@ -144,13 +181,14 @@ def audit_cmd(
     Exit codes: 0 done; 1 done, but some files could not be scanned (listed in the report).
     """
     from genvis_trust.artifacts import ArtifactError
-    from genvis_trust.audit import RESULTS, SUMMARY_HTML, iter_files, load_done, run_audit
+    from genvis_trust.audit import RESULTS, SUMMARY_HTML, iter_entries, load_done, run_audit
 
     if not folder.is_dir():
         fail(f"{folder}: not a folder", 2)
     kwargs = _scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch)
     done = len(load_done(out_dir / RESULTS))
-    total = sum(1 for _ in iter_files(folder, exclude=out_dir))
+    with phase("listing files"):
+        total = sum(1 for _ in iter_entries(folder, exclude=out_dir))
     if done:
         err.print(f"resuming: {done} file(s) already recorded in {out_dir / RESULTS}")
     with friendly_errors(ArtifactError, FileNotFoundError, ValueError):
@@ -161,11 +199,19 @@ def audit_cmd(
         elif engine == "local":
             with progress() as bar:
                 task = bar.add_task("audit", total=total, completed=min(done, total))
-                summary = run_audit(folder, out_dir, scanner_kwargs=kwargs, on_result=lambda r: bar.advance(task))
+                pages = bar.add_task("report", total=None, visible=False, start=False)
+
+                def on_report(k: int, n: int) -> None:
+                    if k == 0:  # its clock starts with the report, not with the audit
+                        bar.start_task(pages)
+                    bar.update(pages, completed=k, total=n, visible=True)
+
+                summary = run_audit(folder, out_dir, scanner_kwargs=kwargs, heatmaps=heatmaps,
+                                    on_result=lambda r: bar.advance(task), on_report=on_report)
         else:
             fail(f"--engine must be local or ray, got {engine!r}", 2)
     v = ", ".join(f"{k} {n}" for k, n in sorted(summary["verdicts"].items()))
-    out.print(f"{summary['records']} records ({v})")
+    out.print(f"{summary['records']} records ({v}); {summary['new_this_run']} new, scanned in {summary['elapsed_s']:.1f}s")
     out.print(f"report: {out_dir / SUMMARY_HTML}")
     if summary["errors"]:
         err.print(f"[yellow]{len(summary['errors'])} file(s) could not be scanned: see the report's error list[/]")

@@ -32,7 +32,9 @@ def serve_cmd(
     max_files: int = typer.Option(32, help="Most files per request; more gets 413."),
     max_megapixels: float = typer.Option(25.0, help="Largest image in megapixels; a larger file gets an error record with code too_large."),
     max_concurrency: int = typer.Option(4, help="Requests scanned at once, each in a worker thread; more wait (see --queue-timeout)."),
-    queue_timeout: float = typer.Option(10.0, help="Seconds a request waits for a free slot before 503 with Retry-After."),
+    queue_timeout: float = typer.Option(10.0, help="Seconds a request waits for a free scan slot (taken once its upload is in) before 503 with Retry-After."),
+    upload_timeout: float = typer.Option(60.0, help="Seconds a client has to send its whole request body; slower gets 408."),
+    min_upload_rate: float = typer.Option(16.0, help="Slowest accepted upload in KiB/s, on average after the first 2 s; slower gets 408 at once, so slow clients cannot hold the service. 0 turns it off."),
     store: Path | None = typer.Option(None, exists=True, dir_okay=False, help="Provenance store (SQLite, e.g. made by `stamp`) to look records up in."),
     trust_anchors: Path | None = typer.Option(None, exists=True, dir_okay=False, help="PEM file of trusted C2PA root certificates."),
     backends: str | None = typer.Option(None, help="Watermark backends to read, comma-separated (default dwtDctSvd,dwtDct)."),
@@ -45,15 +47,17 @@ def serve_cmd(
     Endpoints: GET /health (detector name and sha256, versions, limits; no token needed);
     POST /scan with one or more images in the multipart field `files` returns
     {"schema_version": "1.0", "results": ...} with one record per file, in upload order;
-    add ?full=true for each image's full provenance report. API docs: GET /docs.
+    add ?full=true for each image's full provenance report. API docs: GET /docs (works
+    offline: its assets are served by the service itself).
 
     Try it: genvis-trust serve, then in another shell
     curl -F files=@photo.jpg -F files=@other.png http://127.0.0.1:8000/scan
 
     Status codes: 200 scanned (a file that cannot be read, or is over the pixel limit, is a
     record with an error code, not a failed request); 400 no files or a malformed body;
-    401 missing or wrong token; 408 upload too slow; 413 body or file count over the
-    limits; 415 not multipart; 503 busy (retry after the Retry-After seconds).
+    401 missing or wrong token; 408 upload slower than --min-upload-rate or longer than
+    --upload-timeout; 413 body or file count over the limits; 415 not multipart; 503 busy
+    (retry after the Retry-After seconds).
     Errors are JSON {"detail": "..."}.
     """
     missing = _missing_serve_extra()
@@ -65,6 +69,8 @@ def serve_cmd(
     from genvis_trust.detectors.detector import load_detector
     from genvis_trust.service import create_app
 
+    if min_upload_rate < 0 or upload_timeout <= 0:
+        fail("--min-upload-rate must be 0 or more and --upload-timeout positive", EXIT_USAGE)
     for name, value in (("--max-upload-mb", max_upload_mb), ("--max-files", max_files),
                         ("--max-megapixels", max_megapixels), ("--max-concurrency", max_concurrency)):
         if value <= 0:
@@ -88,6 +94,8 @@ def serve_cmd(
             max_pixels=int(max_megapixels * 1_000_000),
             max_concurrency=max_concurrency,
             queue_timeout_s=queue_timeout,
+            upload_timeout_s=upload_timeout,
+            min_upload_rate=min_upload_rate * 1024,
             token=token,
             **kwargs,
         )
@@ -100,7 +108,7 @@ def serve_cmd(
 def _missing_serve_extra() -> str | None:
     from importlib.util import find_spec
 
-    for module, package in (("fastapi", "fastapi"), ("uvicorn", "uvicorn")):
+    for module, package in (("fastapi", "fastapi"), ("uvicorn", "uvicorn"), ("fastapi_offline", "fastapi-offline")):
         if find_spec(module) is None:
             return package
     if find_spec("python_multipart") is None and find_spec("multipart") is None:  # new and old names

@@ -54,7 +54,8 @@ class SourceError(ValueError):
 
 def stable_int(*parts: object) -> int:
     """A 63-bit integer from the parts, stable across runs and Python versions."""
-    h = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    # surrogateescape: a file name that is not UTF-8 still hashes (to its own bytes)
+    h = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(h[:8], "little") >> 1
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,10 +26,9 @@ from typing import Any
 import numpy as np
 
 from genvis_trust import __version__
+from genvis_trust.atomic import atomic_write_bytes, atomic_write_text
 from genvis_trust.io import (
     ImageLoadError,
-    atomic_write_bytes,
-    atomic_write_text,
     encode_image,
     load_image,
     read_bytes,
@@ -105,7 +103,7 @@ class CorpusWriter:
             manifest.unlink()
             (self.root / CARD).unlink(missing_ok=True)
             # old images beyond the new count would linger as files no record names
-            shutil.rmtree(self.root / "images", ignore_errors=True)
+            _remove_written_images(self.root)
         if manifest.exists():
             self._resume(manifest)
         self._fh = open(manifest, "a", encoding="utf-8")
@@ -144,7 +142,7 @@ class CorpusWriter:
         raw = manifest.read_bytes()
         if raw and not raw.endswith(b"\n"):  # a crash mid-line: drop the partial record
             raw = raw[: raw.rfind(b"\n") + 1]
-            manifest.write_bytes(raw)
+            atomic_write_bytes(manifest, raw)
         for i, line in enumerate(raw.decode("utf-8").splitlines(), 1):
             if line.strip():
                 try:
@@ -250,6 +248,27 @@ class CorpusWriter:
             **self.card,
         }
         atomic_write_text(self.root / CARD, json.dumps(card, indent=2, sort_keys=True) + "\n")
+
+
+_WRITTEN_IMAGE = re.compile(r"images/[0-9]{3}/[0-9]{6}(" + "|".join(re.escape(e) for e in set(_DATA_EXT.values())) + ")")
+
+
+def _remove_written_images(root: Path) -> None:
+    """Delete the image files a :class:`CorpusWriter` names (``images/NNN/NNNNNN.ext``),
+    recorded or left by a crash, and the folders that leaves empty; anything else a user put
+    under ``images/`` stays."""
+    images = root / "images"
+    if not images.is_dir() or images.is_symlink():
+        return
+    for dirpath, _, filenames in os.walk(images, topdown=False):
+        for f in filenames:
+            p = Path(dirpath, f)
+            if _WRITTEN_IMAGE.fullmatch(p.relative_to(root).as_posix()) and not p.is_symlink():
+                p.unlink()
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass  # not empty: holds files the writer did not make
 
 
 def write_corpus(root, samples: Iterable[Sample], *, card: dict | None = None, **kw) -> int:

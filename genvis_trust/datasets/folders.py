@@ -11,6 +11,9 @@ assigned by group, where the group is the image's relative path.
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -25,25 +28,124 @@ _GENIMAGE_DIRS = {"nature": "real", "ai": "generated"}
 _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One thing found below a walked folder, named by its own path (never its target's).
+
+    ``error`` (``code``, ``message``) is set when the entry must not be opened: a link out
+    of the tree, a link loop, a dangling link, a link to a folder, a FIFO, socket or
+    device, a folder that cannot be listed. ``link`` (``target``, ``inside``) is set for a
+    symbolic link; a link to a regular file inside the tree is read through the link.
+    """
+
+    path: Path
+    rel: str
+    link: dict | None = None
+    error: dict | None = None
+
+
+def _problem(path: Path, rel: str, code: str, message: str, link: dict | None = None) -> Entry:
+    return Entry(path, rel, link, {"code": code, "message": message, "path": os.fsdecode(path)})
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _link_entry(path: Path, rel: str, root_real: str) -> Entry:
+    try:
+        written = os.readlink(path)
+        real = os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        return _problem(path, rel, "not_found", f"a symbolic link to {written}, which does not exist",
+                        {"target": written, "inside": None})
+    except OSError as e:  # ELOOP: a link that (eventually) points at itself
+        return _problem(path, rel, "unreadable", f"a symbolic link that cannot be resolved ({e.strerror})",
+                        {"target": os.readlink(path) if os.path.islink(path) else None, "inside": None})
+    inside = real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+    link = {"target": Path(os.path.relpath(real, root_real)).as_posix() if inside else real, "inside": inside}
+    if not inside:
+        return _problem(path, rel, "unreadable", f"a symbolic link to {real}, outside the walked folder; not followed", link)
+    mode = os.stat(real).st_mode
+    if stat.S_ISDIR(mode):
+        # its files are walked under their own paths; following it too would record them
+        # twice (or forever, for a link to an ancestor)
+        where = "the walked folder itself" if link["target"] == "." else f"the folder {link['target']}"
+        return _problem(path, rel, "unreadable", f"a symbolic link to {where} in the same tree; "
+                        "not followed, its files are recorded under their own paths", link)
+    if not stat.S_ISREG(mode):
+        return _problem(path, rel, "unreadable", f"a symbolic link to {_kind(mode)}; not opened", link)
+    return Entry(path, rel, link)
+
+
+def walk_entries(root: str | os.PathLike, *, exclude: str | os.PathLike | None = None) -> Iterator[Entry]:
+    """Every entry below ``root``, lazily, depth first, sorted by name; hidden ones skipped.
+
+    Never follows a folder link, so loops cannot trap it; each entry is yielded once under
+    its own path, problems included (see :class:`Entry`), so a caller can record them.
+    """
+    root = Path(root)
+    root_real = os.path.realpath(root)
+    ex = None
+    if exclude is not None:
+        try:
+            st = os.stat(exclude)
+            ex = (st.st_dev, st.st_ino)
+        except OSError:
+            pass
+    stack: list[tuple[Path, str]] = [(root, "")]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                found = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            yield _problem(folder, rel or ".", "unreadable", f"folder could not be listed ({e.strerror})")
+            continue
+        subfolders = []
+        for e in found:
+            if e.name.startswith("."):
+                continue
+            p, r = Path(e.path), f"{rel}/{e.name}" if rel else e.name
+            try:
+                if e.is_symlink():
+                    yield _link_entry(p, r, root_real)
+                elif e.is_dir(follow_symlinks=False):
+                    st = e.stat(follow_symlinks=False)
+                    if (st.st_dev, st.st_ino) != ex:
+                        subfolders.append((p, r))
+                elif e.is_file(follow_symlinks=False):
+                    yield Entry(p, r)
+                else:
+                    yield _problem(p, r, "unreadable", f"{_kind(e.stat(follow_symlinks=False).st_mode)}; not opened")
+            except OSError as exc:  # vanished or unreadable between listing and looking
+                yield _problem(p, r, "unreadable", f"could not be examined ({exc.strerror})")
+        stack.extend(reversed(subfolders))
+
+
+def display_name(name: str) -> str:
+    """``name`` as text any terminal or UTF-8 file takes: bytes that are not UTF-8 (kept by
+    Python as surrogate escapes, so the file can still be opened) show as U+FFFD."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "replace").decode("utf-8")
+
+
 def iter_image_files(root: Path, *, all_files: bool = False) -> list[Path]:
     """Image files below ``root`` (by extension unless ``all_files``), sorted, no hidden ones.
 
-    Symlinks pointing outside ``root`` are not followed.
+    Each is named by its own path below ``root`` (a link inside the tree keeps its name);
+    links out of the tree, loops, folder links and special files are left out.
     """
-    root = root.resolve()
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for f in sorted(filenames):
-            if f.startswith("."):
-                continue
-            p = Path(dirpath) / f
-            if not all_files and p.suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
-            if p.is_symlink() and not p.resolve().is_relative_to(root):
-                continue
-            out.append(p)
-    return out
+    return [
+        e.path for e in walk_entries(root)
+        if e.error is None and (all_files or e.path.suffix.lower() in IMAGE_EXTENSIONS)
+    ]
 
 
 def _load_file(path: Path, max_pixels: int) -> np.ndarray:
@@ -62,9 +164,8 @@ class _FileSource(Source):
         return {**super().spec(), "root": str(self.root)}
 
     def _item(self, path: Path, label, split=None, meta=None) -> Item:
-        # ``path`` lies below the resolved root (iter_image_files); resolving it again would
-        # turn an in-root symlink into its target's key and duplicate that key.
-        rel = path.relative_to(self.root.resolve()).as_posix()
+        # never resolved: an in-root symlink keeps its own key instead of duplicating its target's
+        rel = path.relative_to(self.root).as_posix()
         return Item(
             key=rel,
             group=rel,
@@ -103,7 +204,7 @@ class ForenSynthsSource(_FileSource):
 
     def list_items(self) -> list[Item]:
         items = []
-        root = self.root.resolve()
+        root = self.root
         for p in iter_image_files(root):
             parts = p.relative_to(root).parts[:-1]
             label_idx = [i for i, d in enumerate(parts) if d in _REAL_DIRS]
@@ -128,7 +229,7 @@ class GenImageSource(_FileSource):
 
     def list_items(self) -> list[Item]:
         items = []
-        root = self.root.resolve()
+        root = self.root
         for p in iter_image_files(root):
             parts = p.relative_to(root).parts[:-1]
             if len(parts) < 2 or parts[-1] not in _GENIMAGE_DIRS or parts[-2] not in _SPLIT_ALIASES:
@@ -183,6 +284,9 @@ def source_for_path(root: Path, *, layout: str | None = None, **options) -> Sour
 
 
 __all__ = [
+    "Entry",
+    "display_name",
+    "walk_entries",
     "FolderSource",
     "ForenSynthsSource",
     "GenImageSource",

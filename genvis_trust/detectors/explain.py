@@ -45,7 +45,8 @@ def gradcam(det: Detector, patch: np.ndarray) -> np.ndarray:
     h2 = layer.register_full_backward_hook(lambda m, gi, go: grads.append(go[0]))
     try:
         det.net.eval()
-        x = torch.from_numpy(np.ascontiguousarray(patch)).to(det.device).permute(2, 0, 1)[None].float() / 255.0
+        # a copy: ``patch`` may be a read-only view, which torch warns about on stderr
+        x = torch.from_numpy(np.array(patch, copy=True)).to(det.device).permute(2, 0, 1)[None].float() / 255.0
         x.requires_grad_(True)
         det.net.zero_grad(set_to_none=True)
         det.net(x).sum().backward()

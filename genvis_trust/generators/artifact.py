@@ -21,7 +21,8 @@ import torch
 from safetensors.torch import load_file, save, save_file
 
 from genvis_trust import __version__
-from genvis_trust.io import atomic_write_bytes, atomic_write_text, sha256_file
+from genvis_trust.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from genvis_trust.io import sha256_file
 
 from .base import Generator, GeneratorError, generator_class, list_bundled, resolve_device
 
@@ -137,7 +138,9 @@ def save_train_state(
                 t = val if torch.is_tensor(val) else torch.tensor(val)
                 tensors[f"opt.{name}.{idx}.{key}"] = t
     meta = {"step": str(step), "param_groups": json.dumps(groups), "family": model.family}
-    save_file(_contiguous(tensors), str(Path(out) / TRAIN_STATE), metadata=meta)
+    # a kill mid-save must leave the previous checkpoint whole, or --resume has nothing to load
+    with atomic_path(Path(out) / TRAIN_STATE) as tmp:
+        save_file(_contiguous(tensors), str(tmp), metadata=meta)
 
 
 def load_train_state(

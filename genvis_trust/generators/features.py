@@ -195,7 +195,8 @@ def train_feature_net(out: str | Path = FEATURES_ASSET, *, steps: int = 1500, ba
     """Train :class:`ToolkitFeatureNet` on the train splits; writes config/model/card to ``out``."""
     from safetensors.torch import save_file
 
-    from genvis_trust.io import atomic_write_text, sha256_file
+    from genvis_trust.atomic import atomic_path, atomic_write_text
+    from genvis_trust.io import sha256_file
 
     from .training import load_data
 
@@ -232,7 +233,8 @@ def train_feature_net(out: str | Path = FEATURES_ASSET, *, steps: int = 1500, ba
     acc = float((pred == test.class_ids).float().mean())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(out / "model.safetensors"))
+    with atomic_path(out / "model.safetensors") as tmp:  # the bundled asset is replaced in place
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
     atomic_write_text(out / "config.json", json.dumps({"name": ToolkitFeatures.name, "version": net.version,
                                                        "config": net.config}, indent=2) + "\n")
     card = {

@@ -131,7 +131,7 @@ def train_generator(
         seed = prior_card.get("seed", seed)
         batch = prior_card.get("batch", batch)
     elif (out / TRAIN_STATE).is_file():
-        raise GeneratorError(f"{out}: a training run exists here; pass resume to continue it")
+        raise GeneratorError(f"{out}: a training run exists here; pass resume=True to continue it, or choose another folder")
 
     image_size = int(config.get("image_size", 32))
     td = data if isinstance(data, TrainingData) else load_data(data, image_size=image_size, n=n, seed=seed)

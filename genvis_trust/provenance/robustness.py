@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genvis_trust.io import atomic_write_text
+from genvis_trust.atomic import atomic_path, atomic_write_text
 
 from .payload import get_codec
 from .watermarks import get_watermark
@@ -171,6 +171,7 @@ def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
     ax.set_title(f"{result['backend']}: robustness ({result['n_images']} images, PSNR {result['psnr_db_mean']} dB)")
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    fig.savefig(pp, dpi=110)
+    with atomic_path(pp) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return [pj, pm, pp]

@@ -9,7 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from genvis_trust.io import atomic_write_bytes, encode_image
+from genvis_trust.atomic import atomic_write_bytes
+from genvis_trust.io import encode_image
 
 
 def image_grid(

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from genvis_trust.io import atomic_write_bytes  # noqa: E402
+from genvis_trust.atomic import atomic_write_bytes  # noqa: E402
 
 
 def _save(fig, path) -> Path:
@@ -69,13 +69,27 @@ def robustness_curves(path, table: Mapping[str, Mapping[str, float]], metric: st
     return _save(fig, path)
 
 
-def histogram(path, groups: Mapping[str, Sequence[float]], title: str, xlabel: str, bins: int = 20) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    for name, v in groups.items():
-        if len(v):
-            ax.hist(v, bins=bins, range=(0, 1), alpha=0.6, label=f"{name} (n={len(v)})")
-    ax.set(xlabel=xlabel, ylabel="images", title=title)
-    ax.legend(fontsize=8)
+def histogram(path, groups: Mapping[str, Sequence[float]], title: str, xlabel: str, bins: int = 20,
+              colours: Mapping[str, str] | None = None) -> Path:
+    """One panel per group on a shared x axis, each with its own count scale: overlaid
+    histograms let a large class hide a small one."""
+    names = [n for n, v in groups.items() if len(v)]
+    if not names:
+        names = list(groups)[:1] or ["none"]
+    fig, axes = plt.subplots(len(names), 1, figsize=(5.5, 0.9 + 1.05 * len(names)), sharex=True, squeeze=False)
+    edges = np.linspace(0, 1, bins + 1)
+    for ax, name in zip(axes[:, 0], names, strict=True):
+        v = np.asarray(groups.get(name, []), dtype=float)
+        counts, _ = np.histogram(v, bins=edges)
+        ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", edgecolor="white", linewidth=0.5,
+               color=(colours or {}).get(name, "#4c72b0"))
+        ax.set_ylim(0, max(1, counts.max()) * 1.15)
+        ax.set_ylabel("images", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.text(0.01, 0.93, f"{name} (n={len(v)})", transform=ax.transAxes, fontsize=8, va="top")
+    axes[-1, 0].set_xlabel(xlabel)
+    axes[-1, 0].set_xlim(0, 1)
+    axes[0, 0].set_title(title, fontsize=10)
     return _save(fig, path)
 
 

@@ -29,11 +29,14 @@ import numpy as np
 
 from genvis_trust.audit import (
     RESULTS,
-    _rel,
     append_records,
-    iter_files,
+    iter_entries,
+    link_records,
     load_done,
+    problem_record,
+    rel_inside,
     summarize,
+    target_recorded_itself,
     write_summary,
 )
 
@@ -49,9 +52,11 @@ class _ScanActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         paths = [str(p) for p in batch["path"]]
         records = []
-        for name, res in zip(batch["name"], self.scanner.scan(paths), strict=True):
+        for name, link, res in zip(batch["name"], batch["link"], self.scanner.scan(paths), strict=True):
             rec = res.to_dict()
             rec["input"] = str(name)
+            if link:
+                rec["link"] = json.loads(link)
             records.append(json.dumps(rec, sort_keys=True, default=str))
         return {"record": np.array(records, dtype=object)}
 
@@ -73,13 +78,23 @@ def run_audit_ray(
     out.mkdir(parents=True, exist_ok=True)
     results = out / RESULTS
     done = load_done(results)
-    items = [{"path": str(p), "name": _rel(p, root)} for p in iter_files(root, exclude=out) if _rel(p, root) not in done]
+    items, problems, links = [], [], []
+    out_rel = rel_inside(out, root)
+    for entry in iter_entries(root, exclude=out):
+        if entry.rel in done:
+            continue
+        if entry.error is not None:  # never opened, so no actor needed
+            problems.append(json.dumps(problem_record(entry), sort_keys=True, default=str))
+        elif target_recorded_itself(entry, out_rel):  # repeats its target's record, afterwards
+            links.append(entry)
+        else:
+            items.append({"path": str(entry.path), "name": entry.rel, "link": json.dumps(entry.link) if entry.link else ""})
     started = False
     if not ray.is_initialized():
         ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
         started = True
     t0 = time.time()
-    n_new = 0
+    n_new = append_records(results, iter(problems))
     try:
         if items:
             gpus = float(ray.cluster_resources().get("GPU", 0))
@@ -93,7 +108,9 @@ def run_audit_ray(
                 num_gpus=1 if gpus else 0,
                 num_cpus=num_cpus_per_actor,
             )
-            n_new = append_records(results, (row["record"] for row in ds.iter_rows()))
+            n_new += append_records(results, (row["record"] for row in ds.iter_rows()))
+        if links:
+            n_new += append_records(results, (json.dumps(r, sort_keys=True, default=str) for r in link_records(results, links)))
     finally:
         if started:
             ray.shutdown()

@@ -1,0 +1,80 @@
+"""What the CLI says: flags, not Python arguments; piped output never wrapped; `evaluate`
+says which images it used; no library warnings leak onto stderr."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from genvis_trust.cli.main import app
+from genvis_trust.io import encode_image
+
+runner = CliRunner()
+
+
+def _cli(*args, **kw) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it: a process whose stdout and stderr are pipes, not a terminal."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("COLUMNS", None)
+    return subprocess.run([sys.executable, "-m", "genvis_trust.cli.main", *map(str, args)],
+                          capture_output=True, text=True, timeout=300, env=env, **kw)
+
+
+@pytest.fixture(scope="module")
+def gan_corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gen") / "gan"
+    r = runner.invoke(app, ["generate", "gan-digits", "--n", "40", "--seed", "1", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_messages_name_flags_not_python_arguments(tmp_path, gan_corpus):
+    assert runner.invoke(app, ["keys", "init", str(tmp_path / "k")]).exit_code == 0
+    r = runner.invoke(app, ["keys", "init", str(tmp_path / "k")])
+    assert r.exit_code == 2 and "--force" in r.output and "=True" not in r.output, r.output
+    r = runner.invoke(app, ["generate", "gan-digits", "--n", "2", "--out", str(gan_corpus)])
+    flat = " ".join(r.output.split())
+    assert r.exit_code == 2 and "--resume" in flat and "--force" in flat and "=True" not in flat, flat
+    # --force is the word everywhere; --overwrite still works
+    r = runner.invoke(app, ["generate", "gan-digits", "--n", "2", "--out", str(tmp_path / "g"), "--force"])
+    assert r.exit_code == 0, r.output
+
+
+def test_piped_table_is_not_wrapped(tmp_path):
+    name = tmp_path / ("a-file-name-long-enough-to-be-wrapped-by-an-80-column-console-" * 2 + ".png")
+    name.write_bytes(encode_image(np.zeros((40, 40, 3), np.uint8)))
+    r = _cli("scan", name, "--no-provenance", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert any(str(name) in line for line in r.stdout.splitlines()), r.stdout
+
+
+def test_evaluate_says_how_many_images_of_each_class_and_why(gan_corpus):
+    from genvis_trust.cli.detectors import data_source
+
+    r = _cli("evaluate", "default", "--fake", gan_corpus, "--real-n", 20, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    used = len(data_source(str(gan_corpus), "test", patch=None, n=None, seed=0))
+    assert 0 < used < 40
+    assert f"generated: {used} images" in r.stderr and f"{used} of its 40 images" in r.stderr, r.stderr
+    assert "--split all" in r.stderr and "real: 20 images" in r.stderr
+    assert "Warning" not in r.stderr
+
+
+def test_explain_leaks_no_library_warning(tmp_path):
+    f = tmp_path / "small.png"
+    f.write_bytes(encode_image(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)))
+    r = _cli("detectors", "explain", f, "--out", tmp_path / "heat.png", "--device", "cpu")
+    assert r.returncode == 0 and (tmp_path / "heat.png").is_file(), r.stderr
+    assert "Warning" not in r.stderr and "warn" not in r.stderr.lower(), r.stderr
+    # a colour scale under the maps: dark on the left (0), bright on the right (max)
+    from PIL import Image
+
+    png = np.asarray(Image.open(tmp_path / "heat.png").convert("L")).astype(int)
+    bar = png[-24]
+    assert bar[10] < 40 and bar[-10] > 200
