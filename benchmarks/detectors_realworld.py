@@ -100,6 +100,7 @@ def main() -> int:
     ap.add_argument("--builtin-real", action="store_true", help="add the built-in photographs to the real set")
     ap.add_argument("--bundled-n", type=int, default=40, help="fresh samples per bundled generator (0: none)")
     ap.add_argument("--max-per-generator", type=int, default=60)
+    ap.add_argument("--with-val", action="store_true", help="also score the validation splits (logits only, for stacking)")
     ap.add_argument("--out", default=str(HERE / "results" / "realworld"))
     args = ap.parse_args()
 
@@ -149,6 +150,13 @@ def main() -> int:
             gen = load_generator(name, device="cpu")
             imgs = gen.sample(list(range(10_000, 10_000 + args.bundled_n))).numpy()
             gens[f"bundled:{name}"] = [(f"{name}/{i}", im, {"bundled": name, "seed": 10_000 + i}) for i, im in enumerate(imgs)]
+    # validation images (never scored for metrics): what a stacker or threshold may be fitted on
+    val_sets: dict[str, list[np.ndarray]] = {}
+    if args.with_val:
+        val_sets["real_val"] = [load(c.file(r)) for r in c.records if (r.get("meta") or {}).get("split") == "val"]
+        for rc in args.recon:
+            cc = read_corpus(rc)
+            val_sets["recon_val"] = [load(cc.file(r)) for r in cc.records if (r.get("meta") or {}).get("split") == "val"]
     print(f"real {len(real)}; generated: " + ", ".join(f"{k} {len(v)}" for k, v in gens.items()), file=sys.stderr)
 
     results = {"detectors": {}, "sets": {"real": [o for _, _, o in real], "generated": {k: [o for _, _, o in v] for k, v in gens.items()}}}
@@ -156,26 +164,36 @@ def main() -> int:
         det = load_detector(dname, device="cpu")
         det.optimize_for_inference()
 
-        def probs(images, det=det):
-            out = []
+        logits: dict[str, dict[str, list[float]]] = {}
+
+        def probs(images, key, det=det, logits=logits):
+            """Calibrated p per image; the raw image logits are kept for stacking (stack_realworld.py)."""
+            ps, zs = [], []
             for i in range(0, len(images), 8):
-                out += [s.probability for s in det.score_many(images[i : i + 8])]
-            return np.array(out)
+                for sc in det.score_many(images[i : i + 8]):
+                    ps.append(sc.probability)
+                    zs.append(round(sc.logit, 5))
+            logits.setdefault(key[0], {})[key[1]] = zs
+            return np.array(ps)
+
+        for name, items in val_sets.items():  # validation images: features for fitting, no metrics
+            for enc, fn in GEN_ENCODINGS.items():
+                probs([fn(im) for im in items], (name, enc))
 
         r_res = {}
         for v, fn in REAL_VARIANTS.items():
-            p = probs([fn(im) for _, im, _ in real])
+            p = probs([fn(im) for _, im, _ in real], ("real", v))
             r_res[v] = {"fpr": float(np.mean(p >= 0.5)), "n": len(p), "p": p.round(4).tolist()}
         g_res = {}
         for g, items in gens.items():
             g_res[g] = {}
             for enc, fn in GEN_ENCODINGS.items():
-                p = probs([fn(im) for _, im, _ in items])
+                p = probs([fn(im) for _, im, _ in items], (g, enc))
                 rp = np.array(r_res[enc]["p"])
                 tpr, fpr = float(np.mean(p >= 0.5)), float(np.mean(rp >= 0.5))
                 g_res[g][enc] = {"tpr": tpr, "fpr_real": fpr, "balanced_acc": (tpr + 1 - fpr) / 2, "auc": auc(rp, p), "n": len(p)}
             print(dname, g, {e: round(v["balanced_acc"], 3) for e, v in g_res[g].items()}, file=sys.stderr)
-        results["detectors"][dname] = {"real": r_res, "generated": g_res, "card_sha256": det.sha256}
+        results["detectors"][dname] = {"real": r_res, "generated": g_res, "card_sha256": det.sha256, "logits": logits}
     results["meta"] = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, CPU",
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "wall_s": round(time.time() - t0, 1),

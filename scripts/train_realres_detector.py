@@ -40,6 +40,7 @@ def main() -> int:
     ap.add_argument("--jpeg-quality", default="65,100")
     ap.add_argument("--blur-p", type=float, default=0.1)
     ap.add_argument("--resize-p", type=float, default=0.2)
+    ap.add_argument("--upscale-p", type=float, default=0.0)
     ap.add_argument("--val-crops", type=int, default=8)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--patience", type=int, default=6)
@@ -62,7 +63,7 @@ def main() -> int:
     q = tuple(int(v) for v in args.jpeg_quality.split(","))
     cfg = TrainConfig(
         steps=args.steps, batch=args.batch, lr=args.lr, jpeg_p=args.jpeg_p, jpeg_quality=q, blur_p=args.blur_p,
-        resize_p=args.resize_p, val_crops=args.val_crops, eval_every=args.eval_every, patience=args.patience,
+        resize_p=args.resize_p, upscale_p=args.upscale_p, val_crops=args.val_crops, eval_every=args.eval_every, patience=args.patience,
         calibration=args.calibration, seed=args.seed, paired=args.paired, pair_share=args.pair_share,
     )
 

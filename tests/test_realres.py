@@ -225,3 +225,37 @@ def test_reconstruct_max_side_crops_on_the_jpeg_grid(photo_corpus, tmp_path):
     rec = read_corpus(tmp_path / "r").records[0]
     assert res["written"] == 1 and rec["width"] == 48 and rec["height"] == 48
     assert rec["meta"]["aligned_to"]["crop"][2:] == [48, 48]
+
+
+def test_image_level_calibration_with_an_fpr_budget():
+    from genvis_trust.detectors import Detector
+    from genvis_trust.detectors.training import calibrate_on_images
+
+    torch.manual_seed(0)
+    det = Detector.create("cnn", patch=32, device="cpu")
+    real = [_photo(i, 48, 48) for i in range(20)]
+    fake = [np.ascontiguousarray(_photo(100 + i, 48, 48)[:, ::-1]) for i in range(20)]
+    fit = calibrate_on_images(det, real, fake, "platt", fpr=0.1)
+    assert det.calibration["fpr_budget"] == 0.1 and fit["n_real"] == 20
+    p_real = np.array([s.probability for s in det.score_many(real)])
+    assert np.mean(p_real >= 0.5) <= 0.1 + 1e-9  # the budget holds on the images it was set on
+    assert fit["threshold_fpr"] <= 0.1 + 1e-9
+
+
+def test_stack_is_the_linear_combination_of_its_members():
+    from genvis_trust.detectors.stack import StackNet
+
+    torch.manual_seed(0)
+    members = [{"family": "npr", "config": {"width": 8, "blocks": [1, 1]}, "patch": 64},
+               {"family": "zed", "config": {"width": 8, "levels": 2}, "patch": 32}]
+    net = StackNet(members, weights=[0.7, -1.3], bias=0.25).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        z = net.member_logits(x)
+        # the 32 px member reads each 64 px tile as four sub-tiles and averages them
+        subs = [net.members[1](x[:, :, i : i + 32, j : j + 32]) for i in (0, 32) for j in (0, 32)]
+        assert torch.allclose(z[:, 1], torch.stack(subs, 1).mean(1), atol=1e-5)
+        assert torch.allclose(z[:, 0], net.members[0](x), atol=1e-6)
+        assert torch.allclose(net(x), 0.7 * z[:, 0] - 1.3 * z[:, 1] + 0.25, atol=1e-5)
+    with pytest.raises(ValueError, match="weights"):
+        StackNet(members, weights=[1.0])

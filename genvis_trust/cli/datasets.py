@@ -164,7 +164,7 @@ def reconstruct_cmd(
     max_side: int | None = typer.Option(None, help="Reconstruct a centre crop of at most this side (big photos cost seconds per megapixel)."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
     resume: bool = typer.Option(False, help="Continue an interrupted run into the same folder."),
-    overwrite: bool = typer.Option(False, help="Replace an existing corpus in --out."),
+    overwrite: bool = typer.Option(False, "--force", "--overwrite", help="Replace an existing corpus in --out (only the files it wrote are deleted)."),
 ):
     """Pass every real photograph of CORPUS through an autoencoder's encode -> decode.
 
@@ -178,9 +178,9 @@ def reconstruct_cmd(
     from genvis_trust.generators.reconstruct import reconstruct_corpus
 
     if resume and overwrite:
-        fail("--resume and --overwrite exclude each other", EXIT_USAGE)
+        fail("--resume and --force exclude each other", EXIT_USAGE)
     if (out_dir / MANIFEST).exists() and not (resume or overwrite):
-        fail(f"{out_dir} already holds a corpus; pass --resume to continue it or --overwrite to replace it", EXIT_USAGE)
+        fail(f"{out_dir} already holds a corpus; pass --resume to continue it or --force to replace it", EXIT_USAGE)
     t0 = time.time()
     with friendly_errors(SourceError, CorpusError, ArtifactError), progress() as bar:
         task = bar.add_task(f"reconstruct with {autoencoder}", total=None)

@@ -54,4 +54,4 @@ def build_net(family: str, **config) -> nn.Module:
 
 
 def _ensure_loaded() -> None:
-    from . import cnn, frequency, npr, resnet50, zeroshot  # noqa: F401  (each registers itself)
+    from . import cnn, frequency, npr, resnet50, stack, zeroshot  # noqa: F401  (each registers itself)

@@ -58,6 +58,8 @@ class TrainConfig:
     jpeg_quality: tuple[int, int] = (60, 100)
     resize_p: float = 0.0  # down-scale (area) before the final crop: survives resized copies
     resize_range: tuple[float, float] = (0.5, 1.0)
+    upscale_p: float = 0.0  # enlarge (bicubic) on both classes: an up-scaled photo is no cue
+    upscale_range: tuple[float, float] = (1.2, 2.0)
     hflip: bool = True
     val_crops: int = 1  # fixed crops per validation image (centre, then an even grid)
     # aligned pairs (a real photo and its reconstruction, matched by group) get the same crop and
@@ -140,6 +142,8 @@ def augmentation(cfg: TrainConfig):
     parts = []
     if cfg.resize_p > 0:
         parts.append(RandomApply(cfg.resize_p, create_perturbation("resize", factor=Range(*cfg.resize_range), method="area")))
+    if cfg.upscale_p > 0:
+        parts.append(RandomApply(cfg.upscale_p, create_perturbation("resize", factor=Range(*cfg.upscale_range), method="bicubic")))
     if cfg.blur_p > 0:
         parts.append(RandomApply(cfg.blur_p, create_perturbation("gaussian_blur", sigma=Range(*cfg.blur_sigma))))
     if cfg.jpeg_p > 0:
@@ -273,6 +277,34 @@ def _train_on_real_only(net, train, val, val_x, val_y, P, aug, rng, cfg, dev, hi
     return steps_done
 
 
+def calibrate_on_images(
+    det: Detector, real: Sequence[np.ndarray], generated: Sequence[np.ndarray], method: str = "platt", fpr: float | None = None
+) -> dict:
+    """Refit ``det``'s calibration on whole-image scores (tiles averaged, as ``scan`` scores).
+
+    Patch-level calibration can be dominated by an easy sub-domain (small patches of the
+    bundled generators give extreme logits) and then says nothing at native resolution; a
+    calibration fitted on validation *images* of the domain that matters avoids that.
+    ``fpr`` (Platt only): keep the fitted slope but move p = 0.5 to the logit that only this
+    share of the real validation images exceed, so the verdict threshold has a stated
+    false-positive budget instead of even odds. Returns the metrics of the fit for the card.
+    """
+    z = np.array([s.logit for s in det.score_many(list(real) + list(generated))])
+    y = np.r_[np.zeros(len(real)), np.ones(len(generated))]
+    det.calibration = fit_calibration(z, y, method)
+    if fpr is not None:
+        if det.calibration.get("method") != "platt":
+            raise TrainingError("an FPR budget applies to Platt calibration only")
+        z_t = float(np.quantile(z[y == 0], 1.0 - fpr))
+        if det.calibration["a"] > 0:
+            det.calibration = {**det.calibration, "b": -det.calibration["a"] * z_t, "fpr_budget": fpr, "threshold_logit": z_t}
+        else:  # no usable ranking: the only way to keep the budget is never to reach the threshold
+            det.calibration = {**det.calibration, "a": 0.0, "b": -2.0, "fpr_budget": fpr}
+    p = apply_calibration(det.calibration, z)
+    return {"n_real": len(real), "n_generated": len(generated), "auc": _auc_or_none(y, z), "ece": ece(y, p),
+            "threshold_tpr": float(np.mean(p[y == 1] >= 0.5)), "threshold_fpr": float(np.mean(p[y == 0] >= 0.5))}
+
+
 @dataclass
 class TrainResult:
     detector: Detector
@@ -316,7 +348,8 @@ def train_detector(
     real_only = getattr(det.net, "trained_on_real_only", False)
     if not tr_real.images or not (tr_fake.images or real_only):
         raise TrainingError(f"need both classes: got {len(tr_real.images)} real and {len(tr_fake.images)} generated training images")
-    guard = format_guard(tr_real, tr_fake, cfg.reencode)
+    # a likelihood model sees real images only: there is no second class whose codec could differ
+    guard = format_guard(tr_real, tr_fake, cfg.reencode) if not real_only else {"reencode": cfg.reencode}
     va_real = collect([real_val] if isinstance(real_val, Source) else list(real_val or []), 0, limit=lim // 4, family_default="real")
     va_fake = collect(list(fake_val or []), 1, limit=lim // 4, family_default="generated")
     if not va_real.images or not (va_fake.images or real_only):

@@ -1,0 +1,57 @@
+"""Stacking: several families scored on the same tiles, combined by a fitted linear layer.
+
+The bundled default combines the learned ``npr`` detector (trained on photographs vs their
+aligned reconstructions) with the zero-shot ``zed`` coding-cost statistic (trained on real
+photographs only). Each member maps a tile to a logit; the stack's logit is
+``weights . member_logits + bias``, fitted as a logistic regression on *image-level* member
+logits of validation images (``scripts/stack_realworld.py``). Because tile logits are averaged
+per image, the image-level stack logit is the same linear combination of the members'
+image-level logits that the regression saw.
+
+A member with a smaller input than the stack's tiles (``zed`` at 64 px) reads each tile as a
+grid of its own sub-tiles and averages them, as it would score the same area alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .registry import build_net, get_family, register_detector
+
+
+@register_detector("stack", "several families on the same tiles, combined by a fitted logistic regression (the bundled default)", patch=128)
+class StackNet(nn.Module):
+    def __init__(self, members: list[dict[str, Any]] | None = None, weights: list[float] | None = None, bias: float = 0.0):
+        super().__init__()
+        members = members or [{"family": "npr", "config": {}}, {"family": "zed", "config": {}}]
+        if any(m["family"] == "stack" for m in members):
+            raise ValueError("a stack cannot contain a stack")
+        self.member_specs = [{"family": m["family"], "config": dict(m.get("config") or {}), "patch": int(m.get("patch") or get_family(m["family"]).patch)} for m in members]
+        self.members = nn.ModuleList(build_net(m["family"], **m["config"]) for m in self.member_specs)
+        w = weights if weights is not None else [1.0] * len(members)
+        if len(w) != len(members):
+            raise ValueError(f"{len(w)} weights for {len(members)} members")
+        self.register_buffer("weights", torch.tensor(w, dtype=torch.float32))
+        self.register_buffer("bias", torch.tensor(float(bias)))
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``N x M`` logits, one column per member."""
+        cols = []
+        for spec, net in zip(self.member_specs, self.members, strict=True):
+            p, (h, w) = spec["patch"], x.shape[-2:]
+            if p < h and h % p == 0 and w % p == 0:  # sub-tiles, averaged per tile
+                n, c = x.shape[:2]
+                sub = x.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 1, 4, 5).reshape(-1, c, p, p)
+                cols.append(net(sub).view(n, -1).mean(1))
+            else:
+                cols.append(net(x))
+        return torch.stack(cols, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.member_logits(x) @ self.weights + self.bias
+
+
+__all__ = ["StackNet"]
