@@ -53,6 +53,7 @@ def test_svd_scores_equal_exact_on_every_block(photo):
     rank_two[:, 2:] = rank_two[:, :2] * 0.999  # close top eigenvalues: slow power iteration
     blocks.append(rank_two)
     blocks.append(np.zeros((3, 4, 4)))  # zero rows: the bounds divide by zero
+    blocks.append(rng.uniform(-300, 300, (500, 4, 4)))  # negative entries: no bounds, exact path
     b = np.concatenate(blocks)
     assert np.array_equal(dwt._svd_scores(b), _exact_svd_scores(b))
 
@@ -101,3 +102,14 @@ def test_uint8_haar_table_is_bit_identical_to_float_haar():
     u = np.zeros((2, 2 * i.size), np.uint8)
     u[0, 0::2], u[1, 0::2], u[0, 1::2], u[1, 1::2] = i, j, j, i
     assert np.array_equal(dwt._uint8_haar_ll(u), pywt.dwt2(u.astype(np.float64), "haar")[0])
+
+
+def test_binomial_sf_equals_scipy_stats():
+    from scipy.stats import binom
+
+    from genvis_trust.provenance.watermarks import binomial_sf
+
+    for n in (32, 48, 64, 136):  # every mark length read
+        for k in range(-1, n + 3):
+            assert binomial_sf(k, n) == float(binom.sf(k - 1, n, 0.5)), (k, n)
+    assert binomial_sf(3, 10, 0.2) == float(binom.sf(2, 10, 0.2))
