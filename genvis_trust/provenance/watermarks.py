@@ -198,19 +198,22 @@ class WatermarkBackend:
 def binomial_sf(k: int, n: int, p: float = 0.5) -> float:
     """P(X >= k) for X ~ Binomial(n, p): the value of ``scipy.stats.binom.sf(k - 1, n, p)``.
 
-    Computed by the function ``binom.sf`` itself calls (Boost's, in ``scipy.special``),
-    because importing ``scipy.stats`` costs ~0.5 s on every scan and ``scipy.special`` is
-    already loaded by the perceptual hash; ``binom.sf`` answers 1 below the support and 0
-    above it, which the raw function does not. Equality with ``binom.sf`` is checked in the
-    tests.
+    For p = 1/2 and the lengths we read (32, 48, 64, 136 bits) from a generated table of
+    exactly those values (:mod:`.binomial_table`), because importing scipy.stats costs ~0.5 s
+    on every scan; otherwise from scipy.stats itself. Checked against scipy in the tests.
     """
     if k <= 0:
         return 1.0
     if k > n:
         return 0.0
-    from scipy.special import _ufuncs
+    if p == 0.5:
+        from .binomial_table import SF_HALF
 
-    return float(_ufuncs._binom_sf(float(k - 1), float(n), float(p)))
+        if n in SF_HALF:
+            return SF_HALF[n][k]
+    from scipy.stats import binom
+
+    return float(binom.sf(k - 1, n, p))
 
 
 @dataclass
