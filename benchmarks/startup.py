@@ -11,6 +11,11 @@ falls on all of them alike. "Cold" means a new Python process (imports, model lo
 first-call costs); the files are in the OS page cache after the first repetition, which
 is discarded. Medians are reported. Targets (issue 10): ``--help`` under a second; a cold
 one-image ``scan`` <= ``import torch`` + 1.5 s.
+
+``--without-trace-check`` adds, per tree, the scan run with ``torch.jit.trace(...,
+check_trace=False)``: the cost of the detector's start-up graph without the tracer's own
+output check, which imports ``torch.distributed.tensor`` (~1 s) and runs the network again,
+though ``Detector.optimize_for_inference`` compares the outputs itself.
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+_NO_TRACE_CHECK = """import functools, runpy, sys
+import torch.jit
+torch.jit.trace = functools.partial(torch.jit.trace, check_trace=False)
+sys.argv = ["genvis-trust"] + sys.argv[1:]
+runpy.run_module("genvis_trust.cli.main", run_name="__main__")
+"""
 
 
 def _image(tmp: Path) -> Path:
@@ -52,6 +64,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--tree", action="append", default=None, help="NAME=PATH of a source tree (repeatable)")
     ap.add_argument("--out", default=None, help="JSON file to write")
+    ap.add_argument("--without-trace-check", action="store_true",
+                    help="also time each scan with torch.jit.trace(check_trace=False)")
     args = ap.parse_args(argv)
     trees = dict(t.split("=", 1) for t in (args.tree or [f"this={HERE.parent}"]))
     trees = {k: str(Path(v).resolve()) for k, v in trees.items()}
@@ -66,6 +80,10 @@ def main(argv=None) -> int:
     for name, path in trees.items():
         cmds[f"{name}: --help"] = ([py, "-m", "genvis_trust.cli.main", "--help"], path)
         cmds[f"{name}: scan 1 image"] = ([py, "-m", "genvis_trust.cli.main", "scan", str(img), "--json"], path)
+        if args.without_trace_check:
+            runner = tmp / "no_trace_check.py"
+            runner.write_text(_NO_TRACE_CHECK)
+            cmds[f"{name}: scan 1 image, check_trace=False"] = ([py, str(runner), "scan", str(img), "--json"], path)
     times: dict[str, list[float]] = {k: [] for k in cmds}
     for rep in range(args.reps + 1):
         for k, (cmd, pp) in cmds.items():
@@ -82,7 +100,7 @@ def main(argv=None) -> int:
         "reps": args.reps,
         "median_s": med,
         "all_s": times,
-        "scan_minus_import_torch_s": {n: med[f"{n}: scan 1 image"] - torch_s for n in trees},
+        "scan_minus_import_torch_s": {k: v - torch_s for k, v in med.items() if "scan" in k},
     }
     print(f"# Start-up\n\n{out['date']} · {out['machine']} · `{out['command']}`\n")
     print(f"Median of {args.reps} interleaved runs, each a new process.\n")

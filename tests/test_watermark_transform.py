@@ -90,18 +90,24 @@ def test_shared_transforms_refuses_mixed_or_bad_input(photo):
         check_known_marks([photo[:200, :200]])
 
 
-def test_uint8_haar_table_is_bit_identical_to_float_haar():
-    rng = np.random.default_rng(3)
-    u = rng.integers(0, 256, (64, 96), dtype=np.uint8)
-    u[:2, :2] = [[0, 255], [255, 0]]  # the table's extremes
-    assert np.array_equal(dwt._uint8_haar_ll(u), dwt._haar_ll(u.astype(np.float64)))
-    # every (even row, odd row) pair of values, against PyWavelets (the library's transform)
+def test_uint8_ll_blocks_are_bit_identical_to_float_haar():
     import pywt
 
+    rng = np.random.default_rng(3)
+    for shape in ((64, 96), (68, 100)):  # sides that leave pixels outside whole blocks
+        u = rng.integers(0, 256, shape, dtype=np.uint8)
+        u[:2, :2] = [[0, 255], [255, 0]]  # the table's extremes
+        r, c = shape[0] // 8, shape[1] // 8
+        ll = dwt._haar_ll(u.astype(np.float64))[: 4 * r, : 4 * c]
+        want = ll.reshape(r, 4, c, 4).transpose(0, 2, 1, 3).reshape(-1, 4, 4)
+        assert np.array_equal(dwt._uint8_ll_blocks(u, r, c), want)
+    # every (even row, odd row) pair of values, against PyWavelets (the library's transform)
     i, j = np.divmod(np.arange(256 * 256), 256)
     u = np.zeros((2, 2 * i.size), np.uint8)
     u[0, 0::2], u[1, 0::2], u[0, 1::2], u[1, 1::2] = i, j, j, i
-    assert np.array_equal(dwt._uint8_haar_ll(u), pywt.dwt2(u.astype(np.float64), "haar")[0])
+    pair = (u[0].astype(np.intp) << 8) | u[1]
+    table_ll = dwt._PAIR_TABLE[pair[0::2]] + dwt._PAIR_TABLE[pair[1::2]]
+    assert np.array_equal(table_ll, pywt.dwt2(u.astype(np.float64), "haar")[0][0])
 
 
 def test_binomial_sf_equals_scipy_stats():
