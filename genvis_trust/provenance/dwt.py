@@ -10,7 +10,8 @@ is the library's, step for step (``imwatermark/dwtDctSvd.py`` and ``maxDct.py``)
 1. BGR -> YUV with OpenCV on ``uint8``; only channel 1 (U) carries bits (the library's
    ``scales=[0, 36, 0]`` / ``[0, 36, 36]`` with ``for channel in range(2)``);
 2. one-level Haar DWT of ``U[:H//4*4, :W//4*4]``, keep the LL band (bit-identical to
-   PyWavelets, computed directly);
+   PyWavelets: a table of its float operations per pair of uint8 values, see
+   :data:`_PAIR_TABLE`);
 3. 4x4 blocks in row-major order; block ``i`` carries bit ``i % n_bits``;
 4. per block a 0/1 score: ``dwtDctSvd``: largest singular value ``s0`` of the block's DCT,
    score ``(s0 mod 36) > 18``; ``dwtDct``: the largest-magnitude coefficient after the
