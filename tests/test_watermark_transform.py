@@ -119,3 +119,17 @@ def test_binomial_sf_equals_scipy_stats():
         for k in range(-1, n + 3):
             assert binomial_sf(k, n) == float(binom.sf(k - 1, n, 0.5)), (k, n)
     assert binomial_sf(3, 10, 0.2) == float(binom.sf(2, 10, 0.2))
+
+
+def test_rivagan_frames_equal_library_preprocessing(photo):
+    """rivaGan's input is written once, without a BGR stack; it must equal the library's."""
+    import torch
+
+    from genvis_trust.provenance.rivagan import RivaGan
+
+    imgs = [photo[:256, :300], np.ascontiguousarray(photo[256:, 212:])]
+    for im in imgs:
+        bgr = np.ascontiguousarray(im[..., ::-1])
+        # imwatermark/rivaGan.py decode(): the frame as the library prepares it
+        lib = (torch.from_numpy(np.array([bgr], dtype=np.float32)) / 127.5 - 1.0).permute(3, 0, 1, 2).unsqueeze(0)
+        assert np.array_equal(RivaGan._frames([im]), lib.numpy())
