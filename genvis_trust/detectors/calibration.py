@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 
 METHODS = ("none", "temperature", "platt", "isotonic")
 
@@ -44,6 +43,9 @@ def fit_calibration(logits, labels, method: str = "platt") -> dict[str, Any]:
     # Platt's smoothed targets: with perfectly separated validation scores the maximum-likelihood
     # slope is infinite and every probability would saturate to exactly 0 or 1; targets of
     # (n+ + 1)/(n+ + 2) and 1/(n- + 2) keep the fit finite and the ranking intact
+    # imported here: scoring only applies a fitted state, and scipy.optimize costs ~0.5 s
+    from scipy.optimize import minimize
+
     n_pos, n_neg = float(y.sum()), float(len(y) - y.sum())
     t = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1.0 / (n_neg + 2))
     if method == "temperature":

@@ -6,18 +6,49 @@ a shallow ResNet (two bottleneck stages) classifies the residual. With ``width=6
 blocks=(3, 4)`` the parameter names and shapes match the published checkpoint
 (``conv1``, ``bn1``, ``layer1``, ``layer2``, ``fc1``), so ``detectors import --arch npr``
 loads it; the toolkit's own default is narrower so it trains on a CPU.
+
+The bottleneck block is written here (:class:`Bottleneck`, torchvision's ResNet v1.5 block
+with the same parameter names and shapes) rather than imported from torchvision, whose
+import costs seconds (it pulls in ``torch._dynamo``) on every ``scan`` that loads the
+default detector.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models.resnet import Bottleneck
 
 from .registry import register_detector
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Bottleneck(nn.Module):
+    """torchvision's ``resnet.Bottleneck`` (ResNet v1.5: the stride on the 3x3 conv), same
+    submodule names and parameter shapes: ``conv1/bn1`` 1x1, ``conv2/bn2`` 3x3,
+    ``conv3/bn3`` 1x1 to ``planes * 4``, and ``downsample`` (``.0`` conv, ``.1`` norm)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
 
 
 def npr_residual(x: torch.Tensor) -> torch.Tensor:
@@ -64,4 +95,4 @@ class NPRNet(nn.Module):
         return self.fc1(torch.flatten(self.avgpool(x), 1)).squeeze(1)
 
 
-__all__ = ["NPRNet", "npr_residual"]
+__all__ = ["Bottleneck", "NPRNet", "npr_residual"]

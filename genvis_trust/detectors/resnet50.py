@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models import resnet50
 
 from .npr import IMAGENET_MEAN, IMAGENET_STD
 from .registry import register_detector
@@ -18,6 +17,10 @@ from .registry import register_detector
 class ResNet50Detector(nn.Module):
     def __init__(self):
         super().__init__()
+        # imported here, not at module import: the registry imports every family, and
+        # torchvision's import costs seconds that a scan with another family never uses
+        from torchvision.models import resnet50
+
         self.model = resnet50(weights=None, num_classes=1)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)

@@ -31,9 +31,10 @@ import json
 import re
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .keys import SigningMaterial
+if TYPE_CHECKING:  # keys imports cryptography's x509 (~0.2 s), which reading C2PA never needs
+    from .keys import SigningMaterial
 
 __all__ = [
     "DST_COMPOSITE",

@@ -2,7 +2,10 @@
 
 All use invisible-watermark's ``dwtDct`` with a public, fixed message, so anyone can
 embed them in any image: a match is reported as *consistent with* the generator, never
-as proof. We read with our vectorised dwtDct reader (bit-identical to the library).
+as proof. We read with our vectorised dwtDct reader (bit-identical to the library),
+through the transforms the image's other readers share: the block scores of each channel
+order are computed once (shared with our ``dwtDct`` backend in ``bgr`` order) and every
+mark only regroups them into its own number of bits.
 
 - **Stable Diffusion XL** (diffusers ``StableDiffusionXLWatermarker``, Stability's
   ``generative-models``): the 48-bit ``0xB3EC907BB19E``. diffusers versions differ in the
@@ -22,12 +25,13 @@ The false-positive rate of these rules on clean photos is measured in the tests 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .dwt import read_dwtdct_bits
-from .watermarks import binomial_sf
+from .dwt import ORDERS, block_scores, read_bits_from_scores
+from .watermarks import SharedTransforms, WatermarkError, binomial_sf, group_by_shape
 
 __all__ = ["KNOWN_MARKS", "KnownMark", "KnownMarkResult", "check_known_marks", "embed_known_mark"]
 
@@ -85,18 +89,29 @@ def _grade(mark: KnownMark, matched: int, p: float) -> tuple[str, bool]:
     return ("consistent" if ok else "none"), ok
 
 
-def check_known_marks(images: list[np.ndarray], marks: tuple[str, ...] = ("sdxl", "sd1", "sd2")) -> list[list[KnownMarkResult]]:
-    """For each RGB image (>= 256x256), one result per known mark."""
-    out: list[list[KnownMarkResult]] = [[] for _ in images]
-    swapped = [np.ascontiguousarray(im[..., ::-1]) for im in images]
+def check_known_marks(
+    images: Sequence[np.ndarray],
+    marks: tuple[str, ...] = ("sdxl", "sd1", "sd2"),
+    shared: SharedTransforms | None = None,
+) -> list[list[KnownMarkResult]]:
+    """For each RGB image (>= 256x256), one result per known mark. ``shared``: the images'
+    :class:`SharedTransforms` when other readers use them too (``images`` are then ignored)."""
+    if shared is None:
+        out: list[list[KnownMarkResult]] = [[] for _ in images]
+        for idx, sh in group_by_shape(images, 512 * 512):
+            for i, res in zip(idx, check_known_marks((), marks, sh), strict=True):
+                out[i] = res
+        return out
+    if min(shared.shape[:2]) < 256:
+        raise WatermarkError(f"known-generator marks need 256x256 pixels, got {shared.shape[1]}x{shared.shape[0]}")
+    out = [[] for _ in shared.images]
+    # "bgr": the RGB array converted to BGR for the library; "rgb_as_bgr": handed over as is
+    scores = {order: block_scores(shared, "dwtDct", order) for order in ORDERS}
     for name in marks:
         mark = KNOWN_MARKS[name]
         n = mark.bits.size
-        # our reader converts RGB->BGR for the library: "rgb_as_bgr" means the RGB array
-        # was handed to the library as if it were BGR (older diffusers)
-        a = read_dwtdct_bits(images, n)
-        b = read_dwtdct_bits(swapped, n)
-        for i in range(len(images)):
+        a, b = (read_bits_from_scores(scores[order], n) for order in ORDERS)
+        for i in range(len(shared)):
             ma = int((a[i].bits == mark.bits).sum())
             mb = int((b[i].bits == mark.bits).sum())
             matched, order = (ma, "bgr") if ma >= mb else (mb, "rgb_as_bgr")

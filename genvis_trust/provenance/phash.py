@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.fft import dctn
 
 
 def phash(rgb: np.ndarray) -> str:
     """64-bit pHash of an RGB uint8 image, as 16 hex digits."""
+    # imported here: the store (and so every scan) imports this module, but only a scan
+    # with a store computes a hash, and scipy.fft costs ~0.2 s to import
+    from scipy.fft import dctn
+
     grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float64)
     small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA)
     low = dctn(small, type=2, norm="ortho")[:8, :8]

@@ -77,8 +77,15 @@ class RivaGan(WatermarkBackend):
 
     @staticmethod
     def _frames(images: Sequence[np.ndarray]) -> np.ndarray:
-        bgr = np.stack([im[..., ::-1] for im in images]).astype(np.float32) / 127.5 - 1.0
-        return bgr.transpose(0, 3, 1, 2)[:, :, None]  # N, 3, 1, H, W
+        """N, 3, 1, H, W float32 BGR in [-1, 1]: the model's input, written once (no BGR or
+        uint8 stack in between), with the same float32 operations as the library."""
+        h, w = images[0].shape[:2]
+        frames = np.empty((len(images), 3, 1, h, w), np.float32)
+        for i, im in enumerate(images):
+            frames[i, :, 0] = im.transpose(2, 0, 1)[::-1]  # RGB planes reversed: BGR
+        frames /= np.float32(127.5)
+        frames -= np.float32(1.0)
+        return frames
 
     def embed(self, rgb: np.ndarray, bits) -> np.ndarray:
         return self.embed_batch([rgb], [bits])[0]

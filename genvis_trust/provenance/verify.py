@@ -20,7 +20,9 @@ beside the decode error (a flipped byte in a stamped PNG: ``corrupt`` *and* C2PA
 with ``assertion.dataHash.mismatch``).
 
 Default watermark backends: :data:`DEFAULT_VERIFY_BACKENDS` = ``dwtDctSvd`` and
-``dwtDct`` (vectorised readers, ~20 ms and ~5 ms for 512x512 on one CPU core); ``rivaGan``
+``dwtDct`` (vectorised readers). They and the known generators' marks read one
+:class:`~.watermarks.SharedTransforms` of the pixels, so the watermark transform is
+computed once per channel order (``benchmarks/watermark_transform.py``); ``rivaGan``
 costs over a second per image on CPU (measured in ``docs/provenance.md``), so it is read
 only when asked (``backends=("all",)``) or when the image's C2PA soft binding or its store
 record names it.
@@ -53,7 +55,7 @@ from .metadata import c2pa_service_markers, read_metadata
 from .payload import CODECS
 from .phash import phash
 from .store import DEFAULT_PHASH_THRESHOLD, ProvenanceStore
-from .watermarks import WatermarkDetection, detect_batch, list_watermarks
+from .watermarks import SharedTransforms, WatermarkDetection, detect_shared, list_watermarks
 
 __all__ = [
     "DEFAULT_VERIFY_BACKENDS",
@@ -293,17 +295,20 @@ def verify_bytes(
     rgb = img.array
     rep.input.update(format=img.format, width=img.width, height=img.height, conversions=img.conversions)
 
+    # one set of transforms for every reader of these pixels: the colour conversion and
+    # wavelet transform run once per channel order, whatever the number of readers
+    shared = SharedTransforms([rgb])
     dets: list[WatermarkDetection] = []
     for be in _backends_for(tuple(backends), info):
         try:
-            dets.append(detect_batch([rgb], be)[0])
+            dets.append(detect_shared(shared, be)[0])
         except Exception as e:  # a broken backend (e.g. onnxruntime missing) is reported
             dets.append(WatermarkDetection(be, False, 0, "", 0.0, {}, None, None, error=f"{type(e).__name__}: {e}"))
     rep.watermarks = [d.to_dict() for d in dets]
 
     if known_generators:
         if min(rgb.shape[:2]) >= 256:
-            res = check_known_marks([rgb])[0]
+            res = check_known_marks([rgb], shared=shared)[0]
             rep.known_generators = [r.to_dict() for r in res]
             for r in res:
                 if r.consistent:

@@ -13,6 +13,12 @@ Reading a batch (:meth:`WatermarkBackend.read_bits_batch`) uses a vectorised dec
 the DWT backends that reproduces the library's bits (verified against the library in the
 tests and the benchmark).
 
+Readers share their intermediates through :class:`SharedTransforms`: the pixels of one
+batch of same-size images plus every transform computed from them (the DWT backends'
+colour conversion and wavelet transform, once per channel order), so that checking an
+image with our backends *and* every known generator's mark transforms it once per channel
+order instead of once per reader.
+
 :func:`detect` decodes the bits with the payload codec and says whether our watermark is
 present: ``detected`` only for a valid payload, whose false-accept rate for random bits is
 stated in the result.
@@ -33,6 +39,7 @@ from .payload import DecodedPayload, get_codec
 __all__ = [
     "DEFAULT_BACKEND",
     "BitReading",
+    "SharedTransforms",
     "WatermarkBackend",
     "WatermarkDetection",
     "WatermarkError",
@@ -84,6 +91,51 @@ def _ensure_registered() -> None:
     from . import dwt, rivagan  # noqa: F401  (register on import)
 
 
+class SharedTransforms:
+    """A batch of same-size ``H x W x 3`` uint8 RGB images and the transforms readers share.
+
+    A transform is computed on first use and kept (:meth:`memo`), keyed by what it is, e.g.
+    ``("dwt.ll", "bgr")``; readers never copy or modify ``images``. Build one per image (or
+    per batch of same-size images) and hand it to every reader.
+    """
+
+    def __init__(self, images: Sequence[np.ndarray]):
+        self.images = tuple(images)
+        if not self.images:
+            raise WatermarkError("SharedTransforms needs at least one image")
+        for im in self.images:
+            if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
+                raise WatermarkError("expected H x W x 3 uint8 RGB arrays")
+        self.shape = self.images[0].shape
+        if any(im.shape != self.shape for im in self.images):
+            raise WatermarkError("SharedTransforms holds images of one shape; group images by shape first")
+        self._memo: dict[tuple, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def memo(self, key: tuple, compute: Callable[[], object]):
+        """``compute()`` the first time ``key`` is asked for, the kept value afterwards."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+
+def group_by_shape(images: Sequence[np.ndarray], max_pixels: int | None = None) -> list[tuple[list[int], SharedTransforms]]:
+    """Indices of ``images`` grouped by shape (in chunks of at most ``max_pixels`` pixels, at
+    least one image each), with a :class:`SharedTransforms` per chunk."""
+    groups: dict[tuple, list[int]] = {}
+    for i, im in enumerate(images):
+        groups.setdefault(im.shape, []).append(i)
+    out = []
+    for shape, idx in groups.items():
+        per = len(idx) if max_pixels is None else max(1, max_pixels // max(1, shape[0] * shape[1]))
+        for s in range(0, len(idx), per):
+            chunk = idx[s : s + per]
+            out.append((chunk, SharedTransforms([images[i] for i in chunk])))
+    return out
+
+
 @dataclass
 class BitReading:
     """Bits read from one image; ``confidence`` in [0, 1] is how far the soft scores sit
@@ -132,13 +184,33 @@ class WatermarkBackend:
     def read_bits_batch(self, images: Sequence[np.ndarray]) -> list[BitReading]:
         raise NotImplementedError
 
+    def read_bits_shared(self, shared: SharedTransforms) -> list[BitReading]:
+        """Bits of every image in ``shared``, reusing (and leaving for the next reader) the
+        transforms already computed there. Backends without a shareable transform read
+        the pixels."""
+        return self.read_bits_batch(shared.images)
+
     def read_bits_reference(self, rgb: np.ndarray) -> np.ndarray:
         """Bits as the unmodified library decodes them (slow; for verification)."""
         raise NotImplementedError
 
 
 def binomial_sf(k: int, n: int, p: float = 0.5) -> float:
-    """P(X >= k) for X ~ Binomial(n, p)."""
+    """P(X >= k) for X ~ Binomial(n, p): the value of ``scipy.stats.binom.sf(k - 1, n, p)``.
+
+    For p = 1/2 and the lengths we read (32, 48, 64, 136 bits) from a generated table of
+    exactly those values (:mod:`.binomial_table`), because importing scipy.stats costs ~0.5 s
+    on every scan; otherwise from scipy.stats itself. Checked against scipy in the tests.
+    """
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p == 0.5:
+        from .binomial_table import SF_HALF
+
+        if n in SF_HALF:
+            return SF_HALF[n][k]
     from scipy.stats import binom
 
     return float(binom.sf(k - 1, n, p))
@@ -190,6 +262,16 @@ def detect(rgb: np.ndarray, backend: str = DEFAULT_BACKEND, radius: int | None =
     except WatermarkError as e:
         return WatermarkDetection(be.name, False, be.n_bits, "", 0.0, {}, None, None, error=str(e))
     return detection_from_reading(be, be.read_bits(rgb), radius)
+
+
+def detect_shared(shared: SharedTransforms, backend: str = DEFAULT_BACKEND, radius: int | None = None) -> list[WatermarkDetection]:
+    """:func:`detect` for every image of ``shared``, reading through its shared transforms."""
+    be = get_watermark(backend)
+    try:
+        be.check_image(shared.images[0])  # one shape, one dtype: the first speaks for all
+    except WatermarkError as e:
+        return [WatermarkDetection(be.name, False, be.n_bits, "", 0.0, {}, None, None, error=str(e)) for _ in shared.images]
+    return [detection_from_reading(be, r, radius) for r in be.read_bits_shared(shared)]
 
 
 def detect_batch(images: Sequence[np.ndarray], backend: str = DEFAULT_BACKEND, radius: int | None = None) -> list[WatermarkDetection]:

@@ -1,0 +1,118 @@
+"""Start-up cost of the CLI: ``--help`` and a one-image ``scan`` in a fresh process, against
+``python -c "import torch"`` measured in the same run.
+
+    python benchmarks/startup.py --reps 5
+    python benchmarks/startup.py --reps 5 --tree before=/tmp/genvis-before --tree after=.
+
+Each ``--tree NAME=PATH`` is a source tree put first on ``PYTHONPATH`` (default: this
+one), so the code before and after a change runs in one interleaved series: every
+repetition runs each command of each tree once, in turn, so load from other processes
+falls on all of them alike. "Cold" means a new Python process (imports, model load,
+first-call costs); the files are in the OS page cache after the first repetition, which
+is discarded. Medians are reported. Targets (issue 10): ``--help`` under a second; a cold
+one-image ``scan`` <= ``import torch`` + 1.5 s.
+
+``--without-trace-check`` adds, per tree, the scan run with ``torch.jit.trace(...,
+check_trace=False)``: the cost of the detector's start-up graph without the tracer's own
+output check, which imports ``torch.distributed.tensor`` (~1 s) and runs the network again,
+though ``Detector.optimize_for_inference`` compares the outputs itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+_NO_TRACE_CHECK = """import functools, runpy, sys
+import torch.jit
+torch.jit.trace = functools.partial(torch.jit.trace, check_trace=False)
+sys.argv = ["genvis-trust"] + sys.argv[1:]
+runpy.run_module("genvis_trust.cli.main", run_name="__main__")
+"""
+
+
+def _image(tmp: Path) -> Path:
+    from PIL import Image
+    from skimage import data
+
+    p = tmp / "astronaut.jpg"
+    Image.fromarray(data.astronaut()).save(p, quality=90)  # 512x512, no provenance
+    return p
+
+
+def _run(cmd: list[str], pythonpath: str | None) -> float:
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    t = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--tree", action="append", default=None, help="NAME=PATH of a source tree (repeatable)")
+    ap.add_argument("--out", default=None, help="JSON file to write")
+    ap.add_argument("--without-trace-check", action="store_true",
+                    help="also time each scan with torch.jit.trace(check_trace=False)")
+    args = ap.parse_args(argv)
+    trees = dict(t.split("=", 1) for t in (args.tree or [f"this={HERE.parent}"]))
+    trees = {k: str(Path(v).resolve()) for k, v in trees.items()}
+
+    sys.path.insert(0, str(HERE))
+    from watermark_transform import _machine
+
+    tmp = Path(tempfile.mkdtemp())
+    img = _image(tmp)
+    py = sys.executable
+    cmds = {"import torch": ([py, "-c", "import torch"], None)}
+    for name, path in trees.items():
+        cmds[f"{name}: --help"] = ([py, "-m", "genvis_trust.cli.main", "--help"], path)
+        cmds[f"{name}: scan 1 image"] = ([py, "-m", "genvis_trust.cli.main", "scan", str(img), "--json"], path)
+        if args.without_trace_check:
+            runner = tmp / "no_trace_check.py"
+            runner.write_text(_NO_TRACE_CHECK)
+            cmds[f"{name}: scan 1 image, check_trace=False"] = ([py, str(runner), "scan", str(img), "--json"], path)
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    for rep in range(args.reps + 1):
+        for k, (cmd, pp) in cmds.items():
+            t = _run(cmd, pp)
+            if rep:  # the first round warms the page cache
+                times[k].append(t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    torch_s = med["import torch"]
+    out = {
+        "machine": _machine(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python benchmarks/startup.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "trees": trees,
+        "reps": args.reps,
+        "median_s": med,
+        "all_s": times,
+        "scan_minus_import_torch_s": {k: v - torch_s for k, v in med.items() if "scan" in k},
+    }
+    print(f"# Start-up\n\n{out['date']} · {out['machine']} · `{out['command']}`\n")
+    print(f"Median of {args.reps} interleaved runs, each a new process.\n")
+    print("| command | median | minus `import torch` |\n|---|---|---|")
+    for k, v in med.items():
+        extra = f"{v - torch_s:+.2f} s" if "scan" in k else ""
+        print(f"| {k} | {v:.2f} s | {extra} |")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
