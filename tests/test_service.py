@@ -268,13 +268,14 @@ def test_slow_uploaders_do_not_starve_the_service(detector_dir):
 
 
 def test_a_full_scan_queue_gets_503_with_retry_after(detector_dir):
-    """A long scan (a 2400x2400 image, every provenance check) holds the only slot; the next
-    request, its body in, waits 0.3 s for the slot, then gets 503."""
+    """A long scan (a 4000x4000 image, every provenance check) holds the only slot; the next
+    request, its body in, waits 0.05 s for the slot, then gets 503. (The scan must outlast the
+    wait: the provenance checks got fast enough that a 2400x2400 image no longer did.)"""
     import cv2
 
-    app = create_app(str(detector_dir[0]), max_concurrency=1, queue_timeout_s=0.3, provenance=True, **SCANNER)
+    app = create_app(str(detector_dir[0]), max_concurrency=1, queue_timeout_s=0.05, provenance=True, **SCANNER)
     r = np.random.default_rng(0)
-    big = encode_image(cv2.resize(r.integers(0, 256, (16, 16, 3)).astype(np.uint8), (2400, 2400),
+    big = encode_image(cv2.resize(r.integers(0, 256, (16, 16, 3)).astype(np.uint8), (4000, 4000),
                                   interpolation=cv2.INTER_CUBIC), "PNG")
     with running(app) as base:
         slow: dict = {}

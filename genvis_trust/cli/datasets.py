@@ -38,9 +38,12 @@ app = typer.Typer(help="Real-data sources and corpora.", no_args_is_help=True)
 @app.command("list")
 def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to stdout.")):
     """Show the built-in data sources (no download needed) and the folder layouts understood."""
-    rows = []
+    rows, unbuilt = [], []
     for name in list_sources():
-        rows.append(get_source(name).describe())
+        try:
+            rows.append(get_source(name).describe())
+        except SourceError as e:  # a source built by a recipe (photos-native) that is not built here
+            unbuilt.append({"name": name, "description": list_sources()[name], "status": str(e)})
     layouts = {
         "PATH (folder)": "every image below a folder; --label sets real/generated",
         "PATH (ForenSynths)": "[split/][class/]0_real|1_fake/ (CNNDetection benchmarks)",
@@ -48,7 +51,7 @@ def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to 
         "PATH (corpus)": "a folder with manifest.jsonl written by this toolkit",
     }
     if json_out:
-        print_json({"builtin": rows, "layouts": layouts})
+        print_json({"builtin": rows, "not_built": unbuilt, "layouts": layouts})
         return
     t = Table(title="built-in sources (shipped inside installed packages)")
     for col in ("name", "images", "train/val/test images", "classes", "description"):
@@ -60,6 +63,8 @@ def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to 
             str(r["num_classes"] or "-"), r["description"],
         )
     out.print(t)
+    for u in unbuilt:
+        out.print(f"{u['name']}: {u['description']}; not built here: {escape(u['status'])}")
     t2 = Table(title="folder layouts (pass a path as SOURCE)")
     t2.add_column("source")
     t2.add_column("layout")

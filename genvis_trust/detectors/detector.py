@@ -232,7 +232,9 @@ class Detector:
             net_cl = copy.deepcopy(self.net).to(memory_format=torch.channels_last)
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")  # torch.jit's deprecation notice: it still works
-                frozen = torch.jit.freeze(torch.jit.trace(net_cl, probe.contiguous(memory_format=torch.channels_last)))
+                # check_trace=False: the comparison below is the check (the tracer's own re-run imports
+                # torch.distributed, about a second of start-up)
+                frozen = torch.jit.freeze(torch.jit.trace(net_cl, probe.contiguous(memory_format=torch.channels_last), check_trace=False))
                 ref = self.net(probe)
                 for n in (8, 3):  # the graph must accept any batch size
                     got = frozen(probe[:n].contiguous(memory_format=torch.channels_last))

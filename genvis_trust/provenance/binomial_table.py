@@ -28,4 +28,6 @@ if __name__ == "__main__":
     start = src.index("SF_HALF = {")
     end = src.index("}\n", start)
     rows = [f"    {n}: ({', '.join(repr(float(binom.sf(k - 1, n, 0.5))) for k in range(n + 1))})," for n in SF_HALF]
-    path.write_text(src[:start] + "SF_HALF = {\n" + "\n".join(rows) + "\n" + src[end:])
+    from genvis_trust.atomic import atomic_write_text
+
+    atomic_write_text(path, src[:start] + "SF_HALF = {\n" + "\n".join(rows) + "\n" + src[end:])
