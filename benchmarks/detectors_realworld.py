@@ -165,19 +165,25 @@ def main() -> int:
         det.optimize_for_inference()
 
         logits: dict[str, dict[str, list[float]]] = {}
+        ood: dict[str, dict[str, list[bool]]] = {}
 
-        def probs(images, key, det=det, logits=logits):
-            """Calibrated p per image; the raw image logits are kept for stacking (stack_realworld.py)."""
-            ps, zs = [], []
+        def probs(images, key, det=det, logits=logits, ood=ood):
+            """p per image, 0 where the input is outside the detector's domain for a reason that
+            voids a positive too (as scan treats it); the raw image logits and those flags are
+            kept for stacking (scripts/stack_realworld.py)."""
+            ps, zs, out = [], [], []
             for i in range(0, len(images), 8):
-                for sc in det.score_many(images[i : i + 8]):
-                    ps.append(sc.probability)
+                for im, sc in zip(images[i : i + 8], det.score_many(images[i : i + 8]), strict=True):
+                    void = any(o["code"] != "small" for o in det.domain_check(im))
+                    ps.append(0.0 if void else sc.probability)
                     zs.append(round(sc.logit, 5))
+                    out.append(void)
             logits.setdefault(key[0], {})[key[1]] = zs
+            ood.setdefault(key[0], {})[key[1]] = out
             return np.array(ps)
 
         for name, items in val_sets.items():  # validation images: features for fitting, no metrics
-            for enc, fn in GEN_ENCODINGS.items():
+            for enc, fn in (REAL_VARIANTS if name == "real_val" else GEN_ENCODINGS).items():
                 probs([fn(im) for im in items], (name, enc))
 
         r_res = {}
@@ -193,7 +199,7 @@ def main() -> int:
                 tpr, fpr = float(np.mean(p >= 0.5)), float(np.mean(rp >= 0.5))
                 g_res[g][enc] = {"tpr": tpr, "fpr_real": fpr, "balanced_acc": (tpr + 1 - fpr) / 2, "auc": auc(rp, p), "n": len(p)}
             print(dname, g, {e: round(v["balanced_acc"], 3) for e, v in g_res[g].items()}, file=sys.stderr)
-        results["detectors"][dname] = {"real": r_res, "generated": g_res, "card_sha256": det.sha256, "logits": logits}
+        results["detectors"][dname] = {"real": r_res, "generated": g_res, "card_sha256": det.sha256, "logits": logits, "out_of_domain": ood}
     results["meta"] = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, CPU",
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "wall_s": round(time.time() - t0, 1),

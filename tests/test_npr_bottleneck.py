@@ -47,13 +47,13 @@ def test_published_layout_and_bundled_default_unchanged(monkeypatch):
     assert shapes(ours) == shapes(ref)
     assert "layer2.0.downsample.1.running_var" in shapes(ours)
 
-    det = load_detector("default", device="cpu")
-    net = det.net.eval()
-    width, blocks = net.conv1.out_channels, (len(net.layer1), len(net.layer2))
-    with monkeypatch.context() as m:
-        m.setattr(npr, "Bottleneck", TvBottleneck)
-        tv = npr.NPRNet(width=width, blocks=blocks).eval()
-    tv.load_state_dict(net.state_dict(), strict=True)
-    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        assert torch.equal(net(x), tv(x))
+    # every bundled NPR network: the old 32 px detector and the default stack's learned member
+    for net in (load_detector("npr32-toy", device="cpu").net.eval(), load_detector("default", device="cpu").net.members[0].eval()):
+        width, blocks = net.conv1.out_channels, (len(net.layer1), len(net.layer2))
+        with monkeypatch.context() as m:
+            m.setattr(npr, "Bottleneck", TvBottleneck)
+            tv = npr.NPRNet(width=width, blocks=blocks).eval()
+        tv.load_state_dict(net.state_dict(), strict=True)
+        x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            assert torch.equal(net(x), tv(x))

@@ -59,7 +59,7 @@ def npr_residual(x: torch.Tensor) -> torch.Tensor:
     return x - down.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
 
 
-@register_detector("npr", "NPR up-sampling residual + shallow ResNet (the bundled default; published layout at width=64)", width=16, blocks=(1, 1))
+@register_detector("npr", "NPR up-sampling residual + shallow ResNet (the default's learned member; published layout at width=64)", width=16, blocks=(1, 1))
 class NPRNet(nn.Module):
     def __init__(self, width: int = 64, blocks=(3, 4)):
         super().__init__()
