@@ -97,11 +97,13 @@ def main() -> int:
     gens = sorted(g for g in first if g not in ("real", "real_val", "recon_val") and not g.startswith(SKIP))
     # class 0: the validation photos as stored and in every re-shipped form (JPEG 40, up-scaled,
     # cropped, letterboxed, ...), so the threshold's FPR budget covers re-shipped photos too
-    x0 = np.concatenate([features(members, "real_val", e) for e in first["real_val"]])
+    # inputs the scan voids as out of domain (e.g. up-scaled) are never flagged: they do not
+    # constrain the threshold
+    x0 = np.concatenate([features(members, "real_val", e)[~void(members, "real_val", e)] for e in first["real_val"]])
 
     def positives(exclude: str | None):
-        parts = [features(members, "recon_val", e) for e in ENCODINGS]
-        parts += [features(members, g, e) for g in gens if g != exclude for e in ENCODINGS]
+        parts = [features(members, "recon_val", e)[~void(members, "recon_val", e)] for e in ENCODINGS]
+        parts += [features(members, g, e)[~void(members, g, e)] for g in gens if g != exclude for e in ENCODINGS]
         return np.concatenate(parts)
 
     res: dict = {"fpr_budget": args.fpr, "generators": gens, "logo": {}, "members_alone": {}}

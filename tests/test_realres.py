@@ -259,3 +259,17 @@ def test_stack_is_the_linear_combination_of_its_members():
         assert torch.allclose(net(x), 0.7 * z[:, 0] - 1.3 * z[:, 1] + 0.25, atol=1e-5)
     with pytest.raises(ValueError, match="weights"):
         StackNet(members, weights=[1.0])
+
+
+def test_upscaled_inputs_are_out_of_domain():
+    import cv2
+
+    from genvis_trust.detectors.detector import domain_check
+
+    dom = {"min_side": 64, "min_hf_share": 0.02}
+    rng = np.random.default_rng(1)
+    photo = np.clip(_photo(7, 200, 200).astype(int) + rng.normal(0, 8, (200, 200, 3)), 0, 255).astype(np.uint8)
+    up = cv2.resize(photo, (400, 400), interpolation=cv2.INTER_CUBIC)
+    assert domain_check(dom, photo) == []
+    assert [o["code"] for o in domain_check(dom, up)] == ["upscaled"]
+    assert domain_check({"min_side": 64}, up) == []  # only when the detector declares it

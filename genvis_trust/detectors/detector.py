@@ -83,11 +83,33 @@ def looks_photographic(image: np.ndarray) -> bool:
     return float(flat.all(axis=2).mean()) < 0.7
 
 
+def high_frequency_share(image: np.ndarray) -> float:
+    """Spectral energy above 0.6 of Nyquist relative to the band 0.15-0.6, on a central crop of
+    at most 512x512 (grey, Hann-windowed). Interpolation removes the top of the spectrum, so an
+    up-scaled image scores near zero; camera photographs keep sensor noise up there.
+
+    >>> rng = np.random.default_rng(0)
+    >>> noisy = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    >>> big = cv2.resize(noisy, (256, 256), interpolation=cv2.INTER_CUBIC)
+    >>> high_frequency_share(noisy) > 10 * high_frequency_share(big)
+    True
+    """
+    h, w = image.shape[:2]
+    s = min(512, h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    g = cv2.cvtColor(np.ascontiguousarray(image[y : y + s, x : x + s]), cv2.COLOR_RGB2GRAY).astype(np.float64)
+    g = (g - g.mean()) * np.outer(np.hanning(s), np.hanning(s))
+    power = np.abs(np.fft.fft2(g)) ** 2
+    f = np.abs(np.fft.fftfreq(s)) * 2
+    r = np.maximum(f[:, None], f[None, :])
+    return float(power[r > 0.6].sum() / max(power[(r > 0.15) & (r <= 0.6)].sum(), 1e-12))
+
+
 def domain_check(domain: dict[str, Any] | None, image: np.ndarray, fmt: str | None = None, n_bytes: int | None = None) -> list[dict[str, str]]:
     """Why ``image`` is outside a detector's declared ``domain`` (its card's ``domain``:
-    ``min_side``, ``photographic``, ``min_jpeg_bpp``, ``small_images``), as ``{"code", "message"}``
-    with codes ``small``, ``non_photographic``, ``compressed``. Empty when inside or when the
-    detector declares no domain.
+    ``min_side``, ``photographic``, ``min_jpeg_bpp``, ``min_hf_share``, ``small_images``), as
+    ``{"code", "message"}`` with codes ``small``, ``non_photographic``, ``compressed``,
+    ``upscaled``. Empty when inside or when the detector declares no domain.
 
     >>> domain_check({"min_side": 128}, np.zeros((32, 40, 3), np.uint8))[0]["code"]
     'small'
@@ -107,6 +129,12 @@ def domain_check(domain: dict[str, Any] | None, image: np.ndarray, fmt: str | No
                     + (f" (small images it knows only from {known})" if known else "")})
     if domain.get("photographic") and not looks_photographic(image):
         out.append({"code": "non_photographic", "message": "large exactly-flat areas: graphics, a screenshot or a render, not a photograph (trained on photographs only)"})
+    hf_min = domain.get("min_hf_share")
+    if hf_min and min(h, w) >= 64 and not (ms and min(h, w) < ms):
+        share = high_frequency_share(image)
+        if share < hf_min:
+            out.append({"code": "upscaled", "message": f"almost no detail above half the pixel frequency (share {share:.3f}): "
+                        "looks up-scaled or heavily smoothed, and up-scaled photographs score like generated ones"})
     bpp_min = domain.get("min_jpeg_bpp")
     if bpp_min and fmt == "JPEG" and n_bytes and h * w:
         bpp = 8.0 * n_bytes / (h * w)
