@@ -49,9 +49,19 @@ def test_bring_your_own_mismatched_key_refused(keys, tmp_path):
         load_signing_material(cert_chain=d / "signer.chain.pem", private_key=other / "signer.key.pem")
 
 
+def _jpeg_scan_start(data: bytes) -> int:
+    """Offset of the SOS marker, found by walking the segments: a plain search for FF DA can
+    land inside the manifest's signature bytes (and flip the signature, not the pixels)."""
+    i = 2
+    while data[i] == 0xFF and data[i + 1] != 0xDA:
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    assert data[i : i + 2] == b"\xff\xda"
+    return i
+
+
 def _flip_in_image_data(data: bytes, fmt: str) -> bytes:
     marker = {"JPEG": b"\xff\xda", "PNG": b"IDAT", "WEBP": b"VP8L"}[fmt]
-    i = data.find(marker)
+    i = _jpeg_scan_start(data) if fmt == "JPEG" else data.find(marker)
     assert i > 0
     b = bytearray(data)
     b[i + 40] ^= 0x55
