@@ -267,7 +267,7 @@ class Scanner:
     def _stability(self, rec: ScoreRecord) -> dict:
         from genvis_trust.detectors.evaluation import stability
 
-        v = stability(self.detector, rec.loaded.array, threshold=THRESHOLD)
+        v = stability(self.detector, rec.loaded.array, threshold=THRESHOLD, score=rec.score.probability)
         return {"perturbed": {k: round(x, 4) for k, x in v.perturbed.items()}, "uncertain": v.uncertain, "spread": round(v.spread, 4)}
 
     def close(self) -> None:

@@ -100,10 +100,16 @@ class StabilityVerdict:
         return float(max(vals) - min(vals))
 
 
-def stability(det: Detector, image: np.ndarray, *, threshold: float = 0.5) -> StabilityVerdict:
-    """Score ``image`` and its mildly perturbed copies; uncertain when the verdict flips."""
-    variants = [image] + [p(image) for p in MILD_PERTURBATIONS.values()]
-    s = [x.probability for x in det.score_many(variants)]
+def stability(det: Detector, image: np.ndarray, *, threshold: float = 0.5, score: float | None = None) -> StabilityVerdict:
+    """Score ``image`` and its mildly perturbed copies; uncertain when the verdict flips.
+
+    ``score``: the image's own p(generated) when the caller already has it (the scan engine
+    does), so only the perturbed copies go through the network."""
+    perturbed = [p(image) for p in MILD_PERTURBATIONS.values()]
+    if score is None:
+        s = [x.probability for x in det.score_many([image] + perturbed)]
+    else:
+        s = [float(score)] + [x.probability for x in det.score_many(perturbed)]
     sides = {v >= threshold for v in s}
     return StabilityVerdict(s[0], dict(zip(MILD_PERTURBATIONS, s[1:], strict=True)), uncertain=len(sides) > 1)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 
 def _arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -33,11 +32,17 @@ def _both_classes(y: np.ndarray) -> bool:
 
 def roc_auc(labels, scores) -> float:
     y, s = _arrays(labels, scores)
+    from sklearn.metrics import (
+        roc_auc_score,  # here, not at import: scoring never needs scikit-learn
+    )
+
     return float(roc_auc_score(y, s)) if _both_classes(y) else float("nan")
 
 
 def average_precision(labels, scores) -> float:
     y, s = _arrays(labels, scores)
+    from sklearn.metrics import average_precision_score
+
     return float(average_precision_score(y, s)) if _both_classes(y) else float("nan")
 
 
@@ -58,6 +63,8 @@ def eer(labels, scores) -> float:
     y, s = _arrays(labels, scores)
     if not _both_classes(y):
         return float("nan")
+    from sklearn.metrics import roc_curve
+
     fpr, tpr, _ = roc_curve(y, s)
     fnr = 1.0 - tpr
     i = int(np.nanargmin(np.abs(fnr - fpr)))
@@ -74,6 +81,8 @@ def tpr_at_fpr(labels, scores, max_fpr: float = 0.01) -> float:
     y, s = _arrays(labels, scores)
     if not _both_classes(y):
         return float("nan")
+    from sklearn.metrics import roc_curve
+
     fpr, tpr, _ = roc_curve(y, s)
     ok = fpr <= max_fpr + 1e-12
     return float(tpr[ok].max()) if ok.any() else 0.0
