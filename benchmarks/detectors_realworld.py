@@ -173,8 +173,8 @@ def main() -> int:
             kept for stacking (scripts/stack_realworld.py)."""
             ps, zs, out = [], [], []
             for i in range(0, len(images), 8):
-                for im, sc in zip(images[i : i + 8], det.score_many(images[i : i + 8]), strict=True):
-                    void = any(o["code"] != "small" for o in det.domain_check(im))
+                for sc in det.score_many(images[i : i + 8]):
+                    void = any(o["code"] != "small" for o in sc.out_of_domain)
                     ps.append(0.0 if void else sc.probability)
                     zs.append(round(sc.logit, 5))
                     out.append(void)

@@ -27,25 +27,12 @@ from pathlib import Path
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never half.
 
-    ``mode`` sets permissions on the temporary file *before* any byte is written (keys:
-    0o600). Without it, an existing file keeps its permissions and a new one gets the
-    usual ``0o666 & ~umask`` (not the 0o600 of the temporary file).
+    The bytes go to a temporary file that starts at 0o600, so nothing is readable before
+    ``mode`` is applied (keys: 0o600). Without ``mode``, an existing file keeps its
+    permissions and a new one gets the usual ``0o666 & ~umask``.
     """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    mode = _target_mode(p) if mode is None else mode
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        _discard(tmp)
-        raise
-    _fsync_dir(p.parent)
+    with atomic_path(path, mode) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, mode: int | None = None) -> None:

@@ -294,8 +294,10 @@ def test_a_full_scan_queue_gets_503_with_retry_after(detector_dir):
     assert slow["r"].status_code == 200 and slow["r"].json()["results"][0]["input"] == "big.png"
 
 
-def test_a_paused_upload_that_catches_up_is_scanned(busy_url):
-    """A body paused within the grace period is fine; meanwhile the only scan slot is free."""
+@contextmanager
+def paused_upload(base: str):
+    """An upload of ``paused.png`` that sends its head, then waits until the block exits;
+    yields once the service counts it as being received, then the dict its response lands in."""
     release = threading.Event()
     head, tail, headers = multipart_body([("paused.png", png())])
 
@@ -304,51 +306,38 @@ def test_a_paused_upload_that_catches_up_is_scanned(busy_url):
         release.wait(20)
         yield tail
 
-    paused: dict = {}
-    t = threading.Thread(target=lambda: paused.setdefault(
-        "r", httpx.post(f"{busy_url}/scan", content=paused_body(), headers=headers, timeout=TIMEOUT)))
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.setdefault(
+        "r", httpx.post(f"{base}/scan", content=paused_body(), headers=headers, timeout=TIMEOUT)))
     t.start()
     try:
         deadline = time.monotonic() + 20
-        while httpx.get(f"{busy_url}/health", timeout=TIMEOUT).json()["receiving"] < 1:
+        while httpx.get(f"{base}/health", timeout=TIMEOUT).json()["receiving"] < 1:
             assert time.monotonic() < deadline, "the paused upload never started"
             time.sleep(0.02)
-        r = post(busy_url, [("a.png", png(), "image/png")], headers={})
-        assert r.status_code == 200, r.text  # the paused upload holds no scan slot
+        yield result
     finally:
         release.set()
         t.join(30)
+
+
+def test_a_paused_upload_that_catches_up_is_scanned(busy_url):
+    """A body paused within the grace period is fine; meanwhile the only scan slot is free."""
+    with paused_upload(busy_url) as paused:
+        r = post(busy_url, [("a.png", png(), "image/png")], headers={})
+        assert r.status_code == 200, r.text  # the paused upload holds no scan slot
     assert paused["r"].status_code == 200 and paused["r"].json()["results"][0]["input"] == "paused.png"
 
 
 def test_too_many_bodies_in_flight_get_503_at_once(detector_dir):
     """Receiving is bounded too (memory): past max_uploads a request is refused at once."""
     app = create_app(str(detector_dir[0]), max_concurrency=1, max_uploads=1, provenance=False, **SCANNER)
-    release = threading.Event()
-    head, tail, headers = multipart_body([("paused.png", png())])
-
-    def paused_body():
-        yield head
-        release.wait(20)
-        yield tail
-
     with running(app) as base:
-        paused: dict = {}
-        t = threading.Thread(target=lambda: paused.setdefault(
-            "r", httpx.post(f"{base}/scan", content=paused_body(), headers=headers, timeout=TIMEOUT)))
-        t.start()
-        try:
-            deadline = time.monotonic() + 20
-            while httpx.get(f"{base}/health", timeout=TIMEOUT).json()["receiving"] < 1:
-                assert time.monotonic() < deadline, "the paused upload never started"
-                time.sleep(0.02)
+        with paused_upload(base) as paused:
             t0 = time.monotonic()
             r = post(base, [("a.png", png(), "image/png")], headers={})
             assert r.status_code == 503 and "being received" in r.json()["detail"] and time.monotonic() - t0 < 5
             assert int(r.headers["retry-after"]) >= 1
-        finally:
-            release.set()
-            t.join(30)
     assert paused["r"].status_code == 200
 
 

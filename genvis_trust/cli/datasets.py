@@ -173,9 +173,7 @@ def reconstruct_cmd(
 ):
     """Pass every real photograph of CORPUS through an autoencoder's encode -> decode.
 
-    The result is an *aligned* generated corpus: each image differs from its real original only
-    by the decoder's traces, the cleanest training signal for a detector of latent-diffusion
-    images. Records keep the original's group and split.
+    The result is an *aligned* generated corpus: each image differs from its real original only by the decoder's traces, the cleanest training signal for a detector of latent-diffusion images. Records keep the original's group, split and codec.
 
     Example: genvis-trust datasets reconstruct ~/.cache/genvis-trust/photos-native --out recon-taef2
     """
@@ -186,6 +184,8 @@ def reconstruct_cmd(
         fail("--resume and --force exclude each other", EXIT_USAGE)
     if (out_dir / MANIFEST).exists() and not (resume or overwrite):
         fail(f"{out_dir} already holds a corpus; pass --resume to continue it or --force to replace it", EXIT_USAGE)
+    if not (corpus / MANIFEST).is_file():
+        fail(f"{corpus}: not a corpus (no {MANIFEST}); build one with `datasets export` or scripts/build_photo_corpus.py", EXIT_USAGE)
     t0 = time.time()
     with friendly_errors(SourceError, CorpusError, ArtifactError), progress() as bar:
         task = bar.add_task(f"reconstruct with {autoencoder}", total=None)

@@ -230,6 +230,25 @@ def _pair_batch(data: LabeledImages, pairs, n_pairs: int, patch: int, aug, rng: 
     return out, np.tile(np.array([0, 1], np.int64), n_pairs)
 
 
+class _EarlyStop:
+    """Keep the weights of the best validation loss; stop after ``patience`` evaluations
+    without an improvement of more than 1e-4."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.state, self.bad = patience, float("inf"), None, 0
+
+    def stop(self, loss: float, net: torch.nn.Module) -> bool:
+        if loss < self.best - 1e-4:
+            self.best, self.state, self.bad = loss, copy.deepcopy(net.state_dict()), 0
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+    def restore(self, net: torch.nn.Module) -> None:
+        if self.state is not None:
+            net.load_state_dict(self.state)
+
+
 def _optimizer_step(loss: torch.Tensor, opt, sched, step: int) -> None:
     if not torch.isfinite(loss):
         raise TrainingError(f"loss became {loss.item()} at step {step}; lower the learning rate")
@@ -250,7 +269,7 @@ def _train_on_real_only(net, train, val, val_x, val_y, P, aug, rng, cfg, dev, hi
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 2), pct_start=0.1)
     real_idx = np.flatnonzero(train.labels == 0)
     vx = torch.from_numpy(val_x[val_y == 0]).permute(0, 3, 1, 2).float() / 255.0
-    best, best_state, bad, steps_done = float("inf"), None, 0, 0
+    stopper, steps_done = _EarlyStop(cfg.patience), 0
     for step in range(1, cfg.steps + 1):
         net.train()
         xb, _ = _batch(train, rng.choice(real_idx, cfg.batch), P, aug, rng, cfg.hflip)
@@ -265,15 +284,10 @@ def _train_on_real_only(net, train, val, val_x, val_y, P, aug, rng, cfg, dev, hi
                 vloss = float(net.nll_loss(vx.to(dev)))
                 z = -net.statistic(torch.from_numpy(val_x).permute(0, 3, 1, 2).float().to(dev) / 255.0).cpu().numpy()
             history.append({"step": step, "train_bits": loss.item(), "val_real_bits": vloss, "val_auc": _auc_or_none(val_y, z)})
-            if vloss < best - 1e-4:
-                best, best_state, bad = vloss, copy.deepcopy(net.state_dict()), 0
-            else:
-                bad += 1
-                if bad >= cfg.patience:
-                    log(f"early stop at step {step}: real validation cost did not improve for {bad} evaluations")
-                    break
-    if best_state is not None:
-        net.load_state_dict(best_state)
+            if stopper.stop(vloss, net):
+                log(f"early stop at step {step}: real validation cost did not improve for {stopper.bad} evaluations")
+                break
+    stopper.restore(net)
     return steps_done
 
 
@@ -397,7 +411,7 @@ def train_detector(
         n_pairs = min(cfg.batch // 2, round(cfg.batch * cfg.pair_share / 2)) if pairs else 0
         if pairs:
             log(f"{len(pairs)} aligned pairs; {2 * n_pairs} of each batch of {cfg.batch} drawn as pairs")
-        best, best_state, bad = float("inf"), None, 0
+        stopper = _EarlyStop(cfg.patience)
         steps_done = 0
         for step in range(1, cfg.steps + 1):
             net.train()
@@ -420,15 +434,10 @@ def train_detector(
                 vloss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(z), torch.from_numpy(val_y).float()))
                 vauc = roc_auc(val_y, z)
                 history.append({"step": step, "train_loss": loss.item(), "val_loss": vloss, "val_auc": vauc})
-                if vloss < best - 1e-4:
-                    best, best_state, bad = vloss, copy.deepcopy(net.state_dict()), 0
-                else:
-                    bad += 1
-                    if bad >= cfg.patience:
-                        log(f"early stop at step {step}: validation loss did not improve for {bad} evaluations")
-                        break
-        if best_state is not None:
-            net.load_state_dict(best_state)
+                if stopper.stop(vloss, net):
+                    log(f"early stop at step {step}: validation loss did not improve for {stopper.bad} evaluations")
+                    break
+        stopper.restore(net)
 
     reference = None
     if getattr(net, "trained_on_real_only", False):
