@@ -301,3 +301,42 @@ def test_resume_without_card_keeps_existing_card_fields(tmp_path):
         w.add(np.ones((4, 4, 3), np.uint8), label="generated", source="g")
     c = read_corpus(tmp_path / "c")
     assert len(c) == 2 and c.card["generator"] == {"family": "gan"} and c.card["complete"] is True
+
+
+def test_mask_written_beside_image_and_read_back(tmp_path):
+    img = np.full((20, 30, 3), 128, np.uint8)
+    mask = np.zeros((20, 30), bool)
+    mask[5:10, 8:20] = True
+    with CorpusWriter(tmp_path / "c") as w:
+        rec = w.add(img, label="generated", source="inpaint", mask=mask)
+        w.add(img, label="real", source="photo")
+    assert rec["mask"].startswith("masks/") and len(rec["mask_sha256"]) == 64
+    c = read_corpus(tmp_path / "c")
+    back = c.load_mask(c.records[0])
+    assert back.dtype == bool and (back == mask).all()
+    assert c.load_mask(c.records[1]) is None
+
+
+def test_mask_shape_must_match_image(tmp_path):
+    with CorpusWriter(tmp_path / "c") as w:
+        with pytest.raises(CorpusError, match="mask must be H x W"):
+            w.add(np.zeros((20, 30, 3), np.uint8), label="generated", source="x", mask=np.zeros((30, 20)))
+
+
+def test_mask_tampering_is_named(tmp_path):
+    with CorpusWriter(tmp_path / "c") as w:
+        rec = w.add(np.zeros((8, 8, 3), np.uint8), label="generated", source="x", mask=np.ones((8, 8)))
+    from genvis_trust.io import encode_image
+
+    (tmp_path / "c" / rec["mask"]).write_bytes(encode_image(np.zeros((8, 8), np.uint8), "PNG"))
+    c = read_corpus(tmp_path / "c")
+    with pytest.raises(CorpusError, match="mask sha256 mismatch"):
+        c.load_mask(c.records[0])
+
+
+def test_overwrite_removes_old_masks(tmp_path):
+    with CorpusWriter(tmp_path / "c") as w:
+        rec = w.add(np.zeros((8, 8, 3), np.uint8), label="generated", source="x", mask=np.ones((8, 8)))
+    with CorpusWriter(tmp_path / "c", overwrite=True) as w:
+        w.add(np.zeros((8, 8, 3), np.uint8), label="real", source="x")
+    assert not (tmp_path / "c" / rec["mask"]).exists()

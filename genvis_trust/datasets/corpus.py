@@ -7,6 +7,10 @@ One manifest record per image::
      "group": "astronaut", "class_id": null, "family": null, "seed": null,
      "checkpoint_sha256": null, "provenance": null, "meta": {...}}
 
+Image-to-image corpora (inpainting) add ``"mask": "masks/000/000000.png"`` and
+``"mask_sha256"``: an 8-bit grey PNG of the image's size, 255 where pixels were
+regenerated and 0 where they are the source photograph's (:meth:`Corpus.load_mask`).
+
 Writing streams (constant memory), writes each image atomically before its manifest
 line, and resumes an interrupted corpus. Reading refuses paths that leave the corpus
 root and files whose sha256 does not match, naming the record.
@@ -174,8 +178,12 @@ class CorpusWriter:
         provenance: dict | None = None,
         meta: dict | None = None,
         data: bytes | None = None,
+        mask: np.ndarray | None = None,
     ) -> dict[str, Any]:
-        """Write one image (or pre-encoded ``data``) and its manifest record; returns the record."""
+        """Write one image (or pre-encoded ``data``) and its manifest record; returns the record.
+
+        ``mask`` (H x W, bool or uint8, non-zero = regenerated) is written as a PNG beside
+        the image and named in the record."""
         if label not in LABELS:
             raise CorpusError(f"label must be one of {LABELS}, got {label!r}")
         idx = self.count
@@ -191,6 +199,18 @@ class CorpusWriter:
         rel = f"images/{idx // 1000:03d}/{idx:06d}{ext}"
         atomic_write_bytes(self.root / rel, data)
         h, w = (int(image.shape[0]), int(image.shape[1])) if image is not None else (None, None)
+        mask_rec = {}
+        if mask is not None:
+            m = np.asarray(mask)
+            if m.ndim != 2 or (image is not None and m.shape != tuple(image.shape[:2])):
+                raise CorpusError(
+                    f"{key or idx}: mask must be H x W matching the image "
+                    f"{tuple(image.shape[:2]) if image is not None else ''}, got {m.shape}"
+                )
+            mdata = encode_image(np.where(m > 0, 255, 0).astype(np.uint8), "PNG")
+            mrel = f"masks/{idx // 1000:03d}/{idx:06d}.png"
+            atomic_write_bytes(self.root / mrel, mdata)
+            mask_rec = {"mask": mrel, "mask_sha256": sha256_bytes(mdata)}
         rec = {
             "path": rel,
             "sha256": sha256_bytes(data),
@@ -207,6 +227,7 @@ class CorpusWriter:
             "checkpoint_sha256": checkpoint_sha256,
             "provenance": provenance,
             "meta": meta or {},
+            **mask_rec,
         }
         self._fh.write(json.dumps(rec, sort_keys=True) + "\n")
         self._fh.flush()
@@ -250,25 +271,29 @@ class CorpusWriter:
         atomic_write_text(self.root / CARD, json.dumps(card, indent=2, sort_keys=True) + "\n")
 
 
-_WRITTEN_IMAGE = re.compile(r"images/[0-9]{3}/[0-9]{6}(" + "|".join(re.escape(e) for e in set(_DATA_EXT.values())) + ")")
+_WRITTEN_IMAGE = re.compile(
+    r"(images/[0-9]{3}/[0-9]{6}(" + "|".join(re.escape(e) for e in set(_DATA_EXT.values())) + "))"
+    r"|(masks/[0-9]{3}/[0-9]{6}\.png)"
+)
 
 
 def _remove_written_images(root: Path) -> None:
-    """Delete the image files a :class:`CorpusWriter` names (``images/NNN/NNNNNN.ext``),
-    recorded or left by a crash, and the folders that leaves empty; anything else a user put
-    under ``images/`` stays."""
-    images = root / "images"
-    if not images.is_dir() or images.is_symlink():
-        return
-    for dirpath, _, filenames in os.walk(images, topdown=False):
-        for f in filenames:
-            p = Path(dirpath, f)
-            if _WRITTEN_IMAGE.fullmatch(p.relative_to(root).as_posix()) and not p.is_symlink():
-                p.unlink()
-        try:
-            os.rmdir(dirpath)
-        except OSError:
-            pass  # not empty: holds files the writer did not make
+    """Delete the image and mask files a :class:`CorpusWriter` names
+    (``images/NNN/NNNNNN.ext``, ``masks/NNN/NNNNNN.png``), recorded or left by a crash, and
+    the folders that leaves empty; anything else a user put there stays."""
+    for top in ("images", "masks"):
+        folder = root / top
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for dirpath, _, filenames in os.walk(folder, topdown=False):
+            for f in filenames:
+                p = Path(dirpath, f)
+                if _WRITTEN_IMAGE.fullmatch(p.relative_to(root).as_posix()) and not p.is_symlink():
+                    p.unlink()
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass  # not empty: holds files the writer did not make
 
 
 def write_corpus(root, samples: Iterable[Sample], *, card: dict | None = None, **kw) -> int:
@@ -292,6 +317,28 @@ class Corpus:
 
     def file(self, rec: CorpusRecord) -> Path:
         return safe_join(self.root, rec["path"], f"{self.root / MANIFEST}:{rec.line}")
+
+    def mask_file(self, rec: CorpusRecord) -> Path | None:
+        """The record's mask path (inside the corpus root), or None when it has none."""
+        if not rec.get("mask"):
+            return None
+        return safe_join(self.root, rec["mask"], f"{self.root / MANIFEST}:{rec.line}")
+
+    def load_mask(self, rec: CorpusRecord) -> np.ndarray | None:
+        """The record's mask as an H x W bool array (True = regenerated), or None."""
+        p = self.mask_file(rec)
+        if p is None:
+            return None
+        where = f"{self.root / MANIFEST}:{rec.line} ({rec['mask']})"
+        if not p.is_file():
+            raise CorpusError(f"{where}: mask file is missing")
+        data = read_bytes(p)
+        if rec.get("mask_sha256") and sha256_bytes(data) != rec["mask_sha256"]:
+            raise CorpusError(f"{where}: mask sha256 mismatch")
+        arr = load_image(data, name=str(p)).array
+        if arr.ndim == 3:
+            arr = arr[..., 0]
+        return arr > 127
 
     def verify(self, *, hashes: bool = True) -> list[str]:
         """Check every record's file exists (and its sha256); raise CorpusError on the first bad one."""
