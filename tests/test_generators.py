@@ -31,19 +31,21 @@ TINY = {
     "diffusion": dict(image_size=16, width=12, mults=[1, 2], timesteps=50),
     "flow": dict(image_size=16, depth=2, hidden=16),
     "autoregressive": dict(image_size=16, hidden=12, blocks=2),
+    "autoencoder": dict(image_size=16, widths=[8, 8, 8]),
+    "inpainting": dict(image_size=16, widths=[8, 8, 8]),
+    "super-resolution": dict(image_size=16, width=8, blocks=1),
+    "latent-diffusion": dict(image_size=16, ae_config={"image_size": 16, "widths": [8, 8, 8]}, width=8,
+                             mults=[1], timesteps=50),
 }
-SAMPLER = {"diffusion": {"steps": 3}}
+# image-to-image families draw a crop of a built-in photo per seed: tiny crops keep them fast
+# (super-resolution makes 4x its input: a 4 px crop gives the 16 px images the checks expect)
+SAMPLER = {"diffusion": {"steps": 3}, "latent-diffusion": {"steps": 3}, "autoencoder": {"size": 16},
+           "inpainting": {"size": 16}, "super-resolution": {"size": 4}}
 CONDITIONAL = {"gan", "diffusion"}
 FAMILIES = sorted(list_generators())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are latency-bound: one thread avoids sync stalls on shared CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(family: str, conditional: bool = False, seed: int = 0):
@@ -70,11 +72,12 @@ def trained(family: str, conditional: bool = False, steps: int = 2):
     return m.eval()
 
 
-def test_registry_has_the_five_families_one_file_each():
-    assert FAMILIES == ["autoregressive", "diffusion", "flow", "gan", "vae"]
+def test_registry_has_the_nine_families_one_file_each():
+    assert FAMILIES == ["autoencoder", "autoregressive", "diffusion", "flow", "gan", "inpainting",
+                        "latent-diffusion", "super-resolution", "vae"]
     pkg = Path(__import__("genvis_trust.generators", fromlist=["x"]).__file__).parent
     for fam in FAMILIES:
-        assert (pkg / f"{fam}.py").is_file()
+        assert (pkg / f"{fam.replace('-', '_')}.py").is_file()
     with pytest.raises(GeneratorError, match="unknown generator family"):
         create_generator("nope")
     with pytest.raises(GeneratorError, match="unknown config key"):

@@ -19,13 +19,7 @@ from genvis_trust.generators.metrics import (
     reference_images,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _scipy_frechet(mu1, s1, mu2, s2):

@@ -70,6 +70,8 @@ def generate_cmd(
     guidance: float | None = typer.Option(None, help="Diffusion classifier-free guidance scale (1: none)."),
     temperature: float | None = typer.Option(None, help="VAE / flow / PixelCNN sampling temperature."),
     truncation: float | None = typer.Option(None, help="GAN latent truncation factor (<= 1)."),
+    input_source: str | None = typer.Option(None, "--input", help="Image-to-image models: the source whose photographs are transformed (default builtin-photos; e.g. photos-native)."),
+    size: int | None = typer.Option(None, "--size", help="Image-to-image models: side of the native-resolution input crop (default 256; super-resolution outputs 4x)."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda ..."),
     threads: int | None = typer.Option(None, help="CPU threads."),
     image_format: str = typer.Option("png", "--format", help="png (default), jpeg or webp."),
@@ -78,6 +80,10 @@ def generate_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary to stdout."),
 ):
     """Sample MODEL into a corpus (images + manifest.jsonl with family, checkpoint sha256, seed per image).
+
+    Image-to-image models (autoencoder, super-resolution, inpainting) transform crops of real
+    photographs drawn from each image's seed; the record names the photograph, and inpainting
+    corpora store each mask under masks/ beside the image.
 
     Example: genvis-trust generate diffusion-digits --n 100 --sampler ddim --steps 20 --out /tmp/gen --grid /tmp/gen.png
     """
@@ -88,7 +94,7 @@ def generate_cmd(
         set_cpu_threads(threads)
         lg = load_generator(model, device, info=True)
         opts = dict(sampler=sampler, steps=steps, eta=eta, guidance=guidance, temperature=temperature,
-                    truncation=truncation)
+                    truncation=truncation, input=input_source, size=size)
         given = {k: v for k, v in opts.items() if v is not None}
         sampler_settings(lg.model, **given)  # fail on unknown settings before writing anything
         t0 = time.time()
@@ -105,7 +111,7 @@ def generate_cmd(
         from genvis_trust.report.grid import save_grid
 
         k = lg.model.num_classes  # conditional: one column per class, so rows read 0..K-1
-        save_grid(grid, res["preview"], cell=max(32, res["preview"][0].shape[0]),
+        save_grid(grid, res["preview"], cell=min(256, max(32, res["preview"][0].shape[0])),
                   ncols=k if 1 < k <= 16 and class_id is None else None)
         err.print(f"grid: {grid}")
     err.print(f"wrote {new} images to {out_dir} in {dt:.1f}s ({new / max(dt, 1e-9):.1f} images/s)")
@@ -127,31 +133,44 @@ def evaluate_cmd(
     steps: int | None = typer.Option(None, help="Diffusion DDIM steps."),
     guidance: float | None = typer.Option(None, help="Diffusion guidance scale."),
     temperature: float | None = typer.Option(None, help="VAE / flow / PixelCNN temperature."),
+    input_source: str | None = typer.Option(None, "--input", help="Image-to-image models: source of the input photographs."),
+    size: int | None = typer.Option(None, "--size", help="Image-to-image models: input crop side."),
+    baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Also score blurred real train crops and uniform noise at the same N."),
     device: str = typer.Option("auto", help="auto, cpu, cuda ..."),
     threads: int | None = typer.Option(None, help="CPU threads."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON to stdout."),
 ):
     """FID, KID, precision/recall, density/coverage (and, for labeled references, mode coverage and
-    class accuracy) of MODEL's samples against a reference set. Every number names N, the
-    reference and the feature network."""
+    class accuracy) of MODEL's samples against held-out real images of the size the model
+    outputs, beside trivial baselines (blurred real, noise) at the same N. Every number names
+    N, the reference and the feature network."""
     from genvis_trust.generators import load_generator, set_cpu_threads
     from genvis_trust.generators.metrics import evaluate_generator
 
     with friendly_errors(*_errors()):
         set_cpu_threads(threads)
         lg = load_generator(model, device, info=True)
-        opts = {k: v for k, v in dict(sampler=sampler, steps=steps, guidance=guidance,
-                                      temperature=temperature).items() if v is not None}
+        opts = {k: v for k, v in dict(sampler=sampler, steps=steps, guidance=guidance, temperature=temperature,
+                                      input=input_source, size=size).items() if v is not None}
         rep = evaluate_generator(lg, ref=ref, ref_split=ref_split, n=n, seed=seed, features=features,
-                                 inception_weights=inception_weights, device=device, **opts)
+                                 inception_weights=inception_weights, device=device, with_baselines=baselines,
+                                 **opts)
     if json_out:
         print_json(rep)
         return
-    t = Table(title=f"{lg.name}: {rep['n_generated']} generated vs {rep['n_reference']} {rep['reference']}")
+    t = Table(title=f"{lg.name}: {rep['n_generated']} generated vs {rep['n_reference']} {rep['reference']} "
+                    f"({rep['image_size']} px)")
     t.add_column("metric")
-    t.add_column("value")
+    t.add_column(lg.name)
+    base = rep.get("baselines", {})
+    for name in base:
+        t.add_column(name)
+
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
     for k, v in rep["metrics"].items():
-        t.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+        t.add_row(k, fmt(v), *(fmt(b.get(k, "")) for b in base.values()))
     out.print(t)
     err.print(f"feature network: {rep['feature_network']['name']} ({rep['feature_network']['description']})")
 

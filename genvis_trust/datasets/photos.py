@@ -74,6 +74,7 @@ class NativePhotos(CorpusSource):
             )
         options.setdefault("keep_splits", True)
         super().__init__(root, **options)
+        self.name = "photos-native"  # the registered name: cards record it and resumes check it
 
     def list_items(self) -> list[Item]:
         items = super().list_items()

@@ -1,11 +1,21 @@
-"""Built-in generators: five families in a registry, artifacts, training, sampling, metrics.
+"""Built-in generators: nine families in a registry, artifacts, training, sampling, metrics.
 
 >>> from genvis_trust.generators import list_generators
 >>> list(list_generators())
-['autoregressive', 'diffusion', 'flow', 'gan', 'vae']
+['autoencoder', 'autoregressive', 'diffusion', 'flow', 'gan', 'inpainting', 'latent-diffusion', 'super-resolution', 'vae']
 """
 
-from . import autoregressive, diffusion, flow, gan, vae  # noqa: F401  (register the families)
+from . import (  # noqa: F401  (register the families)
+    autoencoder,
+    autoregressive,
+    diffusion,
+    flow,
+    gan,
+    inpainting,
+    latent_diffusion,
+    super_resolution,
+    vae,
+)
 from .artifact import LoadedGenerator, load_generator, save_generator
 from .base import (
     Generator,

@@ -13,7 +13,7 @@ A family is one ``nn.Module`` subclass in its own file, decorated with
 
 >>> from genvis_trust.generators import create_generator, list_generators
 >>> sorted(list_generators())
-['autoregressive', 'diffusion', 'flow', 'gan', 'vae']
+['autoencoder', 'autoregressive', 'diffusion', 'flow', 'gan', 'inpainting', 'latent-diffusion', 'super-resolution', 'vae']
 >>> g = create_generator("vae", image_size=16, latent_dim=8, width=8)
 >>> g.sample([1, 2]).shape
 torch.Size([2, 16, 16, 3])

@@ -119,7 +119,10 @@ class DDPM(Generator):
 
     def __init__(self, *, image_size: int = 32, num_classes: int = 0, width: int = 64, mults: tuple = (1, 2),
                  patch: int = 2, timesteps: int = 1000, schedule: str = "cosine", ema_decay: float = 0.999,
-                 cond_drop: float = 0.1, prediction: str = "v", lr: float = 2e-4):
+                 cond_drop: float = 0.1, prediction: str = "v", lr: float = 2e-4,
+                 _channels: int = 3, _sample_size: int | None = None):
+        # _channels/_sample_size: what the denoiser works on when it is not RGB pixels of
+        # image_size (latent diffusion); private, so not part of this family's config
         mults = tuple(int(m) for m in mults)
         super().__init__(image_size=image_size, num_classes=num_classes, width=width, mults=list(mults),
                          patch=patch, timesteps=timesteps, schedule=schedule, ema_decay=ema_decay,
@@ -129,12 +132,14 @@ class DDPM(Generator):
         if prediction not in ("v", "eps"):
             raise GeneratorError(f"prediction must be 'v' or 'eps', got {prediction!r}")
         self.prediction = prediction
-        if width < 3 * patch * patch:
-            # the first conv would squeeze 3*patch^2 input values into fewer channels: the
+        self.channels, self.sample_size = _channels, _sample_size or image_size
+        self.x0_clip: float | None = 1.0  # pixels live in [-1, 1]
+        if width < self.channels * patch * patch:
+            # the first conv would squeeze C*patch^2 input values into fewer channels: the
             # network could no longer even copy the noise through (the loss stalls at ~1/3)
-            raise GeneratorError(f"width must be >= 3 * patch^2 = {3 * patch * patch}, got {width}")
+            raise GeneratorError(f"width must be >= channels * patch^2 = {self.channels * patch * patch}, got {width}")
         self.patch, self.timesteps, self.ema_decay, self.cond_drop = patch, timesteps, ema_decay, cond_drop
-        self.net = UNet(3 * patch * patch, width, mults, num_classes)
+        self.net = UNet(self.channels * patch * patch, width, mults, num_classes)
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.register_buffer("alpha_bar", make_schedule(schedule, timesteps).float(), persistent=False)
 
@@ -152,7 +157,10 @@ class DDPM(Generator):
         return {"net": self._adam(self.net.parameters(), lr or self.config["lr"])}
 
     def training_step(self, x, y, optimizers, step):
-        x0 = to_unit(x)
+        return self.denoising_step(to_unit(x), y, optimizers)
+
+    def denoising_step(self, x0, y, optimizers):
+        """One optimizer step of the denoising loss on clean signals ``x0`` (pixels or latents)."""
         b = x0.shape[0]
         t = torch.randint(0, self.timesteps, (b,), device=x0.device)
         noise = torch.randn_like(x0)
@@ -200,10 +208,17 @@ class DDPM(Generator):
     def sample(self, seeds, class_ids=None, *, sampler: str = "ddim", steps: int | None = 50, eta: float = 0.0,
                guidance: float = 2.0, progress=None):
         """``sampler``: "ancestral" (``steps`` ignored: all T) or "ddim" (``steps`` network calls)."""
+        return from_unit(self.denoise(seeds, class_ids, sampler=sampler, steps=steps, eta=eta,
+                                      guidance=guidance, progress=progress))
+
+    @torch.no_grad()
+    def denoise(self, seeds, class_ids=None, *, sampler: str = "ddim", steps: int | None = 50, eta: float = 0.0,
+                guidance: float = 2.0, progress=None) -> torch.Tensor:
+        """The reverse process from each seed's noise: float ``(n, channels, sample_size, sample_size)``."""
         y = self._check_classes(len(seeds), class_ids)
         noise = SeedNoise(seeds, self.device)
-        s = self.image_size
-        x = noise.randn(3, s, s)
+        s, c = self.sample_size, self.channels
+        x = noise.randn(c, s, s)
         ab = self.alpha_bar
         if sampler == "ancestral":
             ts = list(range(self.timesteps - 1, -1, -1))
@@ -222,14 +237,15 @@ class DDPM(Generator):
             else:
                 e = out
                 x0 = (x - (1 - a_t).sqrt() * e) / a_t.sqrt()
-            x0 = x0.clamp(-1, 1)
+            if self.x0_clip is not None:
+                x0 = x0.clamp(-self.x0_clip, self.x0_clip)
             if sampler == "ancestral":
                 a_prev = ab[t - 1] if t > 0 else torch.ones_like(a_t)
                 beta = 1 - a_t / a_prev
                 mean = (a_prev.sqrt() * beta / (1 - a_t)) * x0 + ((1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)) * x
                 if t > 0:
                     var = beta * (1 - a_prev) / (1 - a_t)
-                    x = mean + var.sqrt() * noise.randn(3, s, s)
+                    x = mean + var.sqrt() * noise.randn(c, s, s)
                 else:
                     x = mean
             else:
@@ -240,7 +256,7 @@ class DDPM(Generator):
                 sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp(min=0).sqrt()
                 x = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * e
                 if eta > 0 and i + 1 < len(ts):
-                    x = x + sigma * noise.randn(3, s, s)
+                    x = x + sigma * noise.randn(c, s, s)
             if progress:
                 progress(i + 1, len(ts))
-        return from_unit(x)
+        return x

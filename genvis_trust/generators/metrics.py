@@ -157,8 +157,12 @@ def sample_images(model, n: int, *, seed: int = 1234, batch: int = 64, **sampler
 
 def evaluate_generator(lg, *, ref: str | None = None, ref_split: str = "test", n: int = 500, seed: int = 1234,
                        features: str = "toolkit", inception_weights: str | Path | None = None,
-                       device: str = "auto", images: np.ndarray | None = None, **sampler) -> dict[str, Any]:
-    """Sample ``n`` images from a loaded generator and compare them with the reference split."""
+                       device: str = "auto", images: np.ndarray | None = None, with_baselines: bool = False,
+                       **sampler) -> dict[str, Any]:
+    """Sample ``n`` images from a loaded generator and compare them with the reference split,
+    at the size the model outputs. ``with_baselines``: the same metrics for two trivial sets at
+    the same N -- Gaussian-blurred (sigma 1.5) real *train* crops and uniform noise -- so a
+    number has something to be read against."""
     from .features import ToolkitFeatures, get_feature_extractor
     from .sampling import sampler_settings
 
@@ -168,13 +172,17 @@ def evaluate_generator(lg, *, ref: str | None = None, ref_split: str = "test", n
         raise GeneratorError("no --ref given and the model card names no training source")
     settings = sampler_settings(g, **sampler)
     ext = get_feature_extractor(features, inception_weights=inception_weights, device=device)
-    real, real_cls = reference_images(ref, split=ref_split, n=n, image_size=g.image_size)
+    size = output_size(g, settings)
+    real, real_cls = reference_images(ref, split=ref_split, n=n, image_size=size)
     if images is None:
         images, classes = sample_images(g, n, seed=seed, **settings)
     else:
         classes = [None] * len(images)
     fr, ff = ext.features(real), ext.features(images)
     metrics: dict[str, Any] = compare_features(fr, ff)
+    baselines = None
+    if with_baselines:
+        baselines = trivial_baselines(ref, fr, ext, n=len(images), image_size=size, seed=seed)
     if isinstance(ext, ToolkitFeatures) and real_cls is not None and ref == "builtin-digits":
         pred = ext.classify_digits(images)
         mc = mode_coverage(pred, 10, min_share=0.01)
@@ -186,8 +194,28 @@ def evaluate_generator(lg, *, ref: str | None = None, ref_split: str = "test", n
         "model": lg.name, "family": g.family, "checkpoint_sha256": lg.sha256,
         "sampler": settings, "seed": seed, "seed_rule": "image_seed(seed, i)",
         "n_generated": int(len(images)), "n_reference": int(len(real)),
-        "reference": f"{ref} split={ref_split}", "feature_network": ext.record(), "metrics": metrics,
+        "reference": f"{ref} split={ref_split}", "image_size": size, "feature_network": ext.record(),
+        "metrics": metrics, **({"baselines": baselines} if baselines is not None else {}),
     }
+
+
+def output_size(model, settings: dict[str, Any]) -> int:
+    """The side of the images ``model`` makes with ``settings`` (image-to-image: input size x scale)."""
+    if getattr(model, "image_to_image", False):
+        return int(settings.get("size", model.image_size)) * int(getattr(model, "output_scale", 1))
+    return int(model.image_size)
+
+
+def trivial_baselines(ref: str, ref_features: np.ndarray, ext, *, n: int, image_size: int,
+                      seed: int = 0) -> dict[str, dict[str, float]]:
+    """Metrics of blurred real train crops and of uniform noise against the reference features."""
+    import cv2
+
+    train, _ = reference_images(ref, split="train", n=n, seed=seed + 1, image_size=image_size)
+    blurred = np.stack([cv2.GaussianBlur(im, (0, 0), 1.5) for im in train])
+    noise = np.random.default_rng(seed).integers(0, 256, size=(len(train), image_size, image_size, 3), dtype=np.uint8)
+    return {name: compare_features(ref_features, ext.features(imgs))
+            for name, imgs in (("blurred real train", blurred), ("uniform noise", noise))}
 
 
 __all__ = [
@@ -200,7 +228,9 @@ __all__ = [
     "image_seed",
     "kid",
     "mode_coverage",
+    "output_size",
     "precision_recall",
     "reference_images",
     "sample_images",
+    "trivial_baselines",
 ]

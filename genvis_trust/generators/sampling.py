@@ -26,9 +26,11 @@ def sampler_settings(model, **sampler: Any) -> dict[str, Any]:
     if unknown:
         raise GeneratorError(f"{model.family}: unknown sampler setting(s) {unknown}; accepted: {sorted(defaults)}")
     settings = {**defaults, **{k: v for k, v in sampler.items() if v is not None}}
-    if model.family == "diffusion" and settings.get("sampler") == "ancestral":
+    from .diffusion import DDPM
+
+    if isinstance(model, DDPM) and settings.get("sampler") == "ancestral":
         settings["steps"] = model.timesteps
-    if model.family == "diffusion" and not model.num_classes:
+    if isinstance(model, DDPM) and not model.num_classes:
         settings.pop("guidance", None)
     return settings
 
@@ -44,13 +46,28 @@ def class_for_index(model, i: int, class_id: int | None) -> int | None:
 def generate_images(model, n: int, *, seed: int = 0, batch: int = 64, class_id: int | None = None,
                     start: int = 0, **sampler: Any):
     """Yield ``(index, image HxWx3 uint8, per-image seed, class id)`` in batches."""
+    for i, img, s, c, _ in generate_with_info(model, n, seed=seed, batch=batch, class_id=class_id, start=start,
+                                              **sampler):
+        yield i, img, s, c
+
+
+def generate_with_info(model, n: int, *, seed: int = 0, batch: int = 64, class_id: int | None = None,
+                       start: int = 0, **sampler: Any):
+    """Like :func:`generate_images`, plus a per-image dict: for image-to-image models the input
+    photograph (``"input"``) and the mask (``"mask"``, HxW bool, or None)."""
     settings = sampler_settings(model, **sampler)
+    if getattr(model, "image_to_image", False):
+        batch = min(batch, 16)  # real-resolution inputs: keep the batch's memory bounded
     for b0 in range(start, n, batch):
         idx = list(range(b0, min(n, b0 + batch)))
         seeds = [image_seed(seed, i) for i in idx]
         classes = [class_for_index(model, i, class_id) for i in idx]
-        imgs = model.sample(seeds, classes if model.num_classes else None, **settings).numpy()
-        yield from zip(idx, imgs, seeds, classes, strict=True)
+        cls = classes if model.num_classes else None
+        if hasattr(model, "sample_with_info"):
+            imgs, extra = model.sample_with_info(seeds, cls, **settings)
+        else:
+            imgs, extra = model.sample(seeds, cls, **settings), [{} for _ in idx]
+        yield from zip(idx, imgs.numpy(), seeds, classes, extra, strict=True)
 
 
 def generate_to_corpus(
@@ -90,12 +107,14 @@ def generate_to_corpus(
     preview: list[np.ndarray] = []
     with CorpusWriter(out, card=card, image_format=image_format, resume=resume, overwrite=overwrite) as w:
         start = w.count
-        for i, img, s, c in generate_images(g, n, seed=seed, batch=batch, class_id=class_id, start=start,
-                                           **settings):
+        for i, img, s, c, extra in generate_with_info(g, n, seed=seed, batch=batch, class_id=class_id,
+                                                      start=start, **settings):
+            meta = {"generator": lg.name, "index": i, "base_seed": seed, "sampler": settings}
+            if extra.get("input"):
+                meta["input"] = extra["input"]
             w.add(img, label="generated", source=f"genvis-trust:{lg.name}", key=f"{lg.name}/{seed}/{i}",
                   group=f"{lg.name}/{seed}/{i}", class_id=c, family=g.family, seed=s,
-                  checkpoint_sha256=lg.sha256,
-                  meta={"generator": lg.name, "index": i, "base_seed": seed, "sampler": settings})
+                  checkpoint_sha256=lg.sha256, meta=meta, mask=extra.get("mask"))
             if len(preview) < keep:
                 preview.append(img)
             if on_image:
