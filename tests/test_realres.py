@@ -82,6 +82,24 @@ def test_reconstruct_corpus_keeps_pairing(photo_corpus, tmp_path):
     assert reconstruct_corpus(photo_corpus, out, autoencoder="taef2", device="cpu", resume=True)["written"] == 4
 
 
+def test_reconstruct_corpus_with_a_trained_kl_autoencoder(photo_corpus, tmp_path):
+    from genvis_trust.generators import create_generator, save_generator
+    from genvis_trust.generators.base import GeneratorError
+
+    ae = create_generator("autoencoder", image_size=16, widths=[8, 8, 8]).eval()
+    sha = save_generator(ae, tmp_path / "klae")
+    res = reconstruct_corpus(photo_corpus, tmp_path / "recon", autoencoder=str(tmp_path / "klae"), device="cpu")
+    assert res["written"] == 4
+    src, rec = read_corpus(photo_corpus), read_corpus(tmp_path / "recon")
+    assert rec.card["autoencoder"]["weights_sha256"] == sha
+    for a, b in zip(src.records, rec.records, strict=True):
+        assert b["family"] == "klae-recon" and b["checkpoint_sha256"] == sha
+        assert (b["width"], b["height"]) == (a["width"], a["height"])  # odd sides padded and cropped back
+    save_generator(create_generator("vae", image_size=16, latent_dim=4, width=8), tmp_path / "vae")
+    with pytest.raises(GeneratorError, match="not an autoencoder"):
+        reconstruct_corpus(photo_corpus, tmp_path / "r2", autoencoder=str(tmp_path / "vae"), device="cpu")
+
+
 def test_native_photos_source_uses_manifest_splits(photo_corpus, tmp_path, monkeypatch):
     src = get_source("photos-native", root=photo_corpus, split="train")
     assert sorted(s.key for s in src) == ["images/000/000000.png", "images/000/000001.png"]

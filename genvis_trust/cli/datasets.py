@@ -164,7 +164,7 @@ def verify_cmd(
 def reconstruct_cmd(
     corpus: Path = typer.Argument(..., help="A corpus of real photographs (e.g. the photos-native corpus)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Corpus folder to write."),
-    autoencoder: str = typer.Option("taef2", help="A bundled autoencoder name (taef2) or an artifact folder."),
+    autoencoder: str = typer.Option("taef2", help="taef2 (bundled tiny FLUX.2 autoencoder), a bundled autoencoder-family generator (klae-photos), or an artifact folder of either."),
     limit: int | None = typer.Option(None, help="Reconstruct only the first N real images."),
     max_side: int | None = typer.Option(None, help="Reconstruct a centre crop of at most this side (big photos cost seconds per megapixel)."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
@@ -187,7 +187,9 @@ def reconstruct_cmd(
     if not (corpus / MANIFEST).is_file():
         fail(f"{corpus}: not a corpus (no {MANIFEST}); build one with `datasets export` or scripts/build_photo_corpus.py", EXIT_USAGE)
     t0 = time.time()
-    with friendly_errors(SourceError, CorpusError, ArtifactError), progress() as bar:
+    from genvis_trust.generators import GeneratorError
+
+    with friendly_errors(SourceError, CorpusError, ArtifactError, GeneratorError), progress() as bar:
         task = bar.add_task(f"reconstruct with {autoencoder}", total=None)
 
         def step(done: int, total: int) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -114,3 +115,16 @@ class KLAutoencoder(ImageToImage):
     def transform(self, x, masks=None):
         mean, _ = self.encode(to_unit(x))
         return from_unit(self.decode(mean))
+
+    @torch.no_grad()
+    def reconstruct(self, image: np.ndarray) -> np.ndarray:
+        """One ``H x W x 3`` uint8 image through encode -> decode, same size out (sides padded by
+        reflection to a multiple of 8 and cropped back, so the output stays pixel-aligned)."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise GeneratorError(f"expected an H x W x 3 uint8 image, got {image.shape} {image.dtype}")
+        h, w = image.shape[:2]
+        x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].to(self.device)
+        ph, pw = (-h) % 8, (-w) % 8
+        if ph or pw:
+            x = F.pad(x.float(), (0, pw, 0, ph), mode="reflect" if min(h, w) > 8 else "replicate").to(torch.uint8)
+        return self.transform(x)[0, :h, :w].numpy()

@@ -41,6 +41,30 @@ def encode_like(image: np.ndarray, original: bytes) -> bytes | None:
     return buf.getvalue()
 
 
+def load_any_autoencoder(name_or_path: str, device: str = "auto"):
+    """A bundled tiny autoencoder (``taef2``) or its artifact folder, or a generator artifact of
+    the ``autoencoder`` family (e.g. ``klae-photos``): anything with ``reconstruct(image)``,
+    ``sha256`` and ``card``."""
+    import json
+
+    from .artifact import load_generator, resolve_artifact
+    from .base import GeneratorError, list_bundled
+    from .tiny_autoencoder import FAMILY, list_autoencoders
+
+    folder = Path(name_or_path)
+    tiny = str(name_or_path) in list_autoencoders() or (
+        (folder / "config.json").is_file()
+        and json.loads((folder / "config.json").read_text(encoding="utf-8")).get("family") == FAMILY
+    )
+    if tiny or not (str(name_or_path) in list_bundled() or (folder / "config.json").is_file()):
+        return load_autoencoder(name_or_path, device=device)  # names the bundled choices when unknown
+    lg = load_generator(resolve_artifact(name_or_path), device, info=True)
+    if lg.model.family != "autoencoder":
+        raise GeneratorError(f"{name_or_path}: is a {lg.model.family} model, not an autoencoder")
+    lg.model.sha256, lg.model.card = lg.sha256, lg.card
+    return lg.model
+
+
 def centre_crop(img: np.ndarray, side: int) -> tuple[np.ndarray, list[int]]:
     """At most ``side`` x ``side`` from the centre, top-left on the 8-pixel grid."""
     h, w = img.shape[:2]
@@ -70,13 +94,14 @@ def reconstruct_corpus(
     a record that fails to load is an error entry, the rest go on.
     """
     corpus = read_corpus(src)
-    ae = load_autoencoder(autoencoder, device=device)
+    ae = load_any_autoencoder(autoencoder, device=device)
     name = Path(str(autoencoder)).name
     records = [r for r in corpus.records if r.get("label") == "real"][:limit]
     card = {
         "about": f"aligned reconstructions: each real photograph of {Path(src).name} through {name}'s encode -> decode",
         "source_corpus": str(src),
-        "autoencoder": {"name": name, "weights_sha256": ae.sha256, "origin": ae.card.get("origin")},
+        "autoencoder": {"name": name, "weights_sha256": ae.sha256,
+                        "origin": ae.card.get("origin") or ae.card.get("command")},
         "command": command,
     }
     errors: list[dict] = []
