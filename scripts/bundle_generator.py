@@ -30,22 +30,25 @@ ASSETS = Path(__file__).resolve().parent.parent / "genvis_trust" / "assets" / "g
 
 
 def data_origins(source: str, split: str | None) -> list[dict]:
-    """Per set of the training source: origin, licence and how many photographs were used."""
+    """Per set of the training source: origin, licence and how many photographs were used
+    (read from the photo corpus's manifest, restricted to the split trained on)."""
     if source != "photos-native":
         return []
-    from genvis_trust.datasets import get_source
+    from genvis_trust.datasets import read_corpus
+    from genvis_trust.datasets.photos import data_home
 
-    src = get_source(source, split=split)
     sets: dict[str, dict] = {}
-    for it in src.split_items():
-        meta = it.meta or {}
+    for rec in read_corpus(data_home() / "photos-native", hashes=False).records:
+        meta = rec.get("meta") or {}
+        if split and meta.get("split") != split:
+            continue
         origin = meta.get("origin") or {}
         where = origin.get("repository") or origin.get("package") or "?"
         at = origin.get("commit") or origin.get("version") or ""
-        key = f"{meta.get('set', '?')} ({where}@{at[:12]})"
-        rec = sets.setdefault(key, {"set": meta.get("set"), "origin": where, "at": at,
-                                    "licence": meta.get("licence"), "photographs": 0})
-        rec["photographs"] += 1
+        name = meta.get("set") or rec.get("source")
+        r = sets.setdefault(f"{name}|{where}|{at}", {"set": name, "origin": where, "at": at,
+                                                     "licence": meta.get("licence"), "photographs": 0})
+        r["photographs"] += 1
     return sorted(sets.values(), key=lambda r: -r["photographs"])
 
 
@@ -56,10 +59,15 @@ def main(argv=None) -> int:
     ap.add_argument("--half", action="store_true", help="store floating-point weights as fp16")
     ap.add_argument("--evaluate", type=int, default=0, metavar="N", help="evaluate with N samples (0: skip)")
     ap.add_argument("--assets", type=Path, default=ASSETS)
+    ap.add_argument("--recipe", default="scripts/train_realres_generators.sh",
+                    help="the script that reproduces the run (recorded in the card)")
+    ap.add_argument("--reuse-evaluation", action="store_true",
+                    help="keep the evaluation already in the bundled card (same weights only)")
     args = ap.parse_args(argv)
 
     card = json.loads((args.run / CARD).read_text())
     dest = args.assets / args.name
+    old = json.loads((dest / CARD).read_text()) if (dest / CARD).is_file() else {}
     tmp = args.assets / f".{args.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -77,11 +85,15 @@ def main(argv=None) -> int:
     origins = data_origins(data.get("source", ""), data.get("split"))
     if origins:
         card["data_origins"] = origins
+    card["recipe"] = args.recipe
     card["bundled"] = {"name": args.name, "from_run": str(args.run),
                        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        "command": " ".join(["python", *sys.argv])}
     atomic_write_text(tmp / CARD, json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
-    if args.evaluate:
+    if args.reuse_evaluation and old.get("checkpoint_sha256") == card["checkpoint_sha256"] and "evaluation" in old:
+        card["evaluation"] = old["evaluation"]
+        atomic_write_text(tmp / CARD, json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
+    elif args.evaluate:
         from genvis_trust.generators import load_generator
         from genvis_trust.generators.metrics import evaluate_generator
 

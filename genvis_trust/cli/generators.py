@@ -23,7 +23,7 @@ def _errors():
 @app.command("list")
 def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to stdout.")):
     """Show the generator families and the bundled pretrained models (usable by name)."""
-    from genvis_trust.generators import list_bundled, list_generators
+    from genvis_trust.generators import generator_class, list_bundled, list_generators
     from genvis_trust.generators.artifact import read_json
 
     fams = list_generators()
@@ -31,8 +31,15 @@ def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to 
     for name, path in list_bundled().items():
         card = read_json(path / "card.json")
         cfg = read_json(path / "config.json")
+        family = cfg["family"]
+        cls = generator_class(family)
+        size = cfg["config"].get("image_size")
+        i2i = getattr(cls, "image_to_image", False)
+        if i2i:  # image-to-image: default-size crops of photos in, scaled by the family out
+            size = cls.sampler_defaults["size"] * cls.output_scale
         bundled.append({
-            "name": name, "family": cfg["family"], "num_classes": cfg["config"].get("num_classes", 0),
+            "name": name, "family": family, "num_classes": cfg["config"].get("num_classes", 0),
+            "output_px": size, "kind": "image-to-image" if i2i else "sampler",
             "data": card.get("data", {}).get("source"), "steps": card.get("steps"),
             "params": card.get("params"), "checkpoint_sha256": card.get("checkpoint_sha256"),
             "metrics": card.get("metrics", {}), "command": card.get("command"),
@@ -47,11 +54,11 @@ def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to 
         t.add_row(k, v)
     out.print(t)
     t2 = Table(title="bundled models (use the name as MODEL)")
-    for col in ("name", "family", "classes", "data", "steps", "params"):
+    for col in ("name", "family", "kind", "output px", "classes", "data", "steps", "params"):
         t2.add_column(col)
     for b in bundled:
-        t2.add_row(b["name"], b["family"], str(b["num_classes"] or "-"), str(b["data"]), str(b["steps"]),
-                   f"{b['params']:,}" if b["params"] else "-")
+        t2.add_row(b["name"], b["family"], b["kind"], str(b["output_px"]), str(b["num_classes"] or "-"),
+                   str(b["data"]), str(b["steps"]), f"{b['params']:,}" if b["params"] else "-")
     out.print(t2)
 
 
