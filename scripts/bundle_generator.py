@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     if args.half:
         state = load_file(str(args.run / WEIGHTS))
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        atomic_write_bytes(tmp / WEIGHTS, save(state, metadata={"family": card["family"], "dtype": "float16"}))
+        atomic_write_bytes(tmp / WEIGHTS, save(state, metadata={"family": card["family"]}))
         card["weights_dtype"] = "float16 (trained in float32; converted by scripts/bundle_generator.py --half)"
     else:
         shutil.copy2(args.run / WEIGHTS, tmp / WEIGHTS)

@@ -35,7 +35,7 @@ python scripts/bundle_generator.py "$RUNS/ldm-photos-256" --name ldm-photos-256
 train sr4-photos super-resolution --steps 3000 --batch 16 --n 6000 --checkpoint-every 500 --time-budget 700
 python scripts/bundle_generator.py "$RUNS/sr4-photos" --name sr4-photos
 # 4. inpainting of masked regions
-train inpaint-photos inpainting --steps 3000 --batch 8 --n 6000 --checkpoint-every 500 --time-budget 700
+train inpaint-photos inpainting --steps 6000 --batch 8 --n 6000 --checkpoint-every 500 --time-budget 700
 python scripts/bundle_generator.py "$RUNS/inpaint-photos" --name inpaint-photos
 # 5. a DCGAN at 128 px (transposed-convolution up-sampling traces)
 train gan-photos-128 gan --steps 4000 --batch 32 --n 6000 --checkpoint-every 500 --time-budget 900 \

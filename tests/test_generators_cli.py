@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import pytest
 import torch
@@ -102,12 +103,20 @@ def test_generators_list_json():
     assert sorted(b["name"] for b in data["bundled"]) == BUNDLED
 
 
-def test_every_family_has_a_bundled_model():
+def test_every_family_has_a_bundled_model_and_assets_stay_small():
+    from genvis_trust.generators import list_generators
+
     fams = {read_json(p / "config.json")["family"] for p in list_bundled().values()}
-    assert fams == {"gan", "vae", "diffusion", "flow", "autoregressive"}
+    assert fams == set(list_generators())
+    assert len(list_bundled()) >= 10
     for p in list_bundled().values():
         assert not (p / "train_state.safetensors").exists()  # shipped: sampling weights only
         assert (p / "model.safetensors").stat().st_size < 8_000_000
+        card = read_json(p / "card.json")
+        assert card.get("command") and card.get("steps") and card.get("data", {}).get("source")
+    assets = Path(list_bundled()["vae-photos"]).parent.parent
+    total = sum(f.stat().st_size for f in assets.rglob("*") if f.is_file())
+    assert total < 60_000_000, f"bundled assets are {total / 1e6:.1f} MB"
 
 
 def _photos_native_available() -> bool:
