@@ -14,7 +14,7 @@ falls on all of them alike):
 - ``scan N``: :class:`genvis_trust.scan.Scanner` with every signal (C2PA and metadata on
   the container; watermarks, known generators' marks, the store and the bundled detector
   on each examined frame) sampling ``N`` frames: examined frames/s, and its ratio to the
-  decode baseline. ``N`` = 16 (the default) and every frame.
+  decode baseline. ``N`` from ``--frames`` (default: 16, the scan default, and every frame).
 
 The scan's time includes its one sequential decode of the whole clip (for scene cuts);
 the detector is loaded once, before timing.
@@ -82,6 +82,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--seconds", type=float, default=2.0, help="clip length (30 fps)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--frames", default="16,all", help="frames examined per scan configuration, comma-separated")
     ap.add_argument("--out", type=Path, default=None, help="JSON results (and a .md beside it)")
     args = ap.parse_args(argv)
 
@@ -92,10 +93,14 @@ def main(argv=None) -> dict:
     clip = tmp / "clip720p.mp4"
     clip.write_bytes(make_clip(args.seconds))
     n_frames = decode_all(str(clip))
-    configs = {"scan 16": FrameSampling(frames=16), f"scan every frame ({n_frames})": FrameSampling(frames=n_frames)}
+    counts = [n_frames if c == "all" else int(c) for c in args.frames.split(",")]
+    configs = {f"scan {c}" + (" (every frame)" if c == n_frames else ""): FrameSampling(frames=c) for c in counts}
     scanners = {k: Scanner("default", device=args.device, video=VideoOptions(sampling=v)) for k, v in configs.items()}
-    for s in scanners.values():  # warm-up: first forward pass, lazy imports
-        list(s.scan([str(clip)]))
+    warm = tmp / "warm.mp4"  # warm-up on a short clip: first forward pass, lazy imports
+    warm.write_bytes(make_clip(2 / 30))
+    for s in scanners.values():
+        list(s.scan([str(warm)]))
+    print(f"clip: {n_frames} frames; timing {args.reps} rep(s)", file=sys.stderr, flush=True)
     times: dict[str, list[float]] = {"decode": [], **{k: [] for k in configs}}
     examined: dict[str, int] = {}
     verdicts: dict[str, str] = {}
@@ -108,6 +113,7 @@ def main(argv=None) -> dict:
             [r] = list(s.scan([str(clip)]))
             times[k].append(time.perf_counter() - t)
             examined[k], verdicts[k] = r.video["frames_examined"], r.verdict
+            print(f"{k}: {times[k][-1]:.1f} s", file=sys.stderr, flush=True)
     for s in scanners.values():
         s.close()
     dec_fps = n_frames / statistics.median(times["decode"])
