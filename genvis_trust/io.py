@@ -44,6 +44,7 @@ ERROR_CODES = {
     "too_large": "the file or its decoded pixels exceed the configured limits",
     "truncated": "the image data ends early",
     "corrupt": "the image data is malformed",
+    "no_frames": "a video with no video stream or no decodable frame",
 }
 
 # Formats Pillow decodes that we accept. Content decides, not the file name. HEIC/HEIF

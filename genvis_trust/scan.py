@@ -53,6 +53,7 @@ class ScanResult:
     provenance: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     schema_version: str = SCAN_SCHEMA_VERSION
+    video: dict[str, Any] | None = None  # videos only: container facts, frames examined, per-frame rows
 
     def to_dict(self, full: bool = False) -> dict[str, Any]:
         d = {
@@ -65,6 +66,8 @@ class ScanResult:
             "detector": self.detector,
             "error": self.error,
         }
+        if self.video is not None:
+            d["video"] = self.video
         if full:
             d["provenance"] = self.provenance
         return d
@@ -216,9 +219,14 @@ class Scanner:
         check_stability: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         fetch_remote: bool = False,
+        video=None,
     ):
         """``max_pixels``: larger images become ``too_large`` error records (the service lowers it).
-        ``fetch_remote``: fetch remote C2PA manifests (default: reported with their URL)."""
+        ``fetch_remote``: fetch remote C2PA manifests (default: reported with their URL).
+        ``video``: a :class:`~genvis_trust.video.VideoOptions` (frames sampled, limits)."""
+        from genvis_trust.video import VideoLimits, VideoOptions
+
+        self.video_options = video or VideoOptions(limits=VideoLimits(max_pixels=max_pixels))
         self.provenance = provenance
         self.check_stability = check_stability
         self._verify_kwargs: dict[str, Any] = {}
@@ -249,6 +257,13 @@ class Scanner:
         return verify_bytes(data, name=name, decoded=loaded, decode_error=error, **self._verify_kwargs)
 
     def scan(self, inputs: Iterable[Any], names: Iterable[str] | None = None) -> Iterator[ScanResult]:
+        """One result per input, in input order; videos (sniffed from their bytes) get one
+        record each from sampled frames (:mod:`genvis_trust.video`)."""
+        from genvis_trust.video import scan_with_videos
+
+        yield from scan_with_videos(self, inputs, names, self._scan_images)
+
+    def _scan_images(self, inputs: Iterable[Any], names: Iterable[str] | None = None) -> Iterator[ScanResult]:
         t0 = time.time()
         for rec in self.engine.score_paths(inputs, names):
             stab = None

@@ -25,7 +25,10 @@ Limits, each refused the same way every time:
   ``queue_timeout_s`` for a slot, then get **503** with ``Retry-After``. A slot is taken
   only once the whole body is in, so only scanning, never a client's upload, holds one;
 - an image over ``max_pixels``: not a failed request but that file's record, with the
-  error code ``too_large`` (like every other file that cannot be read).
+  error code ``too_large`` (like every other file that cannot be read);
+- a video (one record from sampled frames, :mod:`genvis_trust.video`) with frames over
+  ``max_pixels`` or longer than :data:`DEFAULT_MAX_VIDEO_S` (pass ``video=VideoOptions(...)``
+  to change it): that file's record, ``too_large``, checked before decoding.
 
 Errors are JSON ``{"detail": ...}``. FastAPI is the ``serve`` extra, imported only when an
 app is made, so the rest of the toolkit works without it. The API docs (``/docs``,
@@ -58,6 +61,8 @@ DEFAULT_MAX_PIXELS = 25_000_000
 # (a slow-loris client) is cut off after ~2 s instead of holding memory for an hour.
 DEFAULT_MIN_UPLOAD_RATE = 16 * 1024
 DEFAULT_UPLOAD_GRACE_S = 2.0
+# A video upload is decoded whole (for scene cuts): bound the work a 20 MiB request can ask for.
+DEFAULT_MAX_VIDEO_S = 300.0
 FIELD = "files"
 SERVE_EXTRA_HINT = 'the service needs the serve extra: pip install "genvis-trust[serve]"'
 
@@ -138,8 +143,12 @@ def create_app(
         from genvis_trust.scan import Scanner
 
         # in a thread: loading weights must not stall a loop that may already serve others
+        from genvis_trust.video import VideoLimits, VideoOptions
+
+        video = scanner_kwargs.get("video") or VideoOptions(
+            limits=VideoLimits(max_pixels=max_pixels, max_duration_s=DEFAULT_MAX_VIDEO_S))
         scanner = await anyio.to_thread.run_sync(
-            lambda: Scanner(detector, max_pixels=max_pixels, **scanner_kwargs)
+            lambda: Scanner(detector, max_pixels=max_pixels, **{**scanner_kwargs, "video": video})
         )
         state.update(scanner=scanner, slots=anyio.Semaphore(max_concurrency), in_flight=0, waiting=0, receiving=0,
                      # scans get their own threads, not the pool Starlette uses to spool uploads

@@ -85,6 +85,10 @@ def generate_cmd(
     resume: bool = typer.Option(False, help="Continue an interrupted run into the same --out."),
     overwrite: bool = typer.Option(False, "--force", "--overwrite", help="Replace an existing corpus in --out (only the files it wrote are deleted)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary to stdout."),
+    video: bool = typer.Option(False, "--video", help="Write --n H.264 MP4 clips instead of images: latent walks (gan, vae) or frame sequences (the other families)."),
+    frames: int = typer.Option(16, "--frames", help="With --video: frames per clip."),
+    fps: float = typer.Option(8.0, "--fps", help="With --video: frames per second."),
+    crf: int = typer.Option(18, "--crf", help="With --video: libx264 quality (lower is better)."),
 ):
     """Sample MODEL into a corpus (images + manifest.jsonl with family, checkpoint sha256, seed per image).
 
@@ -93,6 +97,7 @@ def generate_cmd(
     corpora store each mask under masks/ beside the image.
 
     Example: genvis-trust generate diffusion-digits --n 100 --sampler ddim --steps 20 --out /tmp/gen --grid /tmp/gen.png
+    Clips:   genvis-trust generate vae-photos --video --n 8 --frames 24 --out /tmp/clips
     """
     from genvis_trust.generators import load_generator, set_cpu_threads
     from genvis_trust.generators.sampling import generate_to_corpus, sampler_settings
@@ -104,6 +109,9 @@ def generate_cmd(
                     truncation=truncation, input=input_source, size=size)
         given = {k: v for k, v in opts.items() if v is not None}
         sampler_settings(lg.model, **given)  # fail on unknown settings before writing anything
+        if video:
+            _generate_clips(ctx, lg, out_dir, n, frames, fps, crf, seed, class_id, resume, overwrite, json_out, given)
+            return
         t0 = time.time()
         with progress() as bar:
             task = bar.add_task(f"generate {lg.name}", total=n)
@@ -124,6 +132,22 @@ def generate_cmd(
     err.print(f"wrote {new} images to {out_dir} in {dt:.1f}s ({new / max(dt, 1e-9):.1f} images/s)")
     if json_out:
         res.pop("preview")
+        print_json({**res, "seconds": round(dt, 2)})
+
+
+def _generate_clips(ctx, lg, out_dir, n, frames, fps, crf, seed, class_id, resume, overwrite, json_out, given):
+    from genvis_trust.video.generate import generate_clips_to_corpus
+
+    t0 = time.time()
+    with progress() as bar:
+        task = bar.add_task(f"clips {lg.name}", total=n)
+        res = generate_clips_to_corpus(lg, out_dir, n=n, frames=frames, fps=fps, crf=crf, seed=seed, class_id=class_id,
+                                       resume=resume, overwrite=overwrite, command=command_line(ctx),
+                                       on_clip=lambda i: bar.update(task, completed=i + 1), **given)
+    dt = time.time() - t0
+    new = res["clips"] - res["resumed_from"]
+    err.print(f"wrote {new} clips ({res['kind']}, {frames} frames each) to {out_dir} in {dt:.1f}s")
+    if json_out:
         print_json({**res, "seconds": round(dt, 2)})
 
 

@@ -51,7 +51,7 @@ def _material(keys: Path | None, cert_chain: Path | None, private_key: Path | No
 
 
 def stamp(
-    images: list[Path] = typer.Argument(..., help="Images to stamp (video, audio and PDF files get a signed C2PA manifest, no watermark), or one generated corpus folder (its manifest names the generator of each image)."),
+    images: list[Path] = typer.Argument(..., help="Images or videos to stamp (audio and PDF files get a signed C2PA manifest, no watermark), or one generated corpus folder (its manifest names the generator of each image)."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder for stamped images."),
     keys: Path = typer.Option(None, "--keys", help="Folder made by `keys init`."),
     cert_chain: Path = typer.Option(None, "--cert-chain", help="Your PEM chain (signer first)."),
@@ -69,10 +69,13 @@ def stamp(
              "compositeWithTrainedAlgorithmicMedia, digitalCapture or compositeCapture for photographs, ... "
              "Recorded in the C2PA manifest, the store and the watermark's generative flag."),
     upscale: int = typer.Option(None, help="Corpus input: enlarge images smaller than this side (e.g. 256, the watermark minimum) before stamping."),
+    crf: int = typer.Option(18, "--crf", help="Video: libx264 quality of the watermarked MP4 (lower is better; 18 is visually lossless)."),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines to stdout, one per image."),
     force: bool = typer.Option(False, "--force", help="Replace files of the same name already in --out (never an input itself)."),
 ):
-    """Watermark, sign (C2PA) and record images. JPEG is written 4:4:4, WebP lossless.
+    """Watermark, sign (C2PA) and record images and videos. JPEG is written 4:4:4, WebP
+    lossless; a video gets the watermark in every frame, H.264 MP4 (audio copied) and a
+    signed C2PA manifest.
 
     Given a corpus folder (from `generate`), writes a stamped corpus to --out whose manifest
     records the provenance applied to each image:
@@ -88,6 +91,8 @@ def stamp(
     )
     from genvis_trust.provenance.store import ProvenanceStore
     from genvis_trust.provenance.watermarks import WatermarkError, get_watermark
+    from genvis_trust.video import video_media_type
+    from genvis_trust.video.stamp import stamp_video
 
     material = _material(keys, cert_chain, private_key)
     try:
@@ -125,15 +130,21 @@ def stamp(
             try:
                 data = read_bytes(p)
                 media = sniff_media_type(data)
-                if media and not media.startswith("image/"):  # video, audio, PDF: signed, not watermarked
+                if video_media_type(data[:64]):  # every frame watermarked, the MP4 signed
+                    dest = out_dir / (Path(p).stem + ".mp4")
+                    _check_destination(Path(p), dest, written, force)
+                    vres = stamp_video(data, dest, store=store, material=material, backend=backend, generator=generator,
+                                       family=family, checkpoint_sha256=checkpoint_sha256, edited=edited,
+                                       source_type=source_type, title=Path(p).name, crf=crf)
+                    _stamped(p, vres, as_json, f"{vres.frames} frames watermarked (PSNR {vres.psnr_db} dB), "
+                                                f"H.264 CRF {crf}, C2PA signed")
+                    bar.advance(task)
+                    continue
+                if media and not media.startswith("image/"):  # audio, PDF: signed, not watermarked
                     mres = stamp_media(data, out_dir / Path(p).name, store=store, material=material,
                                        generator=generator, family=family, checkpoint_sha256=checkpoint_sha256,
                                        edited=edited, source_type=source_type, title=Path(p).name)
-                    if as_json:
-                        print(json.dumps({"input": str(p), **mres.to_dict()}, sort_keys=True), flush=True)
-                    else:
-                        out.print(f"{p} -> {mres.path}  record {mres.record_id}  {mres.source_type}  "
-                                  f"{media}: C2PA signed, no watermark", highlight=False)
+                    _stamped(p, mres, as_json, f"{media}: C2PA signed, no watermark")
                     bar.advance(task)
                     continue
                 img = decode_image(data, path=str(p))
@@ -158,6 +169,13 @@ def stamp(
             bar.advance(task)
     if failures:
         raise typer.Exit(EXIT_PROBLEM)
+
+
+def _stamped(src: Path, res, as_json: bool, what: str) -> None:
+    if as_json:
+        print(json.dumps({"input": str(src), **res.to_dict()}, sort_keys=True), flush=True)
+    else:
+        out.print(f"{src} -> {res.path}  record {res.record_id}  {res.source_type}  {what}", highlight=False)
 
 
 def _check_destination(src: Path, dest: Path, written: set[Path], force: bool) -> None:
@@ -207,13 +225,17 @@ def verify(
     no_known: bool = typer.Option(False, "--no-known-generators", help="Skip SDXL/SD watermark checks."),
     fetch_remote: bool = typer.Option(False, "--fetch-remote", help="Fetch remote C2PA manifests (default: report their URL, offline)."),
     as_json: bool = typer.Option(False, "--json", help="JSON to stdout: one document, or JSON Lines with several images."),
+    frames: int = typer.Option(16, "--frames", help="Video: frames read, spread evenly (plus up to 8 at scene cuts); the watermark is read pooled over them."),
 ):
     """Report C2PA (images, video, audio, PDF: every format c2pa-python reads), watermarks,
     known-generator marks, metadata markers and store records. Pixel signals run where
-    there are pixels; a file whose pixels do not decode keeps its C2PA report."""
+    there are pixels (a video's: on sampled frames); a file whose pixels do not decode
+    keeps its C2PA report."""
     from genvis_trust.provenance.store import ProvenanceStore
     from genvis_trust.provenance.verify import verify_paths
     from genvis_trust.provenance.watermarks import list_watermarks
+
+    from .scan import video_options
 
     pem = None
     if trust_anchors is not None:
@@ -230,7 +252,7 @@ def verify(
     problems = 0
     for p in images:
         rep = verify_paths([p], trust_anchors_pem=pem, store=store, backends=names, known_generators=not no_known,
-                           fetch_remote=fetch_remote)[0]
+                           fetch_remote=fetch_remote, video=video_options(frames, True, 1800.0))[0]
         media = str(rep.input.get("media_type") or "")
         pixels_expected = not media or media.startswith("image/")
         no_pixels_to_check = not pixels_expected and rep.error and rep.error.get("code") in ("not_an_image", "too_large")
@@ -257,6 +279,10 @@ def _print_report(rep) -> None:
         out.print(f"  pixels: not checked ({media}); C2PA and metadata read from the bytes", highlight=False)
     elif rep.error:
         out.print(f"  [red]pixels:[/] {escape(rep.error['message'])} \\[{rep.error['code']}]", highlight=False)
+    elif rep.input.get("video"):
+        v = rep.input["video"]
+        out.print(f"  frames: {v['frames_examined']} examined ({v['scene_cuts']} at scene cuts) of {v['frames_decoded']} decoded, "
+                  f"{v['width']}x{v['height']} {v['codec']}", highlight=False)
     for e in rep.evidence:
         mark = {"none": "·", "tampered": "[red]✗[/]"}.get(e.indicates, "[green]●[/]")
         out.print(f"  {mark} \\[{e.strength}] {e.kind}: {escape(e.summary)}", highlight=False)

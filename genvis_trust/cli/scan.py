@@ -20,12 +20,27 @@ _VERDICT_STYLE = {
 }
 
 
-def _scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch):
+def _scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch,
+                    frames=16, scene_cuts=True, max_duration=1800.0):
     kw = dict(detector=detector, device=device, provenance=not no_provenance, store=store, trust_anchors=trust_anchors,
-              workers=workers, batch_size=batch)
+              workers=workers, batch_size=batch, video=video_options(frames, scene_cuts, max_duration))
     if backends:
         kw["watermark_backends"] = tuple(b.strip() for b in backends.split(",") if b.strip())
     return kw
+
+
+def video_options(frames: int, scene_cuts: bool, max_duration: float):
+    from genvis_trust.video import FrameSampling, VideoLimits, VideoOptions
+
+    if frames < 1 or max_duration <= 0:
+        fail("--frames must be at least 1 and --max-duration positive", 2)
+    return VideoOptions(sampling=FrameSampling(frames=frames, scene_cuts=scene_cuts),
+                        limits=VideoLimits(max_duration_s=max_duration))
+
+
+FRAMES_HELP = "Video: frames examined, spread evenly (plus up to 8 at scene cuts)."
+CUTS_HELP = "Video: also examine the frames that open a new shot."
+DURATION_HELP = "Video: longest video decoded, in seconds (checked before decoding; longer ones get an error record)."
 
 
 def _expand(paths: list[Path]) -> list[tuple[str, dict | None, dict | None]]:
@@ -78,8 +93,14 @@ def scan_cmd(
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
     workers: int | None = typer.Option(None, help="Decode threads (default: half the cores, at least 1)."),
     batch: int | None = typer.Option(None, help="Detector tiles per forward pass (default 128 on CPU, 1024 on CUDA)."),
+    frames: int = typer.Option(16, "--frames", help=FRAMES_HELP),
+    scene_cuts: bool = typer.Option(True, "--scene-cuts/--no-scene-cuts", help=CUTS_HELP),
+    max_duration: float = typer.Option(1800.0, "--max-duration", help=DURATION_HELP),
 ):
-    """Scan images: every signal fused into one verdict per image, with its evidence.
+    """Scan images and videos: every signal fused into one verdict per file, with its evidence.
+
+    A video is one record: C2PA and metadata read on the container, every image signal on
+    sampled frames (evenly spread plus scene cuts), per-frame evidence with timestamps.
 
     Signals: C2PA manifests, metadata markers, watermarks (ours and known generators'),
     the provenance store, and the detector. Never claims "real".
@@ -97,7 +118,8 @@ def scan_cmd(
     if not plan:
         fail("no files to scan", 2)
     with friendly_errors(ArtifactError, FileNotFoundError, ValueError), phase("loading the detector"):
-        scanner = Scanner(**_scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch))
+        scanner = Scanner(**_scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch,
+                                            frames, scene_cuts, max_duration))
     results = []
     n_err = 0
     try:
@@ -144,7 +166,11 @@ def _write_scan_html(path: Path, results: list[dict], detector, limit: int = 200
         task = bar.add_task("HTML report", total=len(shown))
         for r in shown:
             pics = {}
-            if r["verdict"] != "error":
+            if r.get("video"):
+                from genvis_trust.report.plots import video_timeline
+
+                pics["frames over time"] = video_timeline(r["video"])
+            elif r["verdict"] != "error":
                 try:
                     img = load_image(r["input"]).array
                     pics["image"] = thumbnail(img)
@@ -172,8 +198,11 @@ def audit_cmd(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     workers: int | None = typer.Option(None, help="Decode threads."),
     batch: int | None = typer.Option(None, help="Detector tiles per forward pass (default 128 on CPU, 1024 on CUDA)."),
+    frames: int = typer.Option(16, "--frames", help=FRAMES_HELP),
+    scene_cuts: bool = typer.Option(True, "--scene-cuts/--no-scene-cuts", help=CUTS_HELP),
+    max_duration: float = typer.Option(1800.0, "--max-duration", help=DURATION_HELP),
 ):
-    """Audit a folder: every file through scan, resumable, with a summary report.
+    """Audit a folder: every file through scan (videos as one record each), resumable, with a summary report.
 
     Records are appended to OUT/results.jsonl as they come; rerun the same command after an
     interruption to resume. Writes OUT/summary.json and OUT/report.html.
@@ -185,7 +214,8 @@ def audit_cmd(
 
     if not folder.is_dir():
         fail(f"{folder}: not a folder", 2)
-    kwargs = _scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch)
+    kwargs = _scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch,
+                             frames, scene_cuts, max_duration)
     done = len(load_done(out_dir / RESULTS))
     with phase("listing files"):
         total = sum(1 for _ in iter_entries(folder, exclude=out_dir))

@@ -7,6 +7,9 @@ One manifest record per image::
      "group": "astronaut", "class_id": null, "family": null, "seed": null,
      "checkpoint_sha256": null, "provenance": null, "meta": {...}}
 
+A video corpus (``generate MODEL --video``) holds H.264 clips (``images/000/000000.mp4``)
+with ``meta.media`` = ``video/mp4`` and the clip's frames, fps and seeds in ``meta``.
+
 Image-to-image corpora (inpainting) add ``"mask": "masks/000/000000.png"`` and
 ``"mask_sha256"``: an 8-bit grey PNG of the image's size, 255 where pixels were
 regenerated and 0 where they are the source photograph's (:meth:`Corpus.load_mask`).
@@ -39,6 +42,7 @@ from genvis_trust.io import (
     sha256_bytes,
     sha256_file,
     sniff_format,
+    sniff_media_type,
 )
 
 from .base import LABELS, SPLITS, Item, Sample, Source, SourceError
@@ -47,7 +51,7 @@ MANIFEST = "manifest.jsonl"
 CARD = "card.json"
 CORPUS_FORMAT = 1
 _FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
-_DATA_EXT = {**_FORMATS, "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
+_DATA_EXT = {**_FORMATS, "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif", "MP4": ".mp4"}  # MP4: generated clips
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -192,7 +196,7 @@ class CorpusWriter:
             data = encode_image(image, self.image_format, quality=self.jpeg_quality, subsampling=sub)
             ext = _FORMATS[self.image_format]
         else:  # the extension follows the bytes, never a caller-supplied name
-            fmt = sniff_format(data)
+            fmt = sniff_format(data) or ("MP4" if sniff_media_type(data) == "video/mp4" else None)
             if fmt not in _DATA_EXT:
                 raise CorpusError(f"{key or idx}: data is not an image this toolkit writes ({fmt})")
             ext = _DATA_EXT[fmt]

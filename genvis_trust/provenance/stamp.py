@@ -6,10 +6,11 @@ id is in the watermark payload, beside the store's issuer id and the generative 
 the recorded IPTC digital source type (``source_type``: ``trainedAlgorithmicMedia`` by
 default, ``digitalCapture`` and the other capture types for photographs).
 
-Video, audio and PDF files (:func:`stamp_media`) get a signed C2PA manifest and a store
-record, without a watermark: the watermark backends embed in pixels, and video frames
-come in a later issue. The store finds such a file again by its C2PA record id or its
-exact sha256.
+Audio and PDF files (:func:`stamp_media`) get a signed C2PA manifest and a store record,
+without a watermark: the watermark backends embed in pixels. The store finds such a file
+again by its C2PA record id or its exact sha256. Videos get a watermark in every frame as
+well (:func:`genvis_trust.video.stamp.stamp_video`; :func:`stamp_media` still signs one
+without touching its frames).
 
 Encoding: JPEG is written 4:4:4 (OpenCV's and Pillow's default 4:2:0 chroma subsampling
 erases the DWT marks, which live in the U channel), quality 95; WebP is written lossless
@@ -208,6 +209,19 @@ class MediaStampResult:
         return asdict(self)
 
 
+def reserve_record(store: ProvenanceStore, material: SigningMaterial, codec, *, source_type: str | None,
+                   edited: bool, what: str) -> tuple[str, int, int]:
+    """(digital source type URI, issuer id, reserved record id) for a new stamp; the store is
+    bound to the signer's certificate."""
+    try:
+        dst = source_type_uri(source_type) if source_type else (DST_COMPOSITE if edited else DST_TRAINED)
+    except ValueError as e:
+        raise StampError(f"{what}: {e}") from None
+    issuer = store.issuer_id(codec.issuer_bits)
+    store.bind_signer(material.signer_certificate.fingerprint(hashes.SHA256()).hex())
+    return dst, issuer, store.reserve_id()
+
+
 def stamp_media(
     data: bytes,
     out_path: str | os.PathLike,
@@ -229,14 +243,9 @@ def stamp_media(
     mime = sniff_media_type(data)
     if mime is None or mime.startswith("image/"):
         raise StampError(f"{what}: {mime or 'unrecognised content'}: stamp_media signs video, audio and documents")
-    try:
-        dst = source_type_uri(source_type) if source_type else (DST_COMPOSITE if edited else DST_TRAINED)
-    except ValueError as e:
-        raise StampError(f"{what}: {e}") from None
     # the issuer is named in the manifest even without a mark, so records stay tied to their store
-    issuer = store.issuer_id(get_codec("p64").issuer_bits)
-    store.bind_signer(material.signer_certificate.fingerprint(hashes.SHA256()).hex())
-    rid = store.reserve_id()
+    dst, issuer, rid = reserve_record(store, material, get_codec("p64"), source_type=source_type, edited=edited,
+                                      what=what)
     manifest = build_manifest(title=title or Path(out_path).name, generator=generator, family=family,
                               checkpoint_sha256=checkpoint_sha256, edited=edited, record_id=rid,
                               tool_version=__version__, source_type=dst, issuer_id=issuer)

@@ -63,6 +63,7 @@ __all__ = [
     "Evidence",
     "ProvenanceReport",
     "verify_bytes",
+    "verify_frame",
     "verify_paths",
 ]
 
@@ -169,7 +170,7 @@ def _find_record(store: ProvenanceStore, c2pa: dict, digest: str, ph: str | None
         rec = store.get(gen["record_id"])
         if rec:
             return {"found": True, "path": "c2pa", "record": rec.to_dict()}
-    rows = store.by_sha256(digest)
+    rows = store.by_sha256(digest) if digest else []
     if rows:
         return {"found": True, "path": "sha256", "record": rows[0].to_dict()}
     foreign = None
@@ -292,8 +293,24 @@ def verify_bytes(
         if store is not None:
             _add_store(rep, store, info, digest, None, [])
         return rep
-    rgb = img.array
     rep.input.update(format=img.format, width=img.width, height=img.height, conversions=img.conversions)
+    return _pixel_signals(rep, img.array, info, digest, store=store, backends=backends,
+                          known_generators=known_generators)
+
+
+def verify_frame(rgb, *, name: str = "<frame>", store: ProvenanceStore | None = None,
+                 backends: tuple[str, ...] = DEFAULT_VERIFY_BACKENDS, known_generators: bool = True,
+                 **_) -> ProvenanceReport:
+    """The pixel signals of one video frame (watermarks, known generators' marks, the store's
+    watermark and perceptual-hash paths): a frame has no bytes, C2PA or metadata of its own."""
+    rep = ProvenanceReport(REPORT_SCHEMA_VERSION, name)
+    rep.input = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "media_type": "video frame"}
+    return _pixel_signals(rep, rgb, {}, None, store=store, backends=backends, known_generators=known_generators)
+
+
+def _pixel_signals(rep: ProvenanceReport, rgb, info: dict, digest: str | None, *, store: ProvenanceStore | None,
+                   backends: tuple[str, ...], known_generators: bool) -> ProvenanceReport:
+    """The signals read from pixels, added to ``rep`` (``digest`` None: no bytes to match)."""
 
     # one set of transforms for every reader of these pixels: the colour conversion and
     # wavelet transform run once per channel order, whatever the number of readers
@@ -349,11 +366,19 @@ def _add_store(rep: ProvenanceReport, store: ProvenanceStore, info: dict, digest
         rep.evidence.append(_store_evidence(rep.store))
 
 
-def verify_paths(paths: list[str | os.PathLike], *, max_bytes: int = DEFAULT_MAX_BYTES, **kwargs) -> list[ProvenanceReport]:
+def verify_paths(paths: list[str | os.PathLike], *, max_bytes: int = DEFAULT_MAX_BYTES, video=None,
+                 **kwargs) -> list[ProvenanceReport]:
     """:func:`verify_bytes` for files; an unreadable file is a report with ``error``. A file
-    over the byte limit (a long video) still gets its C2PA read, streamed from disk."""
+    over the byte limit (a long video) still gets its C2PA read, streamed from disk. A video
+    also gets its sampled frames' pixel signals (:func:`genvis_trust.video.verify_video`;
+    ``video``: its :class:`~genvis_trust.video.VideoOptions`)."""
+    from genvis_trust.video import VideoOptions, is_video_input, verify_video
+
     out = []
     for p in paths:
+        if is_video_input(p):
+            out.append(verify_video(p, name=str(Path(p)), options=video or VideoOptions(max_bytes=max_bytes), **kwargs)[0])
+            continue
         try:
             data = read_bytes(p, max_bytes)
         except ImageLoadError as e:

@@ -128,6 +128,8 @@ def _pictures(row: dict, root: Path | None, pages: Path, detector, det_tag: str,
 
     if row.get("error") or root is None:
         return {}
+    if row.get("video"):
+        return _video_pictures(row, pages)
     if Path(row["input"]).is_absolute() or ".." in Path(row["input"]).parts:
         return {"note": "not below the audited folder: not read again for the report"}
     sha = (row.get("image") or {}).get("sha256")
@@ -166,6 +168,22 @@ def _pictures(row: dict, root: Path | None, pages: Path, detector, det_tag: str,
     return pics
 
 
+def _video_pictures(row: dict, pages: Path) -> dict:
+    """A video's timeline chart (p per examined frame over time), and a thumbnail of it."""
+    import hashlib
+
+    from genvis_trust.io import encode_image
+
+    from .plots import video_timeline
+
+    key = (row.get("image") or {}).get("sha256") or hashlib.sha256(row["input"].encode()).hexdigest()
+    names = {"thumb": f"{key[:24]}-timeline.jpg", "timeline": f"{key[:24]}-timeline.png"}
+    chart = video_timeline(row["video"])
+    atomic_write_bytes(pages / "thumbs" / names["timeline"], encode_image(chart, "PNG"))
+    atomic_write_bytes(pages / "thumbs" / names["thumb"], encode_image(thumbnail(chart, 96), "JPEG", quality=85))
+    return {**names, "note": None}
+
+
 def _write_file_page(path: Path, row: dict, pics: dict, rows: list[dict], k: int) -> None:
     from .html import COLOUR_STOPS
 
@@ -182,5 +200,6 @@ def _write_file_page(path: Path, row: dict, pics: dict, rows: list[dict], k: int
         heat=f"../heat/{pics['heat']}" if pics.get("heat") else None, heat_caption=meta.get("caption"),
         heat_scale=meta.get("scale"), heat_low=meta.get("low"), heat_high=meta.get("high"),
         heat_note=pics.get("note"), stops=COLOUR_STOPS,
+        timeline=f"../thumbs/{pics['timeline']}" if pics.get("timeline") else None,
     )
     atomic_write_text(path, html)

@@ -100,3 +100,38 @@ def bar_counts(path, counts: Mapping[str, int], title: str) -> Path:
     ax.set(title=title, xlabel="images")
     ax.invert_yaxis()
     return _save(fig, path)
+
+
+def video_timeline(video: Mapping, threshold: float = 0.5) -> np.ndarray:
+    """The frames a video scan examined, over time: the detector's p(generated) per frame
+    (hollow: outside the detector's domain), the threshold, scene cuts (dotted) and the
+    frames where a mark or record was found (red triangles). An RGB array, for the reports."""
+    frames = list(video.get("frames") or [])
+    fig, ax = plt.subplots(figsize=(7, 2.4))
+    t = np.array([f["time_s"] for f in frames], float)
+    p = np.array([np.nan if f.get("probability") is None else f["probability"] for f in frames], float)
+    if len(t):
+        ax.plot(t, p, color="#4c72b0", lw=1, alpha=0.6)
+        ood = np.array([bool(f.get("out_of_domain")) for f in frames])
+        ax.scatter(t[~ood], p[~ood], s=18, color="#4c72b0", zorder=3, label="frame p(generated)")
+        if ood.any():
+            ax.scatter(t[ood], p[ood], s=18, facecolors="none", edgecolors="#4c72b0", zorder=3,
+                       label="outside the detector's domain")
+        for f in frames:
+            if f.get("reason") == "scene_cut":
+                ax.axvline(f["time_s"], color="grey", ls=":", lw=1)
+        marked = [f["time_s"] for f in frames if any(e["kind"] != "detector" for e in f.get("evidence") or [])]
+        if marked:
+            ax.scatter(marked, [1.04] * len(marked), marker="v", color="#c44e52", s=30, zorder=4, clip_on=False,
+                       label="mark or record found")
+    ax.axhline(threshold, color="#dd8452", ls="--", lw=1, label=f"threshold {threshold:g}")
+    end = video.get("duration_s") or (float(t.max()) if len(t) else 1.0)
+    ax.set(xlim=(0, max(end, 1e-3)), ylim=(0, 1), xlabel="time (s)", ylabel="p(generated)")
+    ax.set_title(f"{len(frames)} frames examined (dotted: scene cuts)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    from genvis_trust.io import decode_image
+
+    return decode_image(buf.getvalue()).array
