@@ -10,8 +10,8 @@ localisation metrics against masks.
   rule reports the strongest tile when it stands out: its calibrated p is at least the
   threshold **and** its logit exceeds the median tile logit by at least ``REGION_MARGIN``.
   It needs ``MIN_TILES`` tiles (a "rest" to stand out from), and speaks only for inputs
-  inside the detector's domain. The margin was chosen on validation photographs and
-  measured on test photographs and spliced images (docs/detection.md, "Regions").
+  inside the detector's domain. Its measured behaviour on test photographs and spliced
+  images is in docs/detection.md, "Regions and faces".
 - :func:`localisation_metrics`: pixel AUC of the region map against a mask, and F1 and IoU of
   the map thresholded at the calibrated threshold (p >= 0.5).
 """
@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-# logit units of the bundled default (Platt a = 1: one logit unit is one unit of log-odds).
-# Chosen on the 38 validation photographs of the photo corpus (as stored, JPEG 90 and long side
-# 512): the smallest margin at which none of them fires; see docs/detection.md "Regions".
+# logit units of the bundled default (Platt a = 1: one logit unit is one unit of log-odds): the
+# strongest tile must be e^2.5 ~ 12x the odds of the median one. Set before measuring, not fitted;
+# what it does on test photographs and spliced images is in docs/detection.md "Regions and faces"
+# (benchmarks/regions.py; the CPU this was built on allowed only a small sample).
 REGION_MARGIN = 2.5
 MIN_TILES = 4
 THRESHOLD = 0.5
