@@ -136,7 +136,14 @@ def scan_cmd(
 def _write_scan_html(path: Path, results: list[dict], detector, limit: int = 200) -> None:
     from genvis_trust.atomic import atomic_write_text
     from genvis_trust.io import ImageLoadError, load_image
-    from genvis_trust.report.html import draw_boxes, heat_map, local_boxes, scan_report_html, spectrum_image, thumbnail
+    from genvis_trust.report.html import (
+        draw_boxes,
+        heat_map,
+        local_boxes,
+        scan_report_html,
+        spectrum_image,
+        thumbnail,
+    )
 
     items = []
     shown = results[:limit]
