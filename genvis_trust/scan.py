@@ -77,8 +77,11 @@ def _ev(kind: str, strength: str, summary: str, indicates: str, details: dict | 
     return {"kind": kind, "strength": strength, "summary": summary, "indicates": indicates, "details": details or {}}
 
 
-def fuse(record: ScoreRecord, stability: dict | None = None) -> ScanResult:
-    """One verdict from the provenance report (``record.extra``) and the detector score."""
+def fuse(record: ScoreRecord, stability: dict | None = None, local: dict | None = None) -> ScanResult:
+    """One verdict from the provenance report (``record.extra``) and the detector score.
+    ``local``: the strongest region and the faces (``{"region", "faces"}``, see
+    :mod:`genvis_trust.regions`); one that stands out makes an otherwise ``no_evidence``
+    image ``likely_generated``."""
     if record.error is not None:
         return _fuse_without_pixels(record)
     prov = record.extra
@@ -105,6 +108,13 @@ def fuse(record: ScoreRecord, stability: dict | None = None) -> ScanResult:
         evidence.append(_ev("detector", "learned", text, "generated" if p >= THRESHOLD else "none", detail))
         if stability is not None:
             det["stability"] = stability
+    local_ev: list[dict] = []
+    if local and record.score is not None:
+        from genvis_trust.regions import local_evidence
+
+        local_ev, extra = local_evidence(local.get("region"), local.get("faces") or [], p, bool(ood))
+        evidence += local_ev
+        det.update(extra)
     calibrated = bool(record.score is not None and record.score.calibrated)
     p_used = p
     # Out of domain, a low score means nothing; a high one still counts only for small images of
@@ -114,6 +124,13 @@ def fuse(record: ScoreRecord, stability: dict | None = None) -> ScanResult:
     verdict, summary = _decide(evidence, p_used, stability, calibrated)
     if p_used is None and p is not None and verdict == "no_evidence":
         summary = summary.replace("(no detector score)", f"(detector p={p:.2f} not meaningful here: {ood[0]['message']})")
+    standing = next((e for e in local_ev if e["indicates"] == "edited"), None)
+    if standing is not None and verdict == "no_evidence" and p_used is not None:
+        d = standing["details"]
+        what = "one region" if standing["kind"] == "region" else "a face"
+        verdict = "likely_generated"
+        summary = summary.replace("no evidence of generation (detector",
+                                  f"likely generated in {what} (p={d['probability']:.2f} at {d['box']}; whole-image detector")
     return ScanResult(record.input, verdict, summary, evidence, image, det, pd)
 
 
@@ -220,15 +237,18 @@ class Scanner:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         fetch_remote: bool = False,
         video=None,
+        faces: bool = True,
     ):
         """``max_pixels``: larger images become ``too_large`` error records (the service lowers it).
         ``fetch_remote``: fetch remote C2PA manifests (default: reported with their URL).
-        ``video``: a :class:`~genvis_trust.video.VideoOptions` (frames sampled, limits)."""
+        ``video``: a :class:`~genvis_trust.video.VideoOptions` (frames sampled, limits).
+        ``faces``: find faces and score each on denser tiles (:mod:`genvis_trust.faces`)."""
         from genvis_trust.video import VideoLimits, VideoOptions
 
         self.video_options = video or VideoOptions(limits=VideoLimits(max_pixels=max_pixels))
         self.provenance = provenance
         self.check_stability = check_stability
+        self.faces = faces
         self._verify_kwargs: dict[str, Any] = {}
         self._store = None
         if provenance:
@@ -245,7 +265,7 @@ class Scanner:
                 self._verify_kwargs["store"] = self._store
         self.engine = ScoringEngine(
             detector, device=device, batch_size=batch_size, workers=workers, max_pixels=max_pixels,
-            hook=self._hook if provenance else None, keep_images=check_stability,
+            hook=self._hook if provenance else None, keep_images=check_stability or faces,
         )
         self.detector = self.engine.detector
 
@@ -274,10 +294,23 @@ class Scanner:
                 and rec.loaded is not None
             ):
                 stab = self._stability(rec)
-            res = fuse(rec, stab)
+            res = fuse(rec, stab, self._local(rec))
             res.image["elapsed_s"] = round(time.time() - t0, 3)
             t0 = time.time()
             yield res
+
+    def _local(self, rec: ScoreRecord) -> dict | None:
+        """The strongest region (from the tiles already scored) and the faces (scored apart)."""
+        if rec.score is None:
+            return None
+        from genvis_trust.regions import strongest_region
+
+        faces = []
+        if self.faces and rec.loaded is not None:
+            from genvis_trust.faces import score_faces
+
+            faces = score_faces(self.detector, rec.loaded.array, rec.score)
+        return {"region": strongest_region(self.detector, rec.score), "faces": faces}
 
     def _stability(self, rec: ScoreRecord) -> dict:
         from genvis_trust.detectors.evaluation import stability

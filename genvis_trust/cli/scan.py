@@ -158,7 +158,14 @@ def scan_cmd(
 def _write_scan_html(path: Path, results: list[dict], detector, limit: int = 200) -> None:
     from genvis_trust.atomic import atomic_write_text
     from genvis_trust.io import ImageLoadError, load_image
-    from genvis_trust.report.html import heat_map, scan_report_html, spectrum_image, thumbnail
+    from genvis_trust.report.html import (
+        draw_boxes,
+        heat_map,
+        local_boxes,
+        scan_report_html,
+        spectrum_image,
+        thumbnail,
+    )
 
     items = []
     shown = results[:limit]
@@ -173,8 +180,10 @@ def _write_scan_html(path: Path, results: list[dict], detector, limit: int = 200
             elif r["verdict"] != "error":
                 try:
                     img = load_image(r["input"]).array
-                    pics["image"] = thumbnail(img)
+                    boxes = local_boxes(r.get("detector"))  # faces and a region that stands out
+                    pics["image"] = draw_boxes(thumbnail(img), boxes, img.shape)
                     pics["heat"] = heat_map(detector, img)
+                    pics["heat"]["picture"] = draw_boxes(pics["heat"]["picture"], boxes, img.shape)
                     pics["spectrum"] = spectrum_image(img)
                 except (ImageLoadError, ValueError):
                     pass

@@ -21,7 +21,7 @@ from typing import Any
 
 from genvis_trust.atomic import atomic_write_bytes, atomic_write_text
 
-from .html import STRENGTH_ORDER, heat_map, render, thumbnail
+from .html import STRENGTH_ORDER, draw_boxes, heat_map, local_boxes, render, thumbnail
 
 REPORT_DIR = "report"
 MAX_ROWS = 50_000  # beyond this the index lists the first ones and says so; results.jsonl has all
@@ -151,9 +151,11 @@ def _pictures(row: dict, root: Path | None, pages: Path, detector, det_tag: str,
             return {"note": f"the image could not be read again for the report: {e}"}
         small = thumbnail(img, 96)
         atomic_write_bytes(need[0], encode_image(small, "JPEG", quality=85))
-        atomic_write_bytes(need[1], encode_image(thumbnail(img, 384), "PNG"))
+        # faces and a region that stands out, boxed (the file names follow the bytes; one audit, one detector)
+        atomic_write_bytes(need[1], encode_image(draw_boxes(thumbnail(img, 384), local_boxes(row.get("detector")), img.shape), "PNG"))
         if want_heat:
             heat = heat_map(detector, img)
+            heat["picture"] = draw_boxes(heat["picture"], local_boxes(row.get("detector")), img.shape)
             atomic_write_bytes(need[2], encode_image(heat["picture"], "PNG"))
             atomic_write_bytes(pages / "heat" / f"{names['heat']}.json",
                                json.dumps({k: v for k, v in heat.items() if k != "picture"}).encode())

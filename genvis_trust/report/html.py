@@ -72,6 +72,37 @@ def heat_map(detector, img: np.ndarray) -> dict[str, Any]:
     return {"picture": picture, "caption": "detector heat map (per tile)", "scale": "tile p(generated)", "low": "0", "high": "1"}
 
 
+def local_boxes(detector: dict[str, Any] | None) -> list[tuple[list[int], str, tuple[int, int, int]]]:
+    """``(box, label, colour)`` to draw from a scan record's ``detector``: every face (red when
+    it stands out, cyan when scored, grey when too small to score) and the strongest region
+    when it stands out (red)."""
+    out = []
+    det = detector or {}
+    for i, f in enumerate(det.get("faces") or []):
+        if f["status"] == "too_small":
+            out.append((f["box"], f"face {i + 1}: too small", (160, 160, 160)))
+        else:
+            out.append((f["box"], f"face {i + 1} p={f['probability']:.2f}", (230, 30, 30) if f["fires"] else (0, 200, 230)))
+    region = det.get("region")
+    if region and region.get("fires"):
+        out.append((region["box"], f"region p={region['probability']:.2f}", (230, 30, 30)))
+    return out
+
+
+def draw_boxes(picture: np.ndarray, boxes: list[tuple[list[int], str, tuple[int, int, int]]], shape: tuple[int, ...]) -> np.ndarray:
+    """``picture`` (the image at any scale; ``shape`` is the full image's) with the boxes drawn."""
+    if not boxes:
+        return picture
+    pic = np.ascontiguousarray(picture).copy()
+    fy, fx = pic.shape[0] / shape[0], pic.shape[1] / shape[1]
+    for (x, y, w, h), label, colour in boxes:
+        p0 = (int(x * fx), int(y * fy))
+        p1 = (int((x + w) * fx) - 1, int((y + h) * fy) - 1)
+        cv2.rectangle(pic, p0, p1, colour, 2)
+        cv2.putText(pic, label, (p0[0] + 2, max(10, p0[1] - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
+    return pic
+
+
 def with_colour_bar(image: np.ndarray, caption: str, low: str, high: str) -> np.ndarray:
     """``image`` with the heat maps' colour scale drawn under it, labelled (for PNG output,
     where no page can carry the scale)."""
