@@ -8,6 +8,7 @@
 from . import autoregressive, diffusion, flow, gan, vae  # noqa: F401  (register the families)
 from .artifact import LoadedGenerator, load_generator, save_generator
 from .base import (
+    GENERATORS,
     Generator,
     GeneratorError,
     SeedNoise,
@@ -23,6 +24,7 @@ from .base import (
 from .training import TrainResult, load_data, train_generator
 
 __all__ = [
+    "GENERATORS",
     "Generator",
     "GeneratorError",
     "LoadedGenerator",

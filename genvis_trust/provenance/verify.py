@@ -55,7 +55,7 @@ from .metadata import c2pa_service_markers, read_metadata
 from .payload import CODECS
 from .phash import phash
 from .store import DEFAULT_PHASH_THRESHOLD, ProvenanceStore
-from .watermarks import SharedTransforms, WatermarkDetection, detect_shared, list_watermarks
+from .watermarks import DEFAULT_BACKEND, SharedTransforms, WatermarkDetection, detect_shared, list_watermarks
 
 __all__ = [
     "DEFAULT_VERIFY_BACKENDS",
@@ -231,7 +231,8 @@ def _watermark_evidence(d: WatermarkDetection, store_hit: dict | None) -> Eviden
 
 
 def _backends_for(requested: tuple[str, ...], c2pa: dict) -> list[str]:
-    names = list(list_watermarks()) if "all" in requested else list(requested)
+    # "all": the default backend first, then by name (the order reports list readings in)
+    names = sorted(list_watermarks(), key=lambda n: n != DEFAULT_BACKEND) if "all" in requested else list(requested)
     for sb in c2pa.get("soft_bindings") or []:
         alg = str(sb.get("alg", ""))
         for n in list_watermarks():
