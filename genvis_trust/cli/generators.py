@@ -34,7 +34,7 @@ def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to 
         bundled.append({
             "name": name, "family": cfg["family"], "num_classes": cfg["config"].get("num_classes", 0),
             "data": card.get("data", {}).get("source"), "steps": card.get("steps"),
-            "params": card.get("params"), "checkpoint_sha256": card.get("checkpoint_sha256"),
+            "params": card.get("params"), "checkpoint_sha256": card.get("weights_sha256") or card.get("checkpoint_sha256"),
             "metrics": card.get("metrics", {}), "command": card.get("command"),
         })
     if json_out:
