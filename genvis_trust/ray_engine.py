@@ -13,7 +13,7 @@ local Ray instance is started on this machine.
 
 Python entry point::
 
-    from genvis_trust.scoring.ray_engine import run_audit_ray
+    from genvis_trust.ray_engine import run_audit_ray
     summary = run_audit_ray("photos/", "out/", scanner_kwargs={"detector": "default"})
 """
 
