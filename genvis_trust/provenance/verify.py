@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genvis_trust.evidence import Evidence, StoreMatch
 from genvis_trust.io import (
     DEFAULT_MAX_BYTES,
     ImageLoadError,
@@ -68,25 +69,6 @@ __all__ = [
 
 REPORT_SCHEMA_VERSION = "1.1"  # 1.1: input.media_type, c2pa.status, store issuer and derivative fields
 DEFAULT_VERIFY_BACKENDS = ("dwtDctSvd", "dwtDct")
-STRENGTHS = ("cryptographic", "statistical", "learned", "declared")
-
-
-@dataclass
-class Evidence:
-    """One signal. ``indicates``: ``generated`` / ``edited`` / ``authentic_provenance`` /
-    ``tampered`` / ``none`` (the signal was looked for and not found)."""
-
-    kind: str  # c2pa | watermark | known_generator | metadata | store
-    strength: str  # cryptographic | statistical | learned | declared
-    summary: str
-    indicates: str = "none"
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self):
-        assert self.strength in STRENGTHS, self.strength
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -154,7 +136,7 @@ def _c2pa_evidence(info: dict) -> Evidence:
         summary += f" ({', '.join(fails[:3])})"
     return Evidence("c2pa", "cryptographic", summary, what,
                     {k: info.get(k) for k in ("status", "state", "failure_codes", "ingredient_failure_codes", "signer",
-                                              "active_manifest")})
+                                              "active_manifest")}, c2pa_state=state)
 
 
 def _find_record(store: ProvenanceStore, c2pa: dict, digest: str, ph: str | None,
@@ -205,9 +187,7 @@ def _store_evidence(found: dict) -> Evidence:
         summary = f"provenance record {rec['id']} found via {found['path']} ({st}{who})"
         strength = "statistical" if found["path"] == "watermark" else "cryptographic"
     return Evidence("store", strength, summary, indicates,
-                    {"path": found["path"], "record_id": rec["id"], "source_type": st,
-                     "derivative": found["path"] == "perceptual_hash",
-                     "phash_distance": found.get("phash_distance")})
+                    store=StoreMatch(rec["id"], found["path"], st, found.get("phash_distance")))
 
 
 def _watermark_evidence(d: WatermarkDetection, store_hit: dict | None) -> Evidence:
