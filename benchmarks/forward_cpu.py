@@ -6,8 +6,9 @@ On one fixed stack of real tiles (crops of the built-in photos at the detector's
 exactly what the engine feeds it) it times, in one process and interleaved round by round
 (so a busy machine slows every variant alike), the forward pass of:
 
-- ``current``: the engine's path today (``Detector.forward_uint8`` with the frozen
-  channels-last TorchScript graph, batch 128, torch's default thread count): the reference;
+- ``current``: the engine's CPU path when this was written (``Detector.forward_uint8`` with
+  the frozen channels-last TorchScript graph, batch 128, torch's default thread count): the
+  reference (the engine has since taken batch 16 from this benchmark's first run);
 - ``eager``: the plain module (contiguous NCHW), and ``eager_cl``: channels-last;
 - ``current`` at other batch sizes and thread counts;
 - ``compile``: ``torch.compile`` (inductor) where a C compiler is present, timed after its
