@@ -29,10 +29,16 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from genvis_trust.evidence import Evidence
 from genvis_trust.io import DEFAULT_MAX_PIXELS
 from genvis_trust.scoring.engine import ScoreRecord, ScoringEngine
+
+if TYPE_CHECKING:
+    from genvis_trust.detectors.detector import DetectionScore
+    from genvis_trust.detectors.evaluation import StabilityVerdict
+    from genvis_trust.provenance.verify import ProvenanceReport
 
 SCAN_SCHEMA_VERSION = "1.0"
 VERDICTS = ("generated", "likely_generated", "uncertain", "no_evidence", "error")
@@ -47,13 +53,29 @@ class ScanResult:
     input: str
     verdict: str
     summary: str  # e.g. "likely generated (detector p=0.97, calibrated)"
-    evidence: list[dict[str, Any]] = field(default_factory=list)
-    image: dict[str, Any] = field(default_factory=dict)
-    detector: dict[str, Any] | None = None
-    provenance: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    evidence: list[Evidence] = field(default_factory=list)
+    image: dict[str, Any] = field(default_factory=dict)  # input facts: size, format, bytes, sha256, timing
+    score: DetectionScore | None = None
+    stability: StabilityVerdict | None = None  # run only near the threshold
+    provenance: ProvenanceReport | None = None
+    error: dict[str, Any] | None = None  # {"code", "message", "path"}
     schema_version: str = SCAN_SCHEMA_VERSION
     video: dict[str, Any] | None = None  # videos only: container facts, frames examined, per-frame rows
+    local: dict[str, Any] | None = None  # the strongest region and the faces, written under "detector"
+
+    @property
+    def detector(self) -> dict[str, Any] | None:
+        """The detector's part of the JSON record: its score, and the stability check when it ran."""
+        if self.score is None:
+            return None
+        d = self.score.to_dict()
+        if self.stability is not None:
+            v = self.stability
+            d["stability"] = {"perturbed": {k: round(x, 4) for k, x in v.perturbed.items()},
+                              "uncertain": v.uncertain, "spread": round(v.spread, 4)}
+        if self.local:
+            d.update(self.local)
+        return d
 
     def to_dict(self, full: bool = False) -> dict[str, Any]:
         d = {
@@ -61,7 +83,7 @@ class ScanResult:
             "input": self.input,
             "verdict": self.verdict,
             "summary": self.summary,
-            "evidence": self.evidence,
+            "evidence": [e.to_dict() for e in self.evidence],
             "image": self.image,
             "detector": self.detector,
             "error": self.error,
@@ -69,53 +91,45 @@ class ScanResult:
         if self.video is not None:
             d["video"] = self.video
         if full:
-            d["provenance"] = self.provenance
+            d["provenance"] = self.provenance.to_dict() if self.provenance is not None else None
         return d
 
 
-def _ev(kind: str, strength: str, summary: str, indicates: str, details: dict | None = None) -> dict:
-    return {"kind": kind, "strength": strength, "summary": summary, "indicates": indicates, "details": details or {}}
-
-
-def fuse(record: ScoreRecord, stability: dict | None = None, local: dict | None = None) -> ScanResult:
+def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: dict | None = None) -> ScanResult:
     """One verdict from the provenance report (``record.extra``) and the detector score.
     ``local``: the strongest region and the faces (``{"region", "faces"}``, see
     :mod:`genvis_trust.regions`); one that stands out makes an otherwise ``no_evidence``
     image ``likely_generated``."""
     if record.error is not None:
         return _fuse_without_pixels(record)
-    prov = record.extra
-    evidence: list[dict] = []
+    prov: ProvenanceReport | None = record.extra
+    evidence: list[Evidence] = []
     image = dict(record.image)
     if prov is not None:
-        pd = prov.to_dict() if hasattr(prov, "to_dict") else dict(prov)
-        evidence += pd.get("evidence", [])
-        image["sha256"] = pd.get("input", {}).get("sha256")
-        if pd.get("error"):
-            evidence.append(_ev("provenance", "declared", f"provenance checks failed: {pd['error'].get('message')}", "none"))
-    else:
-        pd = None
-    det = record.score.to_dict() if record.score is not None else None
-    p = record.score.probability if record.score is not None else None
-    ood = list(record.score.out_of_domain) if record.score is not None else []
-    if record.score is not None:
-        cal = "calibrated" if record.score.calibrated else "uncalibrated"
-        detail = {k: det[k] for k in ("probability", "calibrated", "detector")}
-        text = f"detector {record.score.detector}: p(generated)={p:.2f} ({cal}, {record.score.tiles} tiles)"
+        evidence += prov.evidence
+        image["sha256"] = prov.input.get("sha256")
+        if prov.error:
+            evidence.append(Evidence("provenance", "declared", f"provenance checks failed: {prov.error.get('message')}"))
+    score = record.score
+    p = score.probability if score is not None else None
+    ood = list(score.out_of_domain) if score is not None else []
+    if score is not None:
+        cal = "calibrated" if score.calibrated else "uncalibrated"
+        detail = {"probability": round(p, 6), "calibrated": score.calibrated, "detector": score.detector}
+        text = f"detector {score.detector}: p(generated)={p:.2f} ({cal}, {score.tiles} tiles)"
         if ood:
             detail["out_of_domain"] = ood
             text += "; outside what it was trained on: " + "; ".join(o["message"] for o in ood)
-        evidence.append(_ev("detector", "learned", text, "generated" if p >= THRESHOLD else "none", detail))
-        if stability is not None:
-            det["stability"] = stability
-    local_ev: list[dict] = []
-    if local and record.score is not None:
+        evidence.append(Evidence("detector", "learned", text, "generated" if p >= THRESHOLD else "none", detail))
+    local_ev: list[Evidence] = []
+    local_extra: dict[str, Any] = {}
+    if local and score is not None:
         from genvis_trust.regions import local_evidence
 
-        local_ev, extra = local_evidence(local.get("region"), local.get("faces") or [], p, bool(ood))
+        found, local_extra = local_evidence(local.get("region"), local.get("faces") or [], p, bool(ood))
+        local_ev = [Evidence.from_dict(e) for e in found]
         evidence += local_ev
-        det.update(extra)
-    calibrated = bool(record.score is not None and record.score.calibrated)
+    calibrated = bool(score is not None and score.calibrated)
     p_used = p
     # Out of domain, a low score means nothing; a high one still counts only for small images of
     # a kind the detector was trained on (the bundled generators' samples).
@@ -124,14 +138,15 @@ def fuse(record: ScoreRecord, stability: dict | None = None, local: dict | None 
     verdict, summary = _decide(evidence, p_used, stability, calibrated)
     if p_used is None and p is not None and verdict == "no_evidence":
         summary = summary.replace("(no detector score)", f"(detector p={p:.2f} not meaningful here: {ood[0]['message']})")
-    standing = next((e for e in local_ev if e["indicates"] == "edited"), None)
+    standing = next((e for e in local_ev if e.indicates == "edited"), None)
     if standing is not None and verdict == "no_evidence" and p_used is not None:
-        d = standing["details"]
-        what = "one region" if standing["kind"] == "region" else "a face"
+        d = standing.details
+        what = "one region" if standing.kind == "region" else "a face"
         verdict = "likely_generated"
         summary = summary.replace("no evidence of generation (detector",
                                   f"likely generated in {what} (p={d['probability']:.2f} at {d['box']}; whole-image detector")
-    return ScanResult(record.input, verdict, summary, evidence, image, det, pd)
+    return ScanResult(record.input, verdict, summary, evidence, image, score, stability if score is not None else None, prov,
+                      local=local_extra or None)
 
 
 def _fuse_without_pixels(record: ScoreRecord) -> ScanResult:
@@ -141,66 +156,65 @@ def _fuse_without_pixels(record: ScoreRecord) -> ScanResult:
     its C2PA state beside the decode error."""
     e = record.error
     err_summary = f"error: {e.get('message')} [{e.get('code')}]"
-    if record.extra is None:
+    prov: ProvenanceReport | None = record.extra
+    if prov is None:
         return ScanResult(record.input, "error", err_summary, error=e, image=record.image)
-    pd = record.extra.to_dict() if hasattr(record.extra, "to_dict") else dict(record.extra)
-    evidence = list(pd.get("evidence", []))
-    facts = pd.get("input", {})
+    evidence = list(prov.evidence)
+    facts = prov.input
     image = {**record.image, **{k: facts.get(k) for k in ("bytes", "sha256", "media_type")}}
     verdict, summary = _decide(evidence, None, None)
     media = str(facts.get("media_type") or "")
     if e.get("code") == "not_an_image" and media and not media.startswith("image/"):
         image["pixels"] = f"not checked: {media} (pixel signals run on images only)"
         return ScanResult(record.input, verdict, summary.replace("no detector score", f"{media}, pixels not checked"),
-                          evidence, image, None, pd)
+                          evidence, image, provenance=prov)
     if verdict in ("generated", "likely_generated"):
-        return ScanResult(record.input, verdict, f"{summary}; pixels: {err_summary}", evidence, image, None, pd, e)
-    c2pa = next((x for x in evidence if x["kind"] == "c2pa" and x["indicates"] != "none"), None)
+        return ScanResult(record.input, verdict, f"{summary}; pixels: {err_summary}", evidence, image,
+                          provenance=prov, error=e)
+    c2pa = next((x for x in evidence if x.kind == "c2pa" and x.found), None)
     if c2pa is not None:
-        err_summary += f"; {c2pa['summary']}"
-    return ScanResult(record.input, "error", err_summary, evidence, image, None, pd, e)
+        err_summary += f"; {c2pa.summary}"
+    return ScanResult(record.input, "error", err_summary, evidence, image, provenance=prov, error=e)
 
 
-def _decide(evidence: list[dict], p: float | None, stability: dict | None, calibrated: bool = True) -> tuple[str, str]:
-    by = {}
-    for e in evidence:
-        by.setdefault(e["kind"], []).append(e)
-    c2pa = next((e for e in by.get("c2pa", []) if e["indicates"] in ("generated", "edited")), None)
-    if c2pa is not None:
-        state = c2pa["details"].get("validation_state") or c2pa["details"].get("state") or "valid"
-        what = "generated" if c2pa["indicates"] == "generated" else "edited with generative AI"
-        if str(state).lower() in ("valid", "trusted"):
-            return "generated", f"{what} (declared by a {str(state).lower()} C2PA manifest)"
-    generative = ("generated", "edited")
-    wm = next((e for e in by.get("watermark", []) if e["indicates"] == "generated"), None)
+def _first(evidence: list[Evidence], kind: str, test) -> Evidence | None:
+    return next((e for e in evidence if e.kind == kind and test(e)), None)
+
+
+def _decide(evidence: list[Evidence], p: float | None, stability: StabilityVerdict | None,
+            calibrated: bool = True) -> tuple[str, str]:
+    c2pa = _first(evidence, "c2pa", lambda e: e.generative)
+    if c2pa is not None and c2pa.validated:
+        what = "generated" if c2pa.indicates == "generated" else "edited with generative AI"
+        return "generated", f"{what} (declared by a {c2pa.c2pa_state.lower()} C2PA manifest)"
+    wm = _first(evidence, "watermark", lambda e: e.indicates == "generated")
     # a store record found by exact bytes, C2PA or our own issuer's mark says what the content is;
     # a perceptual-hash match is a near-duplicate of a stamped item: weaker than any mark
-    stores = by.get("store", [])
-    exact = next((e for e in stores if not e["details"].get("derivative")), None)
-    derivative = next((e for e in stores if e["details"].get("derivative")), None)
-    if exact is not None and exact["indicates"] in generative:
-        d = exact["details"]
-        return "generated", f"generated (provenance record {d.get('record_id')} via {d.get('path')}, {d.get('source_type')})"
+    exact = _first(evidence, "store", lambda e: e.store is not None and not e.store.derivative)
+    derivative = _first(evidence, "store", lambda e: e.store is not None and e.store.derivative)
+    if exact is not None and exact.generative:
+        m = exact.store
+        return "generated", f"generated (provenance record {m.record_id} via {m.path}, {m.source_type})"
     if wm is not None:
-        return "generated", "generated (" + wm["summary"].split(":")[0] + ")"
-    known = next((e for e in by.get("known_generator", []) if e["indicates"] == "generated"), None)
+        return "generated", "generated (" + wm.summary.split(":")[0] + ")"
+    known = _first(evidence, "known_generator", lambda e: e.indicates == "generated")
     if known is not None:
-        return "likely_generated", "likely generated (" + known["summary"].split(";")[0] + ")"
-    if derivative is not None and derivative["indicates"] in generative:
-        return "likely_generated", "likely generated (" + derivative["summary"].split(":")[0] + "; no mark found)"
-    meta = next((e for e in by.get("metadata", []) if e["indicates"] == "generated"), None)
+        return "likely_generated", "likely generated (" + known.summary.split(";")[0] + ")"
+    if derivative is not None and derivative.generative:
+        return "likely_generated", "likely generated (" + derivative.summary.split(":")[0] + "; no mark found)"
+    meta = _first(evidence, "metadata", lambda e: e.indicates == "generated")
     if meta is not None:
-        return "likely_generated", f"likely generated (declared in unsigned metadata: {meta['summary']})"
-    tampered = next((e for e in by.get("c2pa", []) if e["indicates"] == "tampered"), None)
+        return "likely_generated", f"likely generated (declared in unsigned metadata: {meta.summary})"
+    tampered = _first(evidence, "c2pa", lambda e: e.indicates == "tampered")
     prefix = "C2PA manifest invalid; " if tampered is not None else ""
-    stamped = next((e for e in [exact, derivative] if e is not None and e["indicates"] not in generative), None)
+    stamped = next((e for e in [exact, derivative] if e is not None and not e.generative), None)
     if stamped is not None:
-        d = stamped["details"]
-        what = "near-duplicate of stamped item" if d.get("derivative") else "stamped item"
-        prefix += f"{what} {d.get('record_id')} recorded as {d.get('source_type')}; "
+        m = stamped.store
+        what = "near-duplicate of stamped item" if m.derivative else "stamped item"
+        prefix += f"{what} {m.record_id} recorded as {m.source_type}; "
     if p is None:
         return "no_evidence", prefix + "no evidence of generation (no detector score)"
-    if stability is not None and stability.get("uncertain"):
+    if stability is not None and stability.uncertain:
         return "uncertain", prefix + f"uncertain (detector p={p:.2f} flips under mild perturbation)"
     if p >= THRESHOLD:
         cal = "calibrated" if calibrated else "uncalibrated"
@@ -312,11 +326,10 @@ class Scanner:
             faces = score_faces(self.detector, rec.loaded.array, rec.score)
         return {"region": strongest_region(self.detector, rec.score), "faces": faces}
 
-    def _stability(self, rec: ScoreRecord) -> dict:
+    def _stability(self, rec: ScoreRecord) -> StabilityVerdict:
         from genvis_trust.detectors.evaluation import stability
 
-        v = stability(self.detector, rec.loaded.array, threshold=THRESHOLD, score=rec.score.probability)
-        return {"perturbed": {k: round(x, 4) for k, x in v.perturbed.items()}, "uncertain": v.uncertain, "spread": round(v.spread, 4)}
+        return stability(self.detector, rec.loaded.array, threshold=THRESHOLD, score=rec.score.probability)
 
     def close(self) -> None:
         if self._store is not None:

@@ -31,7 +31,8 @@ Limits, each refused the same way every time:
   to change it): that file's record, ``too_large``, checked before decoding.
 
 Errors are JSON ``{"detail": ...}``. FastAPI is the ``serve`` extra, imported only when an
-app is made, so the rest of the toolkit works without it. The API docs (``/docs``,
+app is made (the routes live in :mod:`genvis_trust.service_routes`, at module level, and
+read the app's typed :class:`ServiceState`), so the rest of the toolkit works without it. The API docs (``/docs``,
 ``/redoc``) are served from assets bundled with ``fastapi-offline``: they work without
 internet access.
 
@@ -39,11 +40,9 @@ internet access.
 <function create_app at ...>
 """
 
-import json
 import logging
 import math
-import secrets
-from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from genvis_trust import __version__
@@ -65,6 +64,48 @@ DEFAULT_UPLOAD_GRACE_S = 2.0
 DEFAULT_MAX_VIDEO_S = 300.0
 FIELD = "files"
 SERVE_EXTRA_HINT = 'the service needs the serve extra: pip install "genvis-trust[serve]"'
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the service admits; reported by ``/health`` as is."""
+
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_files: int = DEFAULT_MAX_FILES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_concurrency: int = 4
+    queue_timeout_s: float = 10.0
+    upload_timeout_s: float = 60.0
+    min_upload_rate: float = DEFAULT_MIN_UPLOAD_RATE
+    upload_grace_s: float = DEFAULT_UPLOAD_GRACE_S
+    max_uploads: int = 16
+
+    def __post_init__(self):
+        for name in ("max_upload_bytes", "max_files", "max_pixels", "max_concurrency", "max_uploads"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def retry_after(self) -> str:
+        return str(max(1, math.ceil(self.queue_timeout_s)))
+
+
+@dataclass
+class ServiceState:
+    """One app's state: what it was made with, what its lifespan loaded, and the counters
+    ``/health`` reports. Routes find it at ``request.app.state.service``."""
+
+    limits: Limits
+    detector: Any  # a bundled name, an artifact folder or a loaded Detector
+    scanner_kwargs: dict[str, Any]
+    token: str | None = None
+    scanner: Any = None  # the Scanner, once the lifespan has loaded it
+    slots: Any = None  # anyio.Semaphore(max_concurrency): a scan holds one
+    threads: Any = None  # anyio.CapacityLimiter: scans get their own threads, not the upload pool
+    health: dict[str, Any] = field(default_factory=dict)
+    receiving: int = 0  # bodies being received
+    in_flight: int = 0  # scans holding a slot
+    waiting: int = 0  # scans waiting for one
 
 
 class _TooLarge(Exception):
@@ -105,165 +146,36 @@ def create_app(
     ASGI server, e.g. ``uvicorn.run(create_app(...))``, or ``genvis-trust serve``.
     """
     try:
-        import anyio
-        from fastapi import Depends, HTTPException, Request
-        from fastapi.responses import JSONResponse, Response
-        from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+        from fastapi.responses import JSONResponse
         from fastapi_offline import FastAPIOffline
-        from starlette.formparsers import MultiPartException, MultiPartParser
         from starlette.formparsers import multipart as _python_multipart
-        from starlette.requests import ClientDisconnect
+
+        from genvis_trust import service_routes
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(f"{SERVE_EXTRA_HINT} ({e})") from e
     if _python_multipart is None:  # pragma: no cover - starlette imports it optionally
         raise ImportError(f"{SERVE_EXTRA_HINT} (python-multipart is missing)")
 
-    max_uploads = 4 * int(max_concurrency) if max_uploads is None else max_uploads
-    for name, value in (("max_upload_bytes", max_upload_bytes), ("max_files", max_files),
-                        ("max_pixels", max_pixels), ("max_concurrency", max_concurrency),
-                        ("max_uploads", max_uploads)):
-        if int(value) < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
-    limits = {
-        "max_upload_bytes": int(max_upload_bytes),
-        "max_files": int(max_files),
-        "max_pixels": int(max_pixels),
-        "max_concurrency": int(max_concurrency),
-        "queue_timeout_s": float(queue_timeout_s),
-        "upload_timeout_s": float(upload_timeout_s),
-        "min_upload_rate": float(min_upload_rate),
-        "upload_grace_s": float(upload_grace_s),
-        "max_uploads": int(max_uploads),
-    }
-    retry_after = str(max(1, math.ceil(queue_timeout_s)))
-    state: dict[str, Any] = {}
-
-    @asynccontextmanager
-    async def lifespan(app):
-        from genvis_trust.scan import Scanner
-
-        # in a thread: loading weights must not stall a loop that may already serve others
-        from genvis_trust.video import VideoLimits, VideoOptions
-
-        video = scanner_kwargs.get("video") or VideoOptions(
-            limits=VideoLimits(max_pixels=max_pixels, max_duration_s=DEFAULT_MAX_VIDEO_S))
-        scanner = await anyio.to_thread.run_sync(
-            lambda: Scanner(detector, max_pixels=max_pixels, **{**scanner_kwargs, "video": video})
-        )
-        state.update(scanner=scanner, slots=anyio.Semaphore(max_concurrency), in_flight=0, waiting=0, receiving=0,
-                     # scans get their own threads, not the pool Starlette uses to spool uploads
-                     threads=anyio.CapacityLimiter(max_concurrency),
-                     health=_health(scanner, limits, token is not None))
-        log.info("genvis-trust service ready: detector %s (sha256 %s), limits %s",
-                 scanner.detector.name, scanner.detector.sha256, limits)
-        try:
-            yield
-        finally:
-            scanner.close()
-
+    limits = Limits(
+        max_upload_bytes=int(max_upload_bytes), max_files=int(max_files), max_pixels=int(max_pixels),
+        max_concurrency=int(max_concurrency), queue_timeout_s=float(queue_timeout_s),
+        upload_timeout_s=float(upload_timeout_s), min_upload_rate=float(min_upload_rate),
+        upload_grace_s=float(upload_grace_s),
+        max_uploads=4 * int(max_concurrency) if max_uploads is None else int(max_uploads),
+    )
     app = FastAPIOffline(
         title="genvis-trust",
         version=__version__,
         description="Scan uploaded images for evidence of generation: C2PA, metadata, watermarks, detector.",
-        lifespan=lifespan,
+        lifespan=service_routes.lifespan,
     )
+    app.state.service = ServiceState(limits, detector, dict(scanner_kwargs), token)
 
     @app.exception_handler(Exception)
     async def _internal(request, exc):  # a 500 is JSON like every other error
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
-    bearer = HTTPBearer(auto_error=False, description="Needed when the service was started with a token.")
-
-    def check_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if token is None:
-            return
-        given = credentials.credentials if credentials is not None else ""
-        if not secrets.compare_digest(given.encode(), token.encode()):
-            msg = "missing bearer token" if credentials is None else "wrong bearer token"
-            raise HTTPException(401, msg, headers={"WWW-Authenticate": "Bearer"})
-
-    @app.get("/health")
-    async def health() -> dict:
-        """The loaded detector (name, sha256, version), the schema version, the limits, and
-        how many requests are sending their body (``receiving``), hold a scan slot
-        (``in_flight``) or wait for one (``waiting``)."""
-        return {**state["health"], "receiving": state["receiving"], "in_flight": state["in_flight"],
-                "waiting": state["waiting"]}
-
-    @app.post("/scan", dependencies=[Depends(check_token)])
-    async def scan(request: Request, full: bool = False) -> Response:
-        """Scan one or many images sent as multipart field ``files``; one record per file,
-        in upload order (``?full=true`` adds each image's full provenance report)."""
-        ctype = request.headers.get("content-type", "")
-        if not ctype.lower().startswith("multipart/form-data"):
-            raise HTTPException(415, f"send multipart/form-data with the images in field {FIELD!r}, got {ctype or 'no content type'!r}")
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_upload_bytes:
-            raise HTTPException(413, _too_big(int(declared), max_upload_bytes))
-
-        if state["receiving"] >= max_uploads:
-            raise HTTPException(503, f"busy: {max_uploads} upload(s) already being received; retry later",
-                                headers={"Retry-After": retry_after})
-        state["receiving"] += 1
-        try:
-            files = await _read_files(request)
-        finally:
-            state["receiving"] -= 1
-
-        got_slot = False
-        state["waiting"] += 1
-        try:
-            with anyio.move_on_after(queue_timeout_s):
-                await state["slots"].acquire()
-                got_slot = True
-        finally:
-            state["waiting"] -= 1
-        if not got_slot:
-            raise HTTPException(503, f"busy: {max_concurrency} scan(s) in progress and none finished "
-                                f"within {queue_timeout_s:g} s; retry later", headers={"Retry-After": retry_after})
-        state["in_flight"] += 1
-        try:
-            results = await anyio.to_thread.run_sync(_scan, state["scanner"], files, full, limiter=state["threads"])
-        finally:
-            state["in_flight"] -= 1
-            state["slots"].release()
-        body = json.dumps({"schema_version": SCAN_SCHEMA_VERSION, "results": results}, sort_keys=True, default=str)
-        return Response(body, media_type="application/json")
-
-    async def _read_files(request: Request) -> list[tuple[str, bytes]]:
-        form = None
-        try:
-            with anyio.fail_after(upload_timeout_s):
-                body = _paced(request.stream(), max_upload_bytes, min_upload_rate, upload_grace_s)
-                parser = MultiPartParser(request.headers, body,
-                                         max_files=max_files, max_fields=8)
-                form = await parser.parse()
-                files = []
-                for name, value in form.multi_items():
-                    if name != FIELD:
-                        raise HTTPException(400, f"unexpected form field {name!r}; send images in field {FIELD!r}")
-                    if isinstance(value, str):
-                        raise HTTPException(400, f"field {FIELD!r} must be a file part (with a filename), not text")
-                    files.append((value.filename or f"<upload {len(files)}>", await value.read()))
-        except _TooLarge as e:
-            raise HTTPException(413, str(e)) from None
-        except _TooSlow as e:
-            raise HTTPException(408, str(e)) from None
-        except ClientDisconnect:
-            raise HTTPException(400, "client disconnected during the upload") from None
-        except TimeoutError:
-            raise HTTPException(408, f"upload not finished within {upload_timeout_s:g} s") from None
-        except MultiPartException as e:
-            if e.message.startswith("Too many files"):
-                raise HTTPException(413, f"too many files: at most {max_files} per request") from None
-            raise HTTPException(400, f"malformed multipart body: {e.message}") from None
-        finally:
-            if form is not None:
-                await form.close()
-        if not files:
-            raise HTTPException(400, f"no files: send one or more images in multipart field {FIELD!r}")
-        return files
-
+    app.include_router(service_routes.router)
     return app
 
 
@@ -299,7 +211,7 @@ def _too_big(n: int, limit: int, more_than: bool = False) -> str:
     return f"upload too large: {size}; the limit is {limit} bytes ({limit / MiB:g} MiB) per request"
 
 
-def _health(scanner, limits: dict, auth: bool) -> dict:
+def _health(scanner, limits: Limits, auth: bool) -> dict:
     from genvis_trust.detectors.registry import get_family
 
     det = scanner.detector
@@ -321,5 +233,5 @@ def _health(scanner, limits: dict, auth: bool) -> dict:
         },
         "provenance": scanner.provenance,
         "auth": "bearer" if auth else "none",
-        "limits": limits,
+        "limits": asdict(limits),
     }

@@ -112,7 +112,7 @@ def test_save_load_round_trip_is_bit_identical(family, tmp_path):
     sha = save_generator(m, tmp_path, {"note": "test"})
     assert sha == sha256_file(tmp_path / WEIGHTS)
     cfg = json.loads((tmp_path / CONFIG).read_text())
-    assert cfg["family"] == family and cfg["version"] == m.version
+    assert cfg["kind"] == "generator" and cfg["family"] == family and cfg["family_version"] == m.version
     m2 = load_generator(tmp_path, "cpu")
     a, b = m.artifact_state_dict(), m2.artifact_state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -127,7 +127,7 @@ def test_load_refuses_wrong_version_and_tampered_weights(tmp_path):
     m = trained("vae")
     save_generator(m, tmp_path)
     cfg = json.loads((tmp_path / CONFIG).read_text())
-    (tmp_path / CONFIG).write_text(json.dumps({**cfg, "version": 99}))
+    (tmp_path / CONFIG).write_text(json.dumps({**cfg, "family_version": 99}))
     with pytest.raises(GeneratorError, match="version 99"):
         load_generator(tmp_path)
     (tmp_path / CONFIG).write_text(json.dumps(cfg))

@@ -21,7 +21,7 @@ from genvis_trust.scan import _decide
 
 
 def _evidence(rep):
-    return [e.to_dict() for e in rep.evidence]
+    return list(rep.evidence)  # the verdict reads the typed Evidence, as scan's fuse does
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 from genvis_trust.audit import run_audit  # noqa: E402
 from genvis_trust.detectors import Detector  # noqa: E402
 from genvis_trust.io import encode_image  # noqa: E402
-from genvis_trust.scoring.ray_engine import run_audit_ray  # noqa: E402
+from genvis_trust.ray_engine import run_audit_ray  # noqa: E402
 
 
 def test_ray_audit_matches_local(tmp_path):

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from genvis_trust.detectors import Detector
+from genvis_trust.detectors.evaluation import StabilityVerdict
+from genvis_trust.evidence import Evidence, StoreMatch
 from genvis_trust.io import ERROR_CODES, encode_image
 from genvis_trust.scan import VERDICTS, Scanner, _decide
 from genvis_trust.scoring import ScoringEngine, naive_scores
@@ -83,7 +85,8 @@ def test_engine_pulls_inputs_lazily(det_dir, tmp_path):
 
 
 def ev(kind, strength, indicates, **details):
-    return {"kind": kind, "strength": strength, "summary": f"{kind} says {indicates}", "indicates": indicates, "details": details}
+    return Evidence.from_dict({"kind": kind, "strength": strength, "summary": f"{kind} says {indicates}",
+                               "indicates": indicates, "details": details})
 
 
 def test_fusion_order_and_never_real():
@@ -91,14 +94,33 @@ def test_fusion_order_and_never_real():
     wm = ev("watermark", "statistical", "generated", payload={"record_id": 7})
     meta = ev("metadata", "declared", "generated")
     assert _decide([c2pa, wm], 0.1, None) == ("generated", "generated (declared by a trusted C2PA manifest)")
-    wm["summary"] = "genvis-trust watermark (dwtDctSvd) from issuer 0x2a, record 7: generative content, 64/64 bits"
+    wm.summary = "genvis-trust watermark (dwtDctSvd) from issuer 0x2a, record 7: generative content, 64/64 bits"
     assert _decide([wm, meta], 0.1, None)[1] == "generated (genvis-trust watermark (dwtDctSvd) from issuer 0x2a, record 7)"
     assert _decide([meta], 0.1, None)[0] == "likely_generated"
     assert _decide([ev("c2pa", "cryptographic", "tampered")], 0.9, None)[1].startswith("C2PA manifest invalid; likely generated")
-    assert _decide([], 0.3, {"uncertain": True})[0] == "uncertain"
+    assert _decide([], 0.3, StabilityVerdict(0.3, {"jpeg_90": 0.6}, uncertain=True))[0] == "uncertain"
     assert _decide([], 0.1, None) == ("no_evidence", "no evidence of generation (detector p=0.10)")
     for args in ([], 0.01, None), ([], 0.99, None), ([], None, None):
         assert "real" not in _decide(*args)[1]
+
+
+def test_fusion_decides_on_typed_attributes_not_details():
+    # details say "Valid" but the typed state is unset: the claim is not taken as validated
+    claim = Evidence("c2pa", "cryptographic", "C2PA manifest", "generated", {"state": "Valid"})
+    assert _decide([claim], 0.1, None)[0] == "no_evidence"
+    claim.c2pa_state = "Valid"
+    assert _decide([claim], 0.1, None) == ("generated", "generated (declared by a valid C2PA manifest)")
+    near = Evidence("store", "statistical", "near-duplicate of stamped item 4 (trainedAlgorithmicMedia): a look-alike",
+                    "generated", store=StoreMatch(4, "perceptual_hash", "trainedAlgorithmicMedia", 3))
+    assert near.details["derivative"] is True and near.details["phash_distance"] == 3
+    assert _decide([near], 0.1, None) == (
+        "likely_generated", "likely generated (near-duplicate of stamped item 4 (trainedAlgorithmicMedia); no mark found)")
+    exact = Evidence("store", "cryptographic", "provenance record 5 found via sha256", "authentic_provenance",
+                     store=StoreMatch(5, "sha256", "digitalCapture"))
+    assert _decide([exact], 0.1, None) == (
+        "no_evidence", "stamped item 5 recorded as digitalCapture; no evidence of generation (detector p=0.10)")
+    with pytest.raises(ValueError, match="strength"):
+        Evidence("c2pa", "strong", "x")
 
 
 # ---------------------------------------------------------------- audit folder

@@ -417,3 +417,17 @@ def test_cli_help_and_lazy_import(detector_dir, monkeypatch):
     # The base CLI and the library never import FastAPI until a server is made.
     code = "import sys, genvis_trust.cli.serve, genvis_trust.service; assert 'fastapi' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_apps_keep_their_own_typed_state(detector_dir):
+    from genvis_trust.service import Limits, ServiceState
+
+    a = create_app(str(detector_dir[0]), max_files=3, token="x")
+    b = create_app(str(detector_dir[0]), max_files=5, max_concurrency=2)
+    sa, sb = a.state.service, b.state.service
+    assert isinstance(sa, ServiceState) and isinstance(sa.limits, Limits)
+    assert (sa.limits.max_files, sa.token, sa.limits.max_uploads) == (3, "x", 16)
+    assert (sb.limits.max_files, sb.token, sb.limits.max_uploads) == (5, None, 8)
+    assert sorted(a.openapi()["paths"]) == ["/health", "/scan"]
+    with pytest.raises(ValueError, match="max_files must be at least 1"):
+        create_app(str(detector_dir[0]), max_files=0)

@@ -67,7 +67,7 @@ def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to 
 @app.command("import")
 def import_cmd(
     checkpoint: Path = typer.Argument(..., help="A published checkpoint (.pth/.pt state dict or .safetensors)."),
-    arch: str = typer.Option(..., help="resnet50 (CNNDetection layout) or npr (NPR raw state dict)."),
+    arch: str = typer.Option(..., help="A family that reads published checkpoints: resnet50 (CNNDetection layout) or npr (NPR raw state dict)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Artifact folder to write."),
     patch: int | None = typer.Option(None, help="Input side for tiling (default 224)."),
 ):

@@ -41,7 +41,7 @@ def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to 
             "name": name, "family": family, "num_classes": cfg["config"].get("num_classes", 0),
             "output_px": size, "kind": "image-to-image" if i2i else "sampler",
             "data": card.get("data", {}).get("source"), "steps": card.get("steps"),
-            "params": card.get("params"), "checkpoint_sha256": card.get("checkpoint_sha256"),
+            "params": card.get("params"), "checkpoint_sha256": card.get("weights_sha256") or card.get("checkpoint_sha256"),
             "metrics": card.get("metrics", {}), "command": card.get("command"),
         })
     if json_out:

@@ -232,7 +232,7 @@ def audit_cmd(
         err.print(f"resuming: {done} file(s) already recorded in {out_dir / RESULTS}")
     with friendly_errors(ArtifactError, FileNotFoundError, ValueError):
         if engine == "ray":
-            from genvis_trust.scoring.ray_engine import run_audit_ray
+            from genvis_trust.ray_engine import run_audit_ray
 
             summary = run_audit_ray(folder, out_dir, scanner_kwargs=kwargs)
         elif engine == "local":

@@ -11,6 +11,7 @@ from .adapters import MapDatasetSource
 from .base import (
     DEFAULT_FRACTIONS,
     LABELS,
+    SOURCES,
     SPLITS,
     Item,
     Sample,
@@ -35,6 +36,7 @@ from .folders import FolderSource, ForenSynthsSource, GenImageSource, detect_lay
 __all__ = [
     "DEFAULT_FRACTIONS",
     "LABELS",
+    "SOURCES",
     "SPLITS",
     "Corpus",
     "CorpusError",

@@ -17,6 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from genvis_trust.registry import Registry
+
 LABELS = ("real", "generated")
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
@@ -314,24 +316,24 @@ def to_rgb_uint8(img: Any) -> np.ndarray:
 
 # --------------------------------------------------------------------------- registry
 
-_REGISTRY: dict[str, tuple[Callable[..., Source], str]] = {}
+def _create(cls: Callable[..., Source], **options: Any) -> Source:
+    try:
+        return cls(**options)
+    except TypeError as e:  # an option this source does not take, e.g. label=
+        raise SourceError(f"{cls.name}: {e}") from None
+
+
+SOURCES: Registry[Callable[..., Source]] = Registry("source", error=SourceError, factory=_create)
 
 
 def register_source(name: str, description: str):
     """Class decorator: make a source available by name to ``get_source`` and the CLI."""
-
-    def deco(cls):
-        cls.name = name
-        cls.description = description
-        _REGISTRY[name] = (cls, description)
-        return cls
-
-    return deco
+    return SOURCES.decorator(name, name=name, description=description)
 
 
 def list_sources() -> dict[str, str]:
     """Registered source names and one-line descriptions."""
-    return {k: d for k, (_, d) in sorted(_REGISTRY.items())}
+    return {k: c.description for k, c in SOURCES.list().items()}
 
 
 def get_source(spec: str, **options: Any) -> Source:
@@ -339,16 +341,13 @@ def get_source(spec: str, **options: Any) -> Source:
     ForenSynths (``0_real``/``1_fake``) or GenImage (``train|val/nature|ai``) tree, or a
     plain folder of images.
     """
-    if spec in _REGISTRY:
-        try:
-            return _REGISTRY[spec][0](**options)
-        except TypeError as e:  # an option this source does not take, e.g. label=
-            raise SourceError(f"{spec}: {e}") from None
+    if spec in SOURCES:
+        return SOURCES.create(spec, **options)
     from pathlib import Path
 
     from .folders import source_for_path
 
     if Path(spec).exists():
         return source_for_path(Path(spec), **options)
-    known = ", ".join(sorted(_REGISTRY))
+    known = ", ".join(SOURCES.list())
     raise SourceError(f"unknown source {spec!r}: not a registered name ({known}) nor an existing path")

@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 
 from genvis_trust.io import encode_image, load_image
+from genvis_trust.registry import Registry
 
 __all__ = [
     "PERTURBATIONS",
@@ -93,7 +94,10 @@ ROUNDTRIP_FORMATS = ("PNG", "JPEG", "WEBP")
 
 #: name -> function. Every function takes the image first, then keyword parameters, and
 #: an ``rng`` parameter when it uses randomness (required when it always does).
-PERTURBATIONS: dict[str, Callable[..., np.ndarray]] = {}
+#: ``PERTURBATIONS.create(name, **params)`` is a :class:`Perturbation`.
+PERTURBATIONS: Registry[Callable[..., np.ndarray]] = Registry(
+    "perturbation", factory=lambda fn, **params: Perturbation(fn.perturbation_name, params)
+)
 
 
 def register_perturbation(name: str | None = None):
@@ -101,9 +105,8 @@ def register_perturbation(name: str | None = None):
 
     def deco(fn):
         key = name or fn.__name__
-        if key in PERTURBATIONS:
-            raise ValueError(f"perturbation {key!r} is already registered")
-        PERTURBATIONS[key] = fn
+        PERTURBATIONS.register(key, fn)
+        fn.perturbation_name = key
         return fn
 
     return deco
@@ -111,7 +114,7 @@ def register_perturbation(name: str | None = None):
 
 def list_perturbations() -> list[str]:
     """Names of the registered perturbation functions, sorted."""
-    return sorted(PERTURBATIONS)
+    return list(PERTURBATIONS.list())
 
 
 # --------------------------------------------------------------------------- functional core
@@ -421,10 +424,7 @@ class Perturbation:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.name not in PERTURBATIONS:
-            raise ValueError(
-                f"unknown perturbation {self.name!r}; known: {', '.join(list_perturbations())}"
-            )
+        PERTURBATIONS.get(self.name)  # an unknown name fails here, listing the known ones
         object.__setattr__(self, "params", dict(self.params))
         signature, hints = _signature(self.name)
         for key, value in self.params.items():

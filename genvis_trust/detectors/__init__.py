@@ -12,9 +12,10 @@
 
 from .calibration import apply_calibration, fit_calibration
 from .detector import DetectionScore, Detector, list_bundled, load_detector, tile_image
-from .registry import get_family, list_families, register_detector
+from .registry import DETECTORS, get_family, list_families, register_detector
 
 __all__ = [
+    "DETECTORS",
     "DetectionScore",
     "Detector",
     "apply_calibration",

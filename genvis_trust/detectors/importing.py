@@ -1,9 +1,9 @@
 """Import published detector checkpoints into the toolkit's artifact format.
 
-Supported layouts:
-- ``resnet50`` (CNNDetection, Wang et al. 2020): ``torch.save({'model': state_dict, ...})``
-  of torchvision ``resnet50`` with ``fc`` -> 1 logit; keys may carry a ``module.`` prefix;
-- ``npr`` (Tan et al. 2024): a raw state dict (``conv1``, ``bn1``, ``layer1``, ``layer2``, ``fc1``).
+Any family with a ``checkpoint_filter_fn`` beside it (see :mod:`.registry`) can be
+imported; today ``resnet50`` (CNNDetection, Wang et al. 2020: ``torch.save({'model':
+state_dict, ...})`` of torchvision ``resnet50`` with ``fc`` -> 1 logit) and ``npr`` (Tan et
+al. 2024: a raw state dict). Keys may carry a ``module.`` prefix.
 
 Files are read with ``torch.load(weights_only=True)``: tensors and plain containers only,
 never arbitrary pickled objects. ``.safetensors`` files are read directly.
@@ -20,12 +20,14 @@ import torch
 from genvis_trust.io import sha256_file
 
 from .detector import Detector
+from .registry import CheckpointImportError, list_families
 
-ARCHS = ("resnet50", "npr")
+__all__ = ["CheckpointImportError", "import_checkpoint", "importable_families", "read_state_dict"]
 
 
-class CheckpointImportError(ValueError):
-    """A checkpoint that does not fit the requested architecture."""
+def importable_families() -> list[str]:
+    """Families that say how to read a published checkpoint (``checkpoint_filter_fn``)."""
+    return [n for n, f in list_families().items() if f.checkpoint_filter_fn is not None]
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -51,19 +53,17 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def import_checkpoint(path: str | os.PathLike, arch: str, *, patch: int | None = None) -> Detector:
     """Build a :class:`Detector` of ``arch`` from a published checkpoint file (uncalibrated)."""
-    if arch not in ARCHS:
-        raise CheckpointImportError(f"--arch must be one of {ARCHS}, got {arch!r}")
+    archs = importable_families()
+    if arch not in archs:
+        raise CheckpointImportError(f"--arch must be one of {tuple(archs)}, got {arch!r}")
     state = read_state_dict(path)
-    if arch == "resnet50":
-        det = Detector.create("resnet50", patch=patch or 224, device="cpu")
-        state = {f"model.{k}": v for k, v in state.items()}
-    else:
-        conv1 = state.get("conv1.weight")
-        if conv1 is None:
-            raise CheckpointImportError(f"{path}: no conv1.weight: not an NPR state dict")
-        width = int(conv1.shape[0])
-        blocks = [_count_blocks(state, "layer1"), _count_blocks(state, "layer2")]
-        det = Detector.create("npr", patch=patch or 224, device="cpu", width=width, blocks=blocks)
+    try:
+        state, config = list_families()[arch].checkpoint_filter_fn(state)
+    except CheckpointImportError as e:
+        raise CheckpointImportError(f"{path}: {e}") from None
+    if patch:
+        config = {**config, "patch": patch}
+    det = Detector.create(arch, device="cpu", **config)
     expected = det.net.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -78,10 +78,3 @@ def import_checkpoint(path: str | os.PathLike, arch: str, *, patch: int | None =
     det.net.load_state_dict(state)
     det.card = {"imported_from": str(path), "source_sha256": sha256_file(path), "arch": arch}
     return det
-
-
-def _count_blocks(state: dict, layer: str) -> int:
-    idx = {int(k.split(".")[1]) for k in state if k.startswith(layer + ".")}
-    if not idx:
-        raise CheckpointImportError(f"no {layer} weights: not an NPR state dict")
-    return max(idx) + 1

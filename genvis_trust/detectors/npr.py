@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import register_detector
+from .registry import CheckpointImportError, register_detector
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -93,6 +93,22 @@ class NPRNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(x)))
         x = self.layer2(self.layer1(x))
         return self.fc1(torch.flatten(self.avgpool(x), 1)).squeeze(1)
+
+    @staticmethod
+    def checkpoint_filter_fn(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
+        """The published raw state dict as is; width and depth read from its shapes."""
+        conv1 = state.get("conv1.weight")
+        if conv1 is None:
+            raise CheckpointImportError("no conv1.weight: not an NPR state dict")
+        blocks = [_count_blocks(state, "layer1"), _count_blocks(state, "layer2")]
+        return state, {"patch": 224, "width": int(conv1.shape[0]), "blocks": blocks}
+
+
+def _count_blocks(state: dict, layer: str) -> int:
+    idx = {int(k.split(".")[1]) for k in state if k.startswith(layer + ".")}
+    if not idx:
+        raise CheckpointImportError(f"no {layer} weights: not an NPR state dict")
+    return max(idx) + 1
 
 
 __all__ = ["Bottleneck", "NPRNet", "npr_residual"]

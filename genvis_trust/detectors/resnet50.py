@@ -1,7 +1,7 @@
 """ResNet-50 with a one-logit head, in the layout of the published CNNDetection checkpoints
 (Wang et al., CVPR 2020): torchvision ``resnet50`` with ``fc`` -> 1 logit, ImageNet
 normalisation. Checkpoints keep the state dict under ``'model'``; ``detectors import``
-converts them (see ``genvis_trust.detectors.importing``).
+converts them with :meth:`ResNet50Detector.checkpoint_filter_fn`.
 """
 
 from __future__ import annotations
@@ -27,3 +27,8 @@ class ResNet50Detector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model((x - self.mean) / self.std).squeeze(1)
+
+    @staticmethod
+    def checkpoint_filter_fn(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
+        """torchvision ``resnet50`` keys sit under ``model.`` here; 224 px is the published input."""
+        return {f"model.{k}": v for k, v in state.items()}, {"patch": 224}

@@ -18,6 +18,7 @@ from . import (  # noqa: F401  (register the families)
 )
 from .artifact import LoadedGenerator, load_generator, save_generator
 from .base import (
+    GENERATORS,
     Generator,
     GeneratorError,
     SeedNoise,
@@ -33,6 +34,7 @@ from .base import (
 from .training import TrainResult, load_data, train_generator
 
 __all__ = [
+    "GENERATORS",
     "Generator",
     "GeneratorError",
     "LoadedGenerator",

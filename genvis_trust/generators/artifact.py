@@ -1,6 +1,7 @@
-"""Generator artifacts: ``config.json`` + ``model.safetensors`` + ``card.json`` (never pickle).
+"""Generator artifacts, written and read by :mod:`genvis_trust.artifacts` (the one format
+for every kind: ``config.json`` + ``model.safetensors`` + ``card.json``, never pickle).
 
-- ``config.json``: ``{"family", "version", "config": {constructor kwargs}, "toolkit_version"}``;
+- ``config.json``: kind ``generator``, the family, its version and the constructor kwargs;
 - ``model.safetensors``: the sampling weights; its sha256 is the checkpoint id;
 - ``card.json``: data source, steps, seed, wall time, metrics, the exact command;
 - ``train_state.safetensors`` (training folders only, not shipped): full module state,
@@ -13,61 +14,39 @@ it) that the weights' sha256 is the one the card promises.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save, save_file
+from safetensors.torch import save_file
 
-from genvis_trust import __version__
-from genvis_trust.atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from genvis_trust.io import sha256_file
+from genvis_trust.artifacts import CARD, CONFIG, WEIGHTS, ArtifactError, load_artifact, save_artifact
+from genvis_trust.atomic import atomic_path
 
 from .base import Generator, GeneratorError, generator_class, list_bundled, resolve_device
 
-CONFIG, WEIGHTS, CARD, TRAIN_STATE = "config.json", "model.safetensors", "card.json", "train_state.safetensors"
+TRAIN_STATE = "train_state.safetensors"
+KIND = "generator"
 
-
-def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # safetensors refuses shared or non-contiguous storage; copies are cheap at this size
-    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+__all__ = ["CARD", "CONFIG", "TRAIN_STATE", "WEIGHTS", "LoadedGenerator", "load_generator", "read_json",
+           "resolve_artifact", "save_generator", "load_train_state", "save_train_state"]
 
 
 def save_generator(model: Generator, out: str | Path, card: dict[str, Any] | None = None) -> str:
     """Write the artifact folder; returns the weights' sha256 (the checkpoint id)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    blob = save(_contiguous(model.artifact_state_dict()), metadata={"family": model.family})
-    atomic_write_bytes(out / WEIGHTS, blob)
-    sha = sha256_file(out / WEIGHTS)
-    _write_json(
-        out / CONFIG,
-        {"family": model.family, "version": model.version, "config": model.config, "toolkit_version": __version__},
-    )
-    full_card = {
-        "family": model.family,
-        "params": model.num_params(),
-        "weights_bytes": (out / WEIGHTS).stat().st_size,
-        **(card or {}),
-        "checkpoint_sha256": sha,
-        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    _write_json(out / CARD, full_card)
+    full_card = {"params": model.num_params(), **(card or {})}
+    sha = save_artifact(out, kind=KIND, family=model.family, config=model.config,
+                        tensors=model.artifact_state_dict(), card=full_card, version=model.version)
     return sha
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    from genvis_trust.artifacts import read_json as read
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GeneratorError(f"{path}: missing (not a generator artifact folder?)") from None
-    except json.JSONDecodeError as e:
-        raise GeneratorError(f"{path}: not valid JSON ({e.msg})") from None
+        return read(path)
+    except ArtifactError as e:
+        raise GeneratorError(str(e)) from None
 
 
 def resolve_artifact(name_or_path: str | Path) -> Path:
@@ -94,30 +73,22 @@ class LoadedGenerator:
 def load_generator(name_or_path: str | Path, device: str | torch.device = "auto", *, info: bool = False):
     """Load a bundled model by name or an artifact folder; returns the model in eval mode
     (or a :class:`LoadedGenerator` with ``info=True``)."""
+    from genvis_trust.artifacts import read_config
+
     path = resolve_artifact(name_or_path)
-    cfg = read_json(path / CONFIG)
-    family, version = cfg.get("family"), cfg.get("version")
-    cls = generator_class(str(family))
-    if version != cls.version:
-        raise GeneratorError(
-            f"{path / CONFIG}: {family} version {version} but this toolkit reads version {cls.version}"
-        )
-    if not (path / WEIGHTS).is_file():
-        raise GeneratorError(f"{path / WEIGHTS}: missing")
-    sha = sha256_file(path / WEIGHTS)
-    card = read_json(path / CARD) if (path / CARD).is_file() else {}
-    if card.get("checkpoint_sha256") and card["checkpoint_sha256"] != sha:
-        raise GeneratorError(
-            f"{path / WEIGHTS}: sha256 {sha[:16]}… differs from the card's {card['checkpoint_sha256'][:16]}…"
-        )
-    model = cls(**cfg.get("config", {}))
     try:
-        model.load_artifact_state_dict(load_file(str(path / WEIGHTS)))
+        cls = generator_class(str(read_config(path, KIND).get("family")))
+        art = load_artifact(path, kind=KIND, family=cls.family, min_version=cls.version, max_version=cls.version)
+    except ArtifactError as e:
+        raise GeneratorError(str(e)) from None
+    model = cls(**art.config)
+    try:
+        model.load_artifact_state_dict(art.tensors)
     except RuntimeError as e:
         raise GeneratorError(f"{path / WEIGHTS}: weights do not fit the config: {e}") from None
     model = model.to(resolve_device(device)).eval()
     if info:
-        return LoadedGenerator(model, path, card, sha, Path(name_or_path).name)
+        return LoadedGenerator(model, path, art.card, art.sha256, Path(name_or_path).name)
     return model
 
 
@@ -140,7 +111,7 @@ def save_train_state(
     meta = {"step": str(step), "param_groups": json.dumps(groups), "family": model.family}
     # a kill mid-save must leave the previous checkpoint whole, or --resume has nothing to load
     with atomic_path(Path(out) / TRAIN_STATE) as tmp:
-        save_file(_contiguous(tensors), str(tmp), metadata=meta)
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp), metadata=meta)
 
 
 def load_train_state(

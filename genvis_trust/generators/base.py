@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from genvis_trust.registry import Registry
+
 
 class GeneratorError(ValueError):
     """A generator that cannot be created, loaded or sampled (names the problem and the file)."""
@@ -183,7 +185,18 @@ class Generator(nn.Module):
 
 # --------------------------------------------------------------------------- registry
 
-_REGISTRY: dict[str, type[Generator]] = {}
+def _create(cls: type[Generator], **config: Any) -> Generator:
+    """A new, untrained model; unknown config keys are an error."""
+    sig = inspect.signature(cls.__init__)
+    accepts_any = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    known = {k for k in sig.parameters if k != "self"} | {"image_size", "num_classes"}
+    unknown = sorted(set(config) - known)
+    if unknown and not accepts_any:
+        raise GeneratorError(f"{cls.family}: unknown config key(s) {unknown}; accepted: {sorted(known)}")
+    return cls(**config)
+
+
+GENERATORS: Registry[type[Generator]] = Registry("generator family", error=GeneratorError, factory=_create)
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "generators"
 
 
@@ -191,11 +204,9 @@ def register_generator(name: str, description: str = "") -> Callable[[type[Gener
     """Class decorator: make a family available to ``create_generator`` and the CLI."""
 
     def deco(cls: type[Generator]) -> type[Generator]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise GeneratorError(f"generator family {name!r} is already registered")
+        GENERATORS.register(name, cls)
         cls.family = name
         cls.description = description or (inspect.getdoc(cls) or "").split("\n")[0]
-        _REGISTRY[name] = cls
         return cls
 
     return deco
@@ -203,25 +214,16 @@ def register_generator(name: str, description: str = "") -> Callable[[type[Gener
 
 def list_generators() -> dict[str, str]:
     """Registered families and one-line descriptions."""
-    return {k: c.description for k, c in sorted(_REGISTRY.items())}
+    return {k: c.description for k, c in GENERATORS.list().items()}
 
 
 def generator_class(family: str) -> type[Generator]:
-    if family not in _REGISTRY:
-        raise GeneratorError(f"unknown generator family {family!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[family]
+    return GENERATORS.get(family)
 
 
 def create_generator(family: str, **config: Any) -> Generator:
     """A new, untrained model of ``family``; unknown config keys are an error."""
-    cls = generator_class(family)
-    sig = inspect.signature(cls.__init__)
-    accepts_any = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
-    known = {k for k in sig.parameters if k != "self"} | {"image_size", "num_classes"}
-    unknown = sorted(set(config) - known)
-    if unknown and not accepts_any:
-        raise GeneratorError(f"{family}: unknown config key(s) {unknown}; accepted: {sorted(known)}")
-    return cls(**config)
+    return GENERATORS.create(family, **config)
 
 
 def list_bundled() -> dict[str, Path]:

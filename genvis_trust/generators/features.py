@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -101,12 +100,16 @@ class ToolkitFeatures(FeatureExtractor):
             raise GeneratorError(
                 f"{path}: toolkit feature network missing; train it with "
                 "`genvis-trust generators train-features --out PATH`")
-        cfg = json.loads((path / "config.json").read_text())
-        if cfg.get("version") != ToolkitFeatureNet.version:
-            raise GeneratorError(f"{path / 'config.json'}: feature net version {cfg.get('version')} unsupported")
-        net = ToolkitFeatureNet(**cfg["config"])
-        net.load_state_dict(load_file(str(path / "model.safetensors")))
-        self.card = json.loads((path / "card.json").read_text()) if (path / "card.json").is_file() else {}
+        from genvis_trust.artifacts import ArtifactError, load_artifact
+
+        v = ToolkitFeatureNet.version
+        try:
+            art = load_artifact(path, kind="features", family=self.name, min_version=v, max_version=v)
+        except ArtifactError as e:
+            raise GeneratorError(str(e)) from None
+        net = ToolkitFeatureNet(**art.config)
+        net.load_state_dict(art.tensors)
+        self.card = art.card
         self.path = path
         super().__init__(net, resolve_device(device))
 
@@ -193,11 +196,6 @@ def get_feature_extractor(kind: str = "toolkit", *, inception_weights: str | Pat
 def train_feature_net(out: str | Path = FEATURES_ASSET, *, steps: int = 1500, batch: int = 64, seed: int = 0,
                       photo_patches: int = 6000, device: str = "auto", command: str | None = None) -> dict:
     """Train :class:`ToolkitFeatureNet` on the train splits; writes config/model/card to ``out``."""
-    from safetensors.torch import save_file
-
-    from genvis_trust.atomic import atomic_path, atomic_write_text
-    from genvis_trust.io import sha256_file
-
     from .training import load_data
 
     dev = resolve_device(device)
@@ -231,23 +229,20 @@ def train_feature_net(out: str | Path = FEATURES_ASSET, *, steps: int = 1500, ba
     with torch.no_grad():
         pred = net.digit_head(net(test.images.float().to(dev) / 127.5 - 1)).argmax(1).cpu()
     acc = float((pred == test.class_ids).float().mean())
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "model.safetensors") as tmp:  # the bundled asset is replaced in place
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    atomic_write_text(out / "config.json", json.dumps({"name": ToolkitFeatures.name, "version": net.version,
-                                                       "config": net.config}, indent=2) + "\n")
+    from genvis_trust.artifacts import CARD, read_json, save_artifact
+
     card = {
         "name": ToolkitFeatures.name,
         "data": {"digits": digits.spec, "photos": photos.spec, "photo_classes": groups},
         "steps": steps, "batch": batch, "seed": seed, "wall_time_s": round(time.time() - t0, 1),
         "metrics": {"digits_test_accuracy": round(acc, 4), "digits_test_n": len(test)},
         "feature_dim": 4 * net.config["width"],
-        "checkpoint_sha256": sha256_file(out / "model.safetensors"),
         "command": command,
     }
-    atomic_write_text(out / "card.json", json.dumps(card, indent=2, sort_keys=True) + "\n")
-    return card
+    # each file is replaced atomically: the bundled asset is rewritten in place
+    save_artifact(out, kind="features", family=ToolkitFeatures.name, config=net.config,
+                  tensors=net.state_dict(), card=card, version=net.version)
+    return read_json(Path(out) / CARD)
 
 
 def _photo_groups(td) -> list[str]:

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genvis_trust.evidence import Evidence, StoreMatch
 from genvis_trust.io import (
     DEFAULT_MAX_BYTES,
     ImageLoadError,
@@ -55,7 +56,7 @@ from .metadata import c2pa_service_markers, read_metadata
 from .payload import CODECS
 from .phash import phash
 from .store import DEFAULT_PHASH_THRESHOLD, ProvenanceStore
-from .watermarks import SharedTransforms, WatermarkDetection, detect_shared, list_watermarks
+from .watermarks import DEFAULT_BACKEND, SharedTransforms, WatermarkDetection, detect_shared, list_watermarks
 
 __all__ = [
     "DEFAULT_VERIFY_BACKENDS",
@@ -69,25 +70,6 @@ __all__ = [
 
 REPORT_SCHEMA_VERSION = "1.1"  # 1.1: input.media_type, c2pa.status, store issuer and derivative fields
 DEFAULT_VERIFY_BACKENDS = ("dwtDctSvd", "dwtDct")
-STRENGTHS = ("cryptographic", "statistical", "learned", "declared")
-
-
-@dataclass
-class Evidence:
-    """One signal. ``indicates``: ``generated`` / ``edited`` / ``authentic_provenance`` /
-    ``tampered`` / ``none`` (the signal was looked for and not found)."""
-
-    kind: str  # c2pa | watermark | known_generator | metadata | store
-    strength: str  # cryptographic | statistical | learned | declared
-    summary: str
-    indicates: str = "none"
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self):
-        assert self.strength in STRENGTHS, self.strength
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -155,7 +137,7 @@ def _c2pa_evidence(info: dict) -> Evidence:
         summary += f" ({', '.join(fails[:3])})"
     return Evidence("c2pa", "cryptographic", summary, what,
                     {k: info.get(k) for k in ("status", "state", "failure_codes", "ingredient_failure_codes", "signer",
-                                              "active_manifest")})
+                                              "active_manifest")}, c2pa_state=state)
 
 
 def _find_record(store: ProvenanceStore, c2pa: dict, digest: str, ph: str | None,
@@ -206,9 +188,7 @@ def _store_evidence(found: dict) -> Evidence:
         summary = f"provenance record {rec['id']} found via {found['path']} ({st}{who})"
         strength = "statistical" if found["path"] == "watermark" else "cryptographic"
     return Evidence("store", strength, summary, indicates,
-                    {"path": found["path"], "record_id": rec["id"], "source_type": st,
-                     "derivative": found["path"] == "perceptual_hash",
-                     "phash_distance": found.get("phash_distance")})
+                    store=StoreMatch(rec["id"], found["path"], st, found.get("phash_distance")))
 
 
 def _watermark_evidence(d: WatermarkDetection, store_hit: dict | None) -> Evidence:
@@ -232,7 +212,8 @@ def _watermark_evidence(d: WatermarkDetection, store_hit: dict | None) -> Eviden
 
 
 def _backends_for(requested: tuple[str, ...], c2pa: dict) -> list[str]:
-    names = list(list_watermarks()) if "all" in requested else list(requested)
+    # "all": the default backend first, then by name (the order reports list readings in)
+    names = sorted(list_watermarks(), key=lambda n: n != DEFAULT_BACKEND) if "all" in requested else list(requested)
     for sb in c2pa.get("soft_bindings") or []:
         alg = str(sb.get("alg", ""))
         for n in list_watermarks():

@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from genvis_trust.registry import Registry
+
 from .payload import DecodedPayload, get_codec
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "SharedTransforms",
     "WatermarkBackend",
     "WatermarkDetection",
+    "WATERMARKS",
     "WatermarkError",
     "binomial_sf",
     "detect",
@@ -52,43 +55,33 @@ __all__ = [
 
 DEFAULT_BACKEND = "dwtDctSvd"
 
-_REGISTRY: dict[str, Callable[[], WatermarkBackend]] = {}
-_INSTANCES: dict[str, WatermarkBackend] = {}
-
 
 class WatermarkError(ValueError):
     """An image the backend cannot handle (too small, wrong type) or an unknown backend."""
 
 
-def register_watermark(name: str):
-    def deco(cls):
-        if name in _REGISTRY:
-            raise ValueError(f"watermark backend {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+def _ensure_registered() -> None:
+    from . import dwt, rivagan  # noqa: F401  (register on import)
 
-    return deco
+
+WATERMARKS: Registry[Callable[[], WatermarkBackend]] = Registry("watermark backend", error=WatermarkError, load=_ensure_registered)
+_INSTANCES: dict[str, WatermarkBackend] = {}
+
+
+def register_watermark(name: str):
+    return WATERMARKS.decorator(name, name=name)
 
 
 def list_watermarks() -> dict[str, str]:
     """Registered backends: name -> one-line description."""
-    _ensure_registered()
-    return {n: (c.__doc__ or "").strip().splitlines()[0] for n, c in _REGISTRY.items()}
+    return {n: (c.__doc__ or "").strip().splitlines()[0] for n, c in WATERMARKS.list().items()}
 
 
 def get_watermark(name: str = DEFAULT_BACKEND) -> WatermarkBackend:
     """The backend instance for ``name`` (instances are shared: they hold loaded models)."""
-    _ensure_registered()
-    if name not in _REGISTRY:
-        raise WatermarkError(f"unknown watermark backend {name!r}; choose from {sorted(_REGISTRY)}")
     if name not in _INSTANCES:
-        _INSTANCES[name] = _REGISTRY[name]()
+        _INSTANCES[name] = WATERMARKS.create(name)
     return _INSTANCES[name]
-
-
-def _ensure_registered() -> None:
-    from . import dwt, rivagan  # noqa: F401  (register on import)
 
 
 class SharedTransforms:

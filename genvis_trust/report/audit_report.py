@@ -21,6 +21,8 @@ from typing import Any
 
 from genvis_trust.atomic import atomic_write_bytes, atomic_write_text
 
+from genvis_trust.evidence import Evidence
+
 from .html import STRENGTH_ORDER, draw_boxes, heat_map, local_boxes, render, thumbnail
 
 REPORT_DIR = "report"
@@ -37,12 +39,12 @@ def folder_of(name: str) -> str:
 
 def strongest(rec: dict) -> str:
     """The summary of the strongest evidence that indicates something, else ``-``."""
-    found = [e for e in rec.get("evidence") or [] if e.get("indicates") not in (None, "none")]
     if rec.get("error"):
         return f"{rec['error'].get('code')}: {rec['error'].get('message')}"
+    found = [e for e in map(Evidence.from_dict, rec.get("evidence") or []) if e.found]
     if not found:
         return "-"
-    return min(found, key=lambda e: STRENGTH_ORDER.get(e.get("strength"), 9))["summary"]
+    return min(found, key=lambda e: e.strength_rank).summary
 
 
 def _rows(results: Path) -> list[dict]:
@@ -86,7 +88,7 @@ def render_audit_report(
         on_progress(0, len(records) + 1)
     rows = []
     for k, r in enumerate(records):
-        signals = sorted({e["kind"] for e in r.get("evidence") or [] if e.get("indicates") not in (None, "none")})
+        signals = sorted({e.kind for e in map(Evidence.from_dict, r.get("evidence") or []) if e.found})
         p = r["detector"]["probability"] if r.get("detector") else None
         rows.append({**r, "k": k, "folder": folder_of(r["input"]), "signals": signals or ["none"], "p": p,
                      "rank": VERDICT_ORDER.get(r["verdict"], -1), "strongest": strongest(r),
@@ -193,7 +195,7 @@ def _write_file_page(path: Path, row: dict, pics: dict, rows: list[dict], k: int
     facts = ", ".join(str(img[x]) for x in ("format",) if img.get(x)) + (
         f" {img['width']}x{img['height']}" if img.get("width") else "")
     meta = pics.get("heat_meta") or {}
-    evidence = sorted(row.get("evidence") or [], key=lambda e: STRENGTH_ORDER.get(e.get("strength"), 9))
+    evidence = sorted(map(Evidence.from_dict, row.get("evidence") or []), key=lambda e: e.strength_rank)
     html = render(
         "file.html.j2", title=f"{row['input']} — genvis-trust audit", r=row, evidence=evidence,
         index="../../report.html#files", prev=f"{k - 1:06d}.html" if k > 0 else None,

@@ -19,9 +19,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from genvis_trust.evidence import STRENGTH_ORDER, Evidence  # noqa: F401  (STRENGTH_ORDER: kept importable here)
 from genvis_trust.io import encode_image
-
-STRENGTH_ORDER = {"cryptographic": 0, "statistical": 1, "declared": 2, "learned": 3}
 
 
 def data_uri_png(arr: np.ndarray) -> str:
@@ -160,7 +159,7 @@ def scan_report_html(items: list[tuple[dict[str, Any], dict[str, Any]]], title: 
                 figs[p["caption"]] = {"src": data_uri_png(p["picture"]), "scale": p["scale"], "low": p["low"], "high": p["high"]}
             else:
                 figs[caption] = {"src": data_uri_png(p), "scale": None}
-        ev = [{**e, "strength_rank": STRENGTH_ORDER.get(e.get("strength"), 9)} for e in res.get("evidence") or []]
+        ev = [Evidence.from_dict(e) for e in res.get("evidence") or []]
         shown.append(({**res, "evidence": ev, "image": res.get("image") or {}}, figs))
     return render("scan.html.j2", title=title, items=shown, stops=COLOUR_STOPS)
 

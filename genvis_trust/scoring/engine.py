@@ -91,8 +91,9 @@ class ScoringEngine:
         ``optimize``: on CPU, run a frozen channels-last graph of the network
         (:meth:`Detector.optimize_for_inference`)."""
         self.detector = detector if isinstance(detector, Detector) else load_detector(detector, device=device)
-        # CPU: modest batches stay in cache (larger ones measured slower); GPU: large batches
-        self.batch_size = batch_size or (128 if self.detector.device.type == "cpu" else 1024)
+        # CPU: small batches stay in cache (16 tiles: 1.59x the throughput of 128 for the default
+        # detector, same logits; benchmarks/results/forward_cpu.md); GPU: large batches
+        self.batch_size = batch_size or (16 if self.detector.device.type == "cpu" else 1024)
         self.optimized = self.detector.optimize_for_inference() if optimize else False
         ncores = use_all_cores() if self.detector.device.type == "cpu" else (os.cpu_count() or 1)
         # decode threads share the cores with torch's own threads: half of them (at least one)

@@ -236,7 +236,7 @@ def scan_video(scanner, source, name: str, options: VideoOptions | None = None):
     image = {"format": f"{sampled.info.container}/{sampled.info.codec}", "width": sampled.info.width,
              "height": sampled.info.height, "bytes": (rep.input.get("bytes") if rep else None),
              "media_type": (rep.input.get("media_type") if rep else None), "conversions": [], "notes": sampled.notes}
-    stab = None
+    stab, stab_frame = None, None
     if agg is not None and scanner.check_stability:
         from genvis_trust.scan import UNCERTAIN_BAND
 
@@ -245,9 +245,11 @@ def scan_video(scanner, source, name: str, options: VideoOptions | None = None):
                           key=lambda r: abs(r.score.probability - agg.probability), default=None)
             if closest is not None:
                 stab = scanner._stability(closest)
-                stab["frame"] = closest.input
+                stab_frame = closest.input
     res: ScanResult = fuse(ScoreRecord(name, agg, image, None, None, rep), stab)
     facts["frames"] = [_frame_row(f, r, fres) for f, r, fres in per_frame]
+    if stab_frame is not None:
+        facts["stability_frame"] = stab_frame  # the frame the stability check perturbed
     res.video = facts
     span = f"{sampled.info.duration_s:.1f} s" if sampled.info.duration_s is not None else f"{sampled.decoded} frames"
     res.summary += f" [{len(frames)} frames examined of {span}]"
@@ -278,8 +280,8 @@ def _frame_row(frame, rec, res) -> dict[str, Any]:
         "verdict": res.verdict,
         "probability": None if rec.score is None else round(rec.score.probability, 6),
         "out_of_domain": bool(rec.score is not None and rec.score.out_of_domain),
-        "evidence": [{"kind": e["kind"], "indicates": e["indicates"], "summary": e["summary"]}
-                     for e in res.evidence if e["indicates"] != "none" and e["kind"] in FRAME_KINDS + ("detector",)],
+        "evidence": [{"kind": e.kind, "indicates": e.indicates, "summary": e.summary}
+                     for e in res.evidence if e.indicates != "none" and e.kind in FRAME_KINDS + ("detector",)],
         "error": res.error,
     }
 
