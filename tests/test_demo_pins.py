@@ -29,7 +29,9 @@ def pinned_view(rec: dict) -> dict:
         "verdict": rec["verdict"],
         "summary": rec["summary"],
         "error": (rec.get("error") or {}).get("code"),
-        "evidence": [[e["kind"], e["strength"], e["indicates"], e["summary"]] for e in rec["evidence"]],
+        # region and face evidence arrived after the pin (issue 14): pinned are the signals it had
+        "evidence": [[e["kind"], e["strength"], e["indicates"], e["summary"]] for e in rec["evidence"]
+                     if e["kind"] not in ("region", "face")],
         "detector": None if det is None else {
             "probability": det["probability"], "logit": det["logit"],
             "out_of_domain": [o["code"] for o in det.get("out_of_domain") or []],
