@@ -100,11 +100,11 @@ def test_scan_reports_the_region_and_changes_the_verdict():
     sc = Scanner(det, provenance=False, check_stability=False, faces=False)
     a, b = list(sc.scan([img, plain]))
     assert a.verdict == "likely_generated" and "in one region" in a.summary
-    reg = next(e for e in a.evidence if e["kind"] == "region")
-    assert reg["indicates"] == "edited" and reg["details"]["box"] == [96, 64, 32, 32]
+    reg = next(e for e in a.evidence if e.kind == "region")
+    assert reg.indicates == "edited" and reg.details["box"] == [96, 64, 32, 32]
     assert json.loads(json.dumps(a.to_dict()))["detector"]["region"]["fires"] is True
     assert b.verdict == "no_evidence"
-    assert next(e for e in b.evidence if e["kind"] == "region")["indicates"] == "none"
+    assert next(e for e in b.evidence if e.kind == "region").indicates == "none"
 
 
 def test_out_of_domain_region_does_not_fire():
@@ -115,8 +115,8 @@ def test_out_of_domain_region_does_not_fire():
     img = np.full((192, 192, 3), 40, np.uint8)  # exactly flat: not a photograph
     img[64:96, 96:128, 0] = 250
     (res,) = Scanner(det, provenance=False, check_stability=False, faces=False).scan([img])
-    reg = next(e for e in res.evidence if e["kind"] == "region")
-    assert reg["indicates"] == "none" and "not assessed" in reg["summary"] and res.verdict == "no_evidence"
+    reg = next(e for e in res.evidence if e.kind == "region")
+    assert reg.indicates == "none" and "not assessed" in reg.summary and res.verdict == "no_evidence"
 
 
 def test_faces_found_scored_and_small_ones_not_scored():
@@ -158,8 +158,8 @@ def test_scan_reports_faces_with_boxes_and_draws_them(tmp_path):
 
     det = bright_detector(patch=128)
     (res,) = Scanner(det, provenance=False, check_stability=False).scan([astronaut()])
-    faces = [e for e in res.evidence if e["kind"] == "face"]
-    assert len(faces) == 1 and "too small to score" in faces[0]["summary"]
+    faces = [e for e in res.evidence if e.kind == "face"]
+    assert len(faces) == 1 and "too small to score" in faces[0].summary
     assert res.to_dict()["detector"]["faces"][0]["status"] == "too_small"
     boxes = local_boxes(res.to_dict()["detector"])
     pic = draw_boxes(np.zeros((256, 256, 3), np.uint8), boxes, (512, 512, 3))
