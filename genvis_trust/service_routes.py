@@ -43,7 +43,6 @@ def _state(request: Request) -> ServiceState:
 @asynccontextmanager
 async def lifespan(app):
     from genvis_trust.scan import Scanner
-
     from genvis_trust.service import DEFAULT_MAX_VIDEO_S
     from genvis_trust.video import VideoLimits, VideoOptions
 

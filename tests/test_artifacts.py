@@ -7,7 +7,15 @@ import json
 import pytest
 import torch
 
-from genvis_trust.artifacts import CARD, CONFIG, WEIGHTS, ArtifactError, load_artifact, read_config, save_artifact
+from genvis_trust.artifacts import (
+    CARD,
+    CONFIG,
+    WEIGHTS,
+    ArtifactError,
+    load_artifact,
+    read_config,
+    save_artifact,
+)
 
 
 def _save(path, card=None, w=1.0):

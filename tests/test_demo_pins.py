@@ -40,9 +40,9 @@ def pinned_view(rec: dict) -> dict:
 
 
 def run_demo(out: Path) -> dict[str, dict]:
-    import genvis_trust.provenance.store as store_mod
     from typer.testing import CliRunner
 
+    import genvis_trust.provenance.store as store_mod
     from genvis_trust.cli.main import app
 
     real_secrets = store_mod.secrets

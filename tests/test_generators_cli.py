@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from genvis_trust.artifacts import read_config
 from genvis_trust.cli.main import app
 from genvis_trust.datasets import read_corpus
 from genvis_trust.generators import list_bundled, load_generator
-from genvis_trust.artifacts import read_config
 from genvis_trust.generators.artifact import read_json
 from genvis_trust.generators.features import FEATURES_ASSET
 from genvis_trust.generators.metrics import output_size

@@ -13,9 +13,10 @@ family's keys, and the ``Detector.create`` arguments that fit it (``patch`` incl
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 

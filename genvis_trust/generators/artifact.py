@@ -20,7 +20,14 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from genvis_trust.artifacts import CARD, CONFIG, WEIGHTS, ArtifactError, load_artifact, save_artifact
+from genvis_trust.artifacts import (
+    CARD,
+    CONFIG,
+    WEIGHTS,
+    ArtifactError,
+    load_artifact,
+    save_artifact,
+)
 from genvis_trust.atomic import atomic_path
 
 from .base import Generator, GeneratorError, generator_class, list_bundled, resolve_device

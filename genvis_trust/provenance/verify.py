@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from genvis_trust.evidence import Evidence, StoreMatch
 from genvis_trust.io import (
@@ -56,7 +55,13 @@ from .metadata import c2pa_service_markers, read_metadata
 from .payload import CODECS
 from .phash import phash
 from .store import DEFAULT_PHASH_THRESHOLD, ProvenanceStore
-from .watermarks import DEFAULT_BACKEND, SharedTransforms, WatermarkDetection, detect_shared, list_watermarks
+from .watermarks import (
+    DEFAULT_BACKEND,
+    SharedTransforms,
+    WatermarkDetection,
+    detect_shared,
+    list_watermarks,
+)
 
 __all__ = [
     "DEFAULT_VERIFY_BACKENDS",

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from genvis_trust.atomic import atomic_write_bytes, atomic_write_text
-
 from genvis_trust.evidence import Evidence
 
-from .html import STRENGTH_ORDER, draw_boxes, heat_map, local_boxes, render, thumbnail
+from .html import draw_boxes, heat_map, local_boxes, render, thumbnail
 
 REPORT_DIR = "report"
 MAX_ROWS = 50_000  # beyond this the index lists the first ones and says so; results.jsonl has all
