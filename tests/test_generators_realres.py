@@ -135,3 +135,15 @@ def test_generate_cli_needs_no_input_argument_and_evaluate_prints_baselines(tmp_
     rep = json.loads(r.stdout)
     assert rep["image_size"] == 32 and set(rep["baselines"]) == {"blurred real train", "uniform noise"}
     assert rep["baselines"]["uniform noise"]["fid"] > rep["baselines"]["blurred real train"]["fid"]
+
+
+def test_bad_input_or_size_fails_before_any_file_is_written(tmp_path):
+    m = create_generator("autoencoder", **TINY_AE)
+    save_generator(m, tmp_path / "ae")
+    with pytest.raises(GeneratorError, match="multiple of 8"):
+        generate_to_corpus(tmp_path / "ae", tmp_path / "c", n=2, device="cpu", size=20)
+    from genvis_trust.datasets import SourceError
+
+    with pytest.raises(SourceError, match="unknown source"):
+        generate_to_corpus(tmp_path / "ae", tmp_path / "c", n=2, device="cpu", input="nope", size=16)
+    assert not (tmp_path / "c").exists()

@@ -57,6 +57,7 @@ def spectral_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @register_generator("autoencoder", "KL-regularised conv autoencoder, 8x down (latent-diffusion first stage); image-to-image reconstruction")
 class KLAutoencoder(ImageToImage):
     version = 1
+    size_multiple = 8
 
     def __init__(self, *, image_size: int = 128, num_classes: int = 0, z_channels: int = 4,
                  widths: tuple = (32, 64, 128), kl_weight: float = 1e-6, spectral_weight: float = 0.1,

@@ -106,6 +106,7 @@ class ImageToImage(Generator):
     image_to_image = True
     uses_mask = False
     output_scale = 1
+    size_multiple = 1  # input sides must be a multiple of this (8 for an 8x autoencoder)
     sampler_defaults = {"input": DEFAULT_INPUT, "size": 256}
 
     def transform(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
@@ -114,8 +115,9 @@ class ImageToImage(Generator):
 
     def draw(self, seeds: Sequence[int], *, input: str = DEFAULT_INPUT, size: int = 256):
         """Inputs (uint8 ``(B, 3, size, size)``), masks (or None) and per-image input records."""
-        if size < 4:
-            raise GeneratorError(f"size must be at least 4 pixels, got {size}")
+        if size < 4 or size % self.size_multiple:
+            raise GeneratorError(f"{self.family}: size must be at least 4 pixels and a multiple of "
+                                 f"{self.size_multiple}, got {size}")
         crops, infos, masks = [], [], []
         for s in seeds:
             crop, info = draw_input(input, int(s), size)

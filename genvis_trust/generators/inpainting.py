@@ -61,6 +61,7 @@ class _Dilated(nn.Module):
 @register_generator("inpainting", "U-Net inpainting with dilated bottleneck; regenerates a masked region of a photo (mask stored)")
 class Inpainting(ImageToImage):
     version = 1
+    size_multiple = 4
     uses_mask = True
 
     def __init__(self, *, image_size: int = 128, num_classes: int = 0, widths: tuple = (32, 64, 128),

@@ -104,6 +104,8 @@ def generate_to_corpus(
         "device": str(g.device),
         "command": command,
     }
+    if getattr(g, "image_to_image", False):  # a bad --input or --size fails before any file is written
+        g.draw([image_seed(seed, 0)], input=settings["input"], size=settings["size"])
     preview: list[np.ndarray] = []
     with CorpusWriter(out, card=card, image_format=image_format, resume=resume, overwrite=overwrite) as w:
         start = w.count
