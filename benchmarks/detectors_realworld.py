@@ -123,6 +123,7 @@ def main() -> int:
             real.append((s.key, s.image, {"builtin": s.key}))
     # ---- generated sets
     gens: dict[str, list[tuple[str, np.ndarray, dict]]] = {}
+    val_bundled: dict[str, list[np.ndarray]] = {}
     for rc in args.recon:
         cc = read_corpus(rc)
         for r in cc.records:
@@ -150,13 +151,16 @@ def main() -> int:
             gen = load_generator(name, device="cpu")
             imgs = gen.sample(list(range(10_000, 10_000 + args.bundled_n))).numpy()
             gens[f"bundled:{name}"] = [(f"{name}/{i}", im, {"bundled": name, "seed": 10_000 + i}) for i, im in enumerate(imgs)]
+            if args.with_val:  # other seeds (20000+) for fitting, never the test ones above
+                val_bundled[f"bundled_val:{name}"] = list(gen.sample(list(range(20_000, 20_000 + args.bundled_n))).numpy())
     # validation images (never scored for metrics): what a stacker or threshold may be fitted on
     val_sets: dict[str, list[np.ndarray]] = {}
     if args.with_val:
         val_sets["real_val"] = [load(c.file(r)) for r in c.records if (r.get("meta") or {}).get("split") == "val"]
         for rc in args.recon:
             cc = read_corpus(rc)
-            val_sets["recon_val"] = [load(cc.file(r)) for r in cc.records if (r.get("meta") or {}).get("split") == "val"]
+            val_sets["recon_val"] = val_sets.get("recon_val", []) + [load(cc.file(r)) for r in cc.records if (r.get("meta") or {}).get("split") == "val"]
+        val_sets.update(val_bundled)
     print(f"real {len(real)}; generated: " + ", ".join(f"{k} {len(v)}" for k, v in gens.items()), file=sys.stderr)
 
     results = {"detectors": {}, "sets": {"real": [o for _, _, o in real], "generated": {k: [o for _, _, o in v] for k, v in gens.items()}}}
@@ -166,20 +170,27 @@ def main() -> int:
 
         logits: dict[str, dict[str, list[float]]] = {}
         ood: dict[str, dict[str, list[bool]]] = {}
+        codes: dict[str, dict[str, list[list[str]]]] = {}
+        heads: dict[str, dict[str, list[str | None]]] = {}
 
-        def probs(images, key, det=det, logits=logits, ood=ood):
+        def probs(images, key, det=det, logits=logits, ood=ood, codes=codes, heads=heads):
             """p per image, 0 where the input is outside the detector's domain for a reason that
             voids a positive too (as scan treats it); the raw image logits and those flags are
             kept for stacking (scripts/stack_realworld.py)."""
-            ps, zs, out = [], [], []
+            ps, zs, out, cs, hs = [], [], [], [], []
             for i in range(0, len(images), 8):
                 for sc in det.score_many(images[i : i + 8]):
                     void = any(o["code"] != "small" for o in sc.out_of_domain)
                     ps.append(0.0 if void else sc.probability)
                     zs.append(round(sc.logit, 5))
                     out.append(void)
+                    # codes before any domain head took the input (what the domain check says)
+                    cs.append(sorted({o["code"] for o in sc.out_of_domain} | ({sc.head} if sc.head else set())))
+                    hs.append(sc.head)
             logits.setdefault(key[0], {})[key[1]] = zs
             ood.setdefault(key[0], {})[key[1]] = out
+            codes.setdefault(key[0], {})[key[1]] = cs
+            heads.setdefault(key[0], {})[key[1]] = hs
             return np.array(ps)
 
         for name, items in val_sets.items():  # validation images: features for fitting, no metrics
@@ -199,7 +210,8 @@ def main() -> int:
                 tpr, fpr = float(np.mean(p >= 0.5)), float(np.mean(rp >= 0.5))
                 g_res[g][enc] = {"tpr": tpr, "fpr_real": fpr, "balanced_acc": (tpr + 1 - fpr) / 2, "auc": auc(rp, p), "n": len(p)}
             print(dname, g, {e: round(v["balanced_acc"], 3) for e, v in g_res[g].items()}, file=sys.stderr)
-        results["detectors"][dname] = {"real": r_res, "generated": g_res, "card_sha256": det.sha256, "logits": logits, "out_of_domain": ood}
+        results["detectors"][dname] = {"real": r_res, "generated": g_res, "card_sha256": det.sha256, "logits": logits, "out_of_domain": ood,
+                                       "domain_codes": codes, "heads": heads}
     results["meta"] = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, CPU",
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "wall_s": round(time.time() - t0, 1),

@@ -33,7 +33,13 @@ from pathlib import Path
 import numpy as np
 
 ENCODINGS = ("orig", "jpeg90", "resize512")
-SKIP = ("bundled:", "taef2-recon")  # not outside generators
+SKIP = ("bundled:", "bundled_val:")  # the toolkit's own generators: not outside generators
+HEAD = "upscaled"  # inputs voided for this reason alone get their own head (--upscaled-head)
+
+
+def own(name: str) -> bool:
+    """The toolkit's own sets (bundled generators, aligned reconstructions): not outside generators."""
+    return name.startswith(SKIP) or name.endswith("-recon")
 
 
 def features(members: dict, set_name: str, enc: str) -> np.ndarray:
@@ -47,8 +53,22 @@ def void(members: dict, set_name: str, enc: str) -> np.ndarray:
     return np.asarray(flags, bool) if flags is not None else np.zeros(len(m["logits"][set_name][enc]), bool)
 
 
-def flagged(members: dict, set_name: str, enc: str, w, b, z_t) -> np.ndarray:
-    return (features(members, set_name, enc) @ w + b >= z_t) & ~void(members, set_name, enc)
+def head_only(members: dict, set_name: str, enc: str) -> np.ndarray:
+    """Inputs outside the main domain for the head's reason alone (the head scores them)."""
+    m = next(iter(members.values()))
+    codes = (m.get("domain_codes") or {}).get(set_name, {}).get(enc)
+    if codes is None:
+        return np.zeros(len(m["logits"][set_name][enc]), bool)
+    return np.array([list(c) == [HEAD] for c in codes], bool)
+
+
+def flagged(members: dict, set_name: str, enc: str, w, b, z_t, head=None) -> np.ndarray:
+    x = features(members, set_name, enc)
+    out = (x @ w + b >= z_t) & ~void(members, set_name, enc)
+    if head is not None:
+        hw, hb, hz = head
+        out |= head_only(members, set_name, enc) & (x @ hw + hb >= hz)
+    return out
 
 
 def fit(x0: np.ndarray, x1: np.ndarray, fpr: float):
@@ -68,15 +88,15 @@ def threshold_only(x0: np.ndarray, col: int, fpr: float):
     return w, 0.0, float(np.quantile(x0[:, col], 1.0 - fpr))
 
 
-def evaluate(members, gens, w, b, z_t, held: list[str]) -> dict:
+def evaluate(members, gens, w, b, z_t, held: list[str], head=None) -> dict:
     real = {}
     for v in members[next(iter(members))]["logits"]["real"]:
-        real[v] = float(np.mean(flagged(members, "real", v, w, b, z_t)))
+        real[v] = float(np.mean(flagged(members, "real", v, w, b, z_t, head)))
     out = {"real_fpr": real, "generators": {}}
     for g in held:
         out["generators"][g] = {}
         for enc in ENCODINGS:
-            tpr = float(np.mean(flagged(members, g, enc, w, b, z_t)))
+            tpr = float(np.mean(flagged(members, g, enc, w, b, z_t, head)))
             out["generators"][g][enc] = {"tpr": tpr, "balanced_acc": (tpr + 1 - real[enc]) / 2, "n": len(members[next(iter(members))]["logits"][g][enc])}
     return out
 
@@ -90,12 +110,16 @@ def main() -> int:
     ap.add_argument("--out-results", required=True)
     ap.add_argument("--out-detector")
     ap.add_argument("--free-voided", action="store_true", help="out-of-domain validation photos do not constrain the threshold")
+    ap.add_argument("--upscaled-head", action="store_true",
+                    help="fit a second head for inputs voided only as up-scaled: validation photos in that state (class 0, "
+                         "its own FPR budget) vs every validation generated image in that state (class 1)")
     args = ap.parse_args()
 
     ev = json.loads(Path(args.eval).read_text())
     members = {k: ev["detectors"][k] for k in (args.learned, args.zeroshot)}
     first = members[args.learned]["logits"]
-    gens = sorted(g for g in first if g not in ("real", "real_val", "recon_val") and not g.startswith(SKIP))
+    gens = sorted(g for g in first if g not in ("real", "real_val", "recon_val") and not own(g))
+    own_val = sorted(g for g in first if g.startswith("bundled_val:"))  # the toolkit's generators, seeds 20000+
     # class 0: the validation photos as stored and in every re-shipped form (JPEG 40, up-scaled,
     # cropped, letterboxed, ...), so the threshold's FPR budget covers re-shipped photos too
     # Inputs the scan voids as out of domain (e.g. up-scaled) are never flagged. By default they
@@ -105,23 +129,42 @@ def main() -> int:
     keep0 = (lambda e: ~void(members, "real_val", e)) if args.free_voided else (lambda e: slice(None))
     x0 = np.concatenate([features(members, "real_val", e)[keep0(e)] for e in first["real_val"]])
 
-    def positives(exclude: str | None):
-        parts = [features(members, "recon_val", e)[~void(members, "recon_val", e)] for e in ENCODINGS]
-        parts += [features(members, g, e)[~void(members, g, e)] for g in gens if g != exclude for e in ENCODINGS]
+    pos_sets = ["recon_val", *own_val]
+
+    def positives(exclude: str | None, keep=lambda s, e: ~void(members, s, e)):
+        parts = [features(members, s, e)[keep(s, e)] for s in pos_sets for e in ENCODINGS if e in members[args.learned]["logits"][s]]
+        parts += [features(members, g, e)[keep(g, e)] for g in gens if g != exclude for e in ENCODINGS]
         return np.concatenate(parts)
 
-    res: dict = {"fpr_budget": args.fpr, "free_voided": args.free_voided, "generators": gens, "logo": {}, "members_alone": {}}
+    def fit_head(exclude: str | None):
+        """The up-scaled head: validation photos voided only as up-scaled (every re-shipped form)
+        vs every validation generated image voided only as up-scaled."""
+        if not args.upscaled_head:
+            return None
+        h0 = np.concatenate([features(members, "real_val", e)[head_only(members, "real_val", e)] for e in first["real_val"]])
+        h1 = positives(exclude, keep=lambda s, e: head_only(members, s, e))
+        if len(h0) < 10 or len(h1) < 10:
+            raise SystemExit(f"too few up-scaled validation inputs for a head: {len(h0)} photos, {len(h1)} generated")
+        return fit(h0, h1, args.fpr)
+
+    res: dict = {"fpr_budget": args.fpr, "free_voided": args.free_voided, "upscaled_head": args.upscaled_head,
+                 "generators": gens, "logo": {}, "members_alone": {}}
+    own_test = [g for g in first if g.startswith("bundled:") or g.endswith("-recon")]
     for col, name in enumerate(("learned", "zeroshot")):
         w, b, z_t = threshold_only(x0, col, args.fpr)
-        res["members_alone"][name] = evaluate(members, gens, w, b, z_t, gens + [g for g in first if g.startswith(SKIP)])
+        res["members_alone"][name] = evaluate(members, gens, w, b, z_t, gens + own_test)
     for g in gens:  # leave one generator out
         w, b, z_t = fit(x0, positives(g), args.fpr)
-        r = evaluate(members, gens, w, b, z_t, [g])
+        head = fit_head(g)
+        r = evaluate(members, gens, w, b, z_t, [g], head)
         res["logo"][g] = {**r["generators"][g], "real_fpr": r["real_fpr"], "weights": w.tolist(), "bias": b, "threshold": z_t}
     w, b, z_t = fit(x0, positives(None), args.fpr)
-    final = evaluate(members, gens, w, b, z_t, [g for g in first if g.startswith(SKIP)])
+    head = fit_head(None)
+    final = evaluate(members, gens, w, b, z_t, own_test, head)
     res["final"] = {"weights": w.tolist(), "bias": b, "threshold": z_t, **final,
                     "note": "fitted on every development generator: these are not unseen; see logo"}
+    if head is not None:
+        res["final"]["head"] = {"name": HEAD, "weights": head[0].tolist(), "bias": head[1], "threshold": head[2]}
     res["meta"] = {"date": time.strftime("%Y-%m-%d"), "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
                    "eval": args.eval, "eval_meta": ev.get("meta")}
     out = Path(args.out_results)
@@ -130,7 +173,7 @@ def main() -> int:
     print(markdown(res))
 
     if args.out_detector:
-        build_default(args, w, b, z_t, res)
+        build_default(args, w, b, z_t, res, head)
     return 0
 
 
@@ -158,7 +201,7 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def build_default(args, w, b, z_t, res) -> None:
+def build_default(args, w, b, z_t, res, head=None) -> None:
     from genvis_trust.detectors import Detector, load_detector
 
     learned, zed = load_detector(args.learned, device="cpu"), load_detector(args.zeroshot, device="cpu")
@@ -170,6 +213,11 @@ def build_default(args, w, b, z_t, res) -> None:
     det.max_tiles = learned.max_tiles
     # p = 0.5 at the threshold that keeps the FPR budget on validation photos
     det.calibration = {"method": "platt", "a": 1.0, "b": -z_t, "fpr_budget": args.fpr, "threshold_logit": z_t}
+    if head is not None:  # inputs voided only as up-scaled: their own combination and threshold
+        hw, hb, hz = head
+        det.calibration["heads"] = {HEAD: {"weights": [float(v) for v in hw], "bias": float(hb), "a": 1.0, "b": -float(hz),
+                                           "threshold_logit": float(hz), "fpr_budget": args.fpr,
+                                           "fitted_on": "validation photographs that look up-scaled (2x bicubic and other re-shipped forms)"}}
     card = {
         "name": "default",
         "summary": "stack of a learned NPR detector (real photographs vs aligned TAEF2 reconstructions, plus the bundled generators' samples) and the zero-shot zed coding-cost statistic",

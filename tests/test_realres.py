@@ -291,3 +291,42 @@ def test_upscaled_inputs_are_out_of_domain():
     assert domain_check(dom, photo) == []
     assert [o["code"] for o in domain_check(dom, up)] == ["upscaled"]
     assert domain_check({"min_side": 64}, up) == []  # only when the detector declares it
+
+
+def test_upscaled_inputs_go_to_the_domain_head_when_the_detector_has_one():
+    """A stack with an ``upscaled`` head scores up-scaled-looking inputs with the head's own
+    combination and threshold (instead of voiding them); inputs with any other domain reason,
+    or with a second reason beside it, stay void."""
+    import cv2
+
+    from genvis_trust.detectors import Detector
+
+    torch.manual_seed(0)
+    members = [{"family": "npr", "config": {"width": 8, "blocks": [1, 1]}, "patch": 64},
+               {"family": "zed", "config": {"width": 8, "levels": 2}, "patch": 32}]
+    det = Detector.create("stack", patch=64, device="cpu", members=members, weights=[1.0, 0.0], bias=0.0)
+    det.card = {"domain": {"min_side": 64, "min_hf_share": 0.02, "photographic": True}}
+    rng = np.random.default_rng(1)
+    photo = np.clip(_photo(7, 128, 128).astype(int) + rng.normal(0, 8, (128, 128, 3)), 0, 255).astype(np.uint8)
+    up = cv2.resize(photo, (256, 256), interpolation=cv2.INTER_CUBIC)
+    det.calibration = {"method": "platt", "a": 0.0, "b": -5.0}
+    s_photo, s_up = det.score_many([photo, up])
+    assert s_up.head is None and [o["code"] for o in s_up.out_of_domain] == ["upscaled"]
+    # a head: the second member's logit alone, shifted so p is high for every input
+    det.calibration["heads"] = {"upscaled": {"weights": [0.0, 1.0], "bias": 0.5, "a": 1.0, "b": 50.0, "fpr_budget": 0.05}}
+    s_photo2, s_up2 = det.score_many([photo, up])
+    assert s_photo2.head is None and s_photo2.probability == pytest.approx(s_photo.probability)  # main head untouched
+    assert s_up2.head == "upscaled" and s_up2.out_of_domain == [] and s_up2.probability > 0.99
+    tiles = det.tiles(up)[0]
+    with torch.no_grad():
+        ml = det.net.member_logits(torch.from_numpy(tiles).permute(0, 3, 1, 2).float() / 255)
+    assert s_up2.logit == pytest.approx(float((ml[:, 1] + 0.5).mean()), abs=1e-4)  # the head's combination
+    assert any("'upscaled' head" in n for n in s_up2.notes) and s_up2.to_dict()["head"] == "upscaled"
+    assert "head" not in s_photo2.to_dict()  # records of in-domain inputs are unchanged
+    # scan (the batched engine) takes the same path and says so; a flagged up-scaled input counts
+    r_photo, r_up = _scan_with(det, [photo, up])
+    assert r_up.detector.get("head") == "upscaled" and r_up.verdict == "likely_generated"
+    assert any(e["kind"] == "detector" and "'upscaled' head" in e["summary"] for e in r_up.to_dict()["evidence"])
+    # two reasons (small and up-scaled would never both apply; use non-photographic + up-scaled): still void
+    flat = np.full((256, 256, 3), 128, np.uint8)
+    assert det.score(flat).head is None

@@ -77,7 +77,7 @@ def generate_cmd(
     guidance: float | None = typer.Option(None, help="Diffusion classifier-free guidance scale (1: none)."),
     temperature: float | None = typer.Option(None, help="VAE / flow / PixelCNN sampling temperature."),
     truncation: float | None = typer.Option(None, help="GAN latent truncation factor (<= 1)."),
-    input_source: str | None = typer.Option(None, "--input", help="Image-to-image models: the source whose photographs are transformed (default builtin-photos; e.g. photos-native)."),
+    input_source: str | None = typer.Option(None, "--input", help="Image-to-image models: the source whose photographs are transformed (default builtin-photos; e.g. photos-native, or photos-native:train for one split)."),
     size: int | None = typer.Option(None, "--size", help="Image-to-image models: side of the native-resolution input crop (default 256; super-resolution outputs 4x)."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda ..."),
     threads: int | None = typer.Option(None, help="CPU threads."),

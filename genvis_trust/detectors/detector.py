@@ -46,6 +46,8 @@ class DetectionScore:
     tile_positions: list[tuple[int, int]] | None = None  # (y, x) of each tile
     # why this input is outside what the detector was trained on: [{"code", "message"}] (empty: inside)
     out_of_domain: list[dict[str, str]] = field(default_factory=list)
+    # the domain head that scored an input the main head would void (e.g. ``upscaled``), else None
+    head: str | None = None
 
     def to_dict(self, with_tiles: bool = False) -> dict[str, Any]:
         d = {
@@ -59,6 +61,8 @@ class DetectionScore:
             "notes": self.notes,
             "out_of_domain": self.out_of_domain,
         }
+        if self.head:
+            d["head"] = self.head
         if with_tiles and self.tile_logits is not None:
             d["tile_logits"] = [round(float(v), 4) for v in self.tile_logits]
             d["tile_positions"] = [list(p) for p in self.tile_positions or []]
@@ -313,22 +317,59 @@ class Detector:
         for im, (tiles, positions, grid, notes) in zip(images, tiled, strict=True):
             z = all_logits[pos : pos + len(tiles)]
             pos += len(tiles)
-            agg = float(np.mean(z))
-            out.append(
-                DetectionScore(
-                    probability=float(self.probabilities(np.array([agg]))[0]),
-                    logit=agg,
-                    calibrated=self.calibrated,
-                    detector=self.name,
-                    tiles=len(tiles),
-                    grid=grid,
-                    notes=notes,
-                    tile_logits=z,
-                    tile_positions=positions,
-                    out_of_domain=self.domain_check(im),
-                )
-            )
+            out.append(self.aggregate(z, tiles, positions, grid, notes, self.domain_check(im)))
         return out
+
+    # -- domain heads: a second decision for inputs the main head would void
+    def domain_head(self, out_of_domain: list[dict[str, str]]) -> str | None:
+        """The head that scores an input outside the main domain for exactly one reason that the
+        detector has a head for (the bundled default: ``upscaled``), else None."""
+        heads = self.calibration.get("heads") or {}
+        codes = {o["code"] for o in out_of_domain}
+        if len(codes) == 1 and (code := next(iter(codes))) in heads and hasattr(self.net, "member_logits"):
+            return code
+        return None
+
+    @torch.no_grad()
+    def head_logits(self, tiles: np.ndarray, head: str, batch_size: int = 256) -> np.ndarray:
+        """Per-tile logits of a domain head: its own linear combination of the members' logits."""
+        spec = self.calibration["heads"][head]
+        w = torch.tensor(spec["weights"], dtype=torch.float32, device=self.device)
+        self.net.eval()
+        out = []
+        for i in range(0, len(tiles), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(tiles[i : i + batch_size])).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+            out.append((self.net.member_logits(x).float() @ w + float(spec["bias"])).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def aggregate(self, z: np.ndarray, tiles: np.ndarray, positions, grid, notes: list[str], out_of_domain: list[dict[str, str]]) -> DetectionScore:
+        """One image's verdict from its tile logits (the single aggregation every scoring path
+        uses): mean logit, then calibration. An input outside the main domain for a reason the
+        detector has a head for is re-scored by that head, with the head's own calibration, and
+        is then inside what the detector knows (the note says which head and why)."""
+        head = self.domain_head(out_of_domain)
+        calibration = self.calibration
+        if head is not None:
+            spec = self.calibration["heads"][head]
+            z = self.head_logits(tiles, head)
+            calibration = {"method": "platt", "a": float(spec["a"]), "b": float(spec["b"])}
+            notes = [*notes, f"{out_of_domain[0]['message']}; scored by the detector's {head!r} head, "
+                     f"whose threshold keeps {spec.get('fpr_budget', 0.05):.0%} false positives on {spec.get('fitted_on', 'such photographs')}"]
+            out_of_domain = []
+        agg = float(np.mean(z))
+        return DetectionScore(
+            probability=float(apply_calibration(calibration, np.array([agg]))[0]),
+            logit=agg,
+            calibrated=self.calibrated,
+            detector=self.name,
+            tiles=len(z),
+            grid=grid,
+            notes=notes,
+            tile_logits=z,
+            tile_positions=positions,
+            out_of_domain=out_of_domain,
+            head=head,
+        )
 
     # -- persistence
     def save(self, path: str | os.PathLike, card: dict[str, Any] | None = None) -> str:

@@ -32,10 +32,19 @@ DEFAULT_INPUT = "builtin-photos"
 
 @functools.lru_cache(maxsize=4)
 def _photos(source: str) -> tuple[tuple[str, str | None, np.ndarray], ...]:
-    """Every whole image of ``source`` (all splits), as ``(key, group, HxWx3 uint8)``, sorted by key."""
-    from genvis_trust.datasets import get_source
+    """Every whole image of ``source``, as ``(key, group, HxWx3 uint8)``, sorted by key.
 
-    src = get_source(source)
+    ``NAME:SPLIT`` (e.g. ``photos-native:train``) keeps one split only, so a training corpus can
+    be drawn from photographs that a detector's evaluation never sees; otherwise all splits.
+    """
+    from genvis_trust.datasets import get_source
+    from genvis_trust.datasets.base import SPLITS
+
+    name, _, split = source.rpartition(":")
+    if name and split in SPLITS:
+        src = get_source(name, split=split)
+    else:
+        src = get_source(source)
     out = [(s.key, s.group, s.image) for s in src]
     if not out:
         raise GeneratorError(f"input source {source!r} has no images")

@@ -181,19 +181,7 @@ class ScoringEngine:
             z = logits[pos : pos + len(p.tiles)]
             pos += len(p.tiles)
             positions, grid, notes, ood = p.meta
-            agg = float(np.mean(z))
-            score = DetectionScore(
-                probability=float(self.detector.probabilities(np.array([agg]))[0]),
-                logit=agg,
-                calibrated=self.detector.calibrated,
-                detector=self.detector.name,
-                tiles=len(z),
-                grid=grid,
-                notes=notes,
-                tile_logits=z,
-                tile_positions=positions,
-                out_of_domain=ood,
-            )
+            score = self.detector.aggregate(z, p.tiles, positions, grid, notes, ood)
             yield ScoreRecord(p.input, score, p.image, None, p.loaded, p.extra)
 
     def score_arrays(self, images: Iterable[np.ndarray]) -> Iterator[ScoreRecord]:
