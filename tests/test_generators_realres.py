@@ -47,6 +47,15 @@ def test_inputs_are_native_crops_of_builtin_photos_picked_by_seed():
     assert len(keys) >= 5  # seeds spread over the photographs
 
 
+def test_input_split_suffix_keeps_one_split():
+    from genvis_trust.datasets import get_source
+
+    test_keys = {s.key for s in get_source("builtin-photos", split="test")}
+    drawn = {draw_input("builtin-photos:test", seed, 32)[1]["key"] for seed in range(30)}
+    assert drawn and drawn <= test_keys  # only test-split photographs
+    assert len({draw_input("builtin-photos", seed, 32)[1]["key"] for seed in range(30)} - test_keys) > 0
+
+
 def test_random_masks_cover_a_bounded_share():
     rng = np.random.default_rng(0)
     shares = [random_mask(rng, 128, 128).mean() for _ in range(60)]
