@@ -88,14 +88,15 @@ class ScoringEngine:
         whose bytes were read (``data`` is the encoded file, ``None`` for arrays; when the
         pixels do not decode, ``loaded`` is ``None`` and ``error`` the ImageLoadError); its
         result is ``record.extra``.
-        ``optimize``: on CPU, run a frozen channels-last graph of the network
+        ``optimize``: on CPU, run an ONNX Runtime or frozen TorchScript graph of the network
         (:meth:`Detector.optimize_for_inference`)."""
         self.detector = detector if isinstance(detector, Detector) else load_detector(detector, device=device)
         # CPU: small batches stay in cache (16 tiles: 1.59x the throughput of 128 for the default
         # detector, same logits; benchmarks/results/forward_cpu.md); GPU: large batches
         self.batch_size = batch_size or (16 if self.detector.device.type == "cpu" else 1024)
-        self.optimized = self.detector.optimize_for_inference() if optimize else False
+        # threads first: an ONNX Runtime graph takes torch's thread count when it is built
         ncores = use_all_cores() if self.detector.device.type == "cpu" else (os.cpu_count() or 1)
+        self.optimized = self.detector.optimize_for_inference() if optimize else False
         # decode threads share the cores with torch's own threads: half of them (at least one)
         self.workers = workers or max(1, ncores // 2)
         self.max_pixels = max_pixels
