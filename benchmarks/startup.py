@@ -9,7 +9,8 @@ one), so the code before and after a change runs in one interleaved series: ever
 repetition runs each command of each tree once, in turn, so load from other processes
 falls on all of them alike. "Cold" means a new Python process (imports, model load,
 first-call costs); the files are in the OS page cache after the first repetition, which
-is discarded. Medians are reported. Targets (issue 10): ``--help`` under a second; a cold
+is discarded. Medians of wall time and of the process's CPU time (user + system; on a
+machine shared with other jobs the wall time also counts the waiting) are reported. Targets (issue 10): ``--help`` under a second; a cold
 one-image ``scan`` <= ``import torch`` + 1.5 s.
 
 ``--without-trace-check`` adds, per tree, the scan run with ``torch.jit.trace(...,
@@ -24,6 +25,7 @@ import argparse
 import datetime
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,13 +52,17 @@ def _image(tmp: Path) -> Path:
     return p
 
 
-def _run(cmd: list[str], pythonpath: str | None) -> float:
+def _run(cmd: list[str], pythonpath: str | None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the child)."""
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def main(argv=None) -> int:
@@ -85,13 +91,17 @@ def main(argv=None) -> int:
             runner.write_text(_NO_TRACE_CHECK)
             cmds[f"{name}: scan 1 image, check_trace=False"] = ([py, str(runner), "scan", str(img), "--json"], path)
     times: dict[str, list[float]] = {k: [] for k in cmds}
+    cpu: dict[str, list[float]] = {k: [] for k in cmds}
     for rep in range(args.reps + 1):
         for k, (cmd, pp) in cmds.items():
-            t = _run(cmd, pp)
+            t, c = _run(cmd, pp)
             if rep:  # the first round warms the page cache
                 times[k].append(t)
+                cpu[k].append(c)
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     torch_s = med["import torch"]
+    torch_cpu = med_cpu["import torch"]
     out = {
         "machine": _machine(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -101,13 +111,19 @@ def main(argv=None) -> int:
         "median_s": med,
         "all_s": times,
         "scan_minus_import_torch_s": {k: v - torch_s for k, v in med.items() if "scan" in k},
+        # CPU time (user + system) of each process: what a shared, busy machine distorts least
+        "median_cpu_s": med_cpu,
+        "all_cpu_s": cpu,
+        "scan_minus_import_torch_cpu_s": {k: v - torch_cpu for k, v in med_cpu.items() if "scan" in k},
     }
     print(f"# Start-up\n\n{out['date']} · {out['machine']} · `{out['command']}`\n")
     print(f"Median of {args.reps} interleaved runs, each a new process.\n")
-    print("| command | median | minus `import torch` |\n|---|---|---|")
+    print("| command | median wall | minus `import torch` | median CPU (user+sys) | minus `import torch` |")
+    print("|---|---|---|---|---|")
     for k, v in med.items():
         extra = f"{v - torch_s:+.2f} s" if "scan" in k else ""
-        print(f"| {k} | {v:.2f} s | {extra} |")
+        extra_cpu = f"{med_cpu[k] - torch_cpu:+.2f} s" if "scan" in k else ""
+        print(f"| {k} | {v:.2f} s | {extra} | {med_cpu[k]:.2f} s | {extra_cpu} |")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

@@ -96,13 +96,13 @@ class ScanResult:
 
 
 def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: dict | None = None) -> ScanResult:
-    """One verdict from the provenance report (``record.extra``) and the detector score.
+    """One verdict from the provenance report (``record.provenance``) and the detector score.
     ``local``: the strongest region and the faces (``{"region", "faces"}``, see
     :mod:`genvis_trust.regions`); one that stands out makes an otherwise ``no_evidence``
     image ``likely_generated``."""
     if record.error is not None:
         return _fuse_without_pixels(record)
-    prov: ProvenanceReport | None = record.extra
+    prov = record.provenance
     evidence: list[Evidence] = []
     image = dict(record.image)
     if prov is not None:
@@ -159,7 +159,7 @@ def _fuse_without_pixels(record: ScoreRecord) -> ScanResult:
     its C2PA state beside the decode error."""
     e = record.error
     err_summary = f"error: {e.get('message')} [{e.get('code')}]"
-    prov: ProvenanceReport | None = record.extra
+    prov = record.provenance
     if prov is None:
         return ScanResult(record.input, "error", err_summary, error=e, image=record.image)
     evidence = list(prov.evidence)

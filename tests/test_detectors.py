@@ -347,3 +347,47 @@ def test_optimized_inference_matches_eager_and_keeps_gradients():
     assert det.optimize_for_inference()
     np.testing.assert_allclose(det.logits(x), eager, atol=1e-4)
     assert gradcam(det, x[0]).shape == (32, 32)  # the eager network still takes gradients
+
+
+def test_stack_sub_tiles_are_the_members_own_tiles():
+    """The stack reads a member with a smaller input as a grid of its own sub-tiles (written
+    with explicit sizes so it exports to ONNX): each column is that member's mean logit over
+    the sub-tiles cut by hand."""
+    det = load_detector("default", device="cpu")
+    x = torch.from_numpy(RNG.random((3, 3, det.patch, det.patch), dtype=np.float32))
+    with torch.no_grad():
+        cols = det.net.member_logits(x)
+        for spec, net, col in zip(det.net.member_specs, det.net.members, cols.T, strict=True):
+            p = spec["patch"]
+            subs = [x[:, :, y : y + p, x0 : x0 + p] for y in range(0, det.patch, p) for x0 in range(0, det.patch, p)]
+            want = torch.stack([net(s) for s in subs], 1).mean(1)
+            np.testing.assert_allclose(col.numpy(), want.numpy(), atol=1e-5)
+
+
+def test_onnxruntime_graph_matches_the_network_at_any_batch():
+    pytest.importorskip("onnx")
+    det = load_detector("default", device="cpu")
+    x = RNG.integers(0, 256, (5, det.patch, det.patch, 3), dtype=np.uint8)
+    eager = det.logits(x)
+    assert det.optimize_for_inference("onnxruntime") and det.inference_backend == "onnxruntime"
+    for bs in (1, 2, 5):  # exported with a free batch axis
+        np.testing.assert_allclose(det.logits(x, batch_size=bs), eager, atol=1e-4)
+
+
+def test_onnxruntime_backend_without_onnx_says_what_to_install(monkeypatch):
+    import genvis_trust.detectors.onnx_graph as og
+
+    monkeypatch.setattr(og, "onnx_available", lambda: False)
+    det = Detector.create("cnn", device="cpu")
+    with pytest.raises(ImportError, match=r"genvis-trust\[onnx\]"):
+        det.optimize_for_inference("onnxruntime")
+    assert det.inference_backend == "eager"
+    assert det.optimize_for_inference() and det.inference_backend == "torchscript"  # the default needs no onnx
+
+
+def test_a_family_onnx_cannot_export_keeps_eager_and_stdout_clean(capfd):
+    pytest.importorskip("onnx")
+    det = Detector.create("freq-cnn", device="cpu")  # an FFT: no ONNX operator for it here
+    assert not det.optimize_for_inference("onnxruntime")
+    assert det.inference_backend == "eager"
+    assert capfd.readouterr().out == ""  # the exporter's graph dump never reaches the data sink

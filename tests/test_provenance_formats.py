@@ -138,7 +138,7 @@ def test_non_image_media_get_c2pa_and_a_verdict_without_error(signed, name, medi
     c2pa_ev = next(e for e in rep.evidence if e.kind == "c2pa")
     assert c2pa_ev.indicates == "generated" and "trainedAlgorithmicMedia" in c2pa_ev.summary
     # scan: the manifest decides; no detector, no error for a file that has no pixels to check
-    res = fuse(ScoreRecord(f"x.{name}", error=rep.error, extra=rep))
+    res = fuse(ScoreRecord(f"x.{name}", error=rep.error, provenance=rep))
     assert res.verdict == "generated" and res.error is None
     assert res.image["media_type"] == media and "not checked" in res.image["pixels"]
 
@@ -179,7 +179,7 @@ def test_byte_flip_in_png_pixels_reports_data_hash_next_to_decode_error(material
     rep = verify_bytes(bytes(data), name="flipped.png", store=store)
     assert rep.error["code"] in ("corrupt", "truncated") and rep.error["path"] == "flipped.png"
     assert rep.c2pa["state"] == "Invalid" and "assertion.dataHash.mismatch" in rep.c2pa["failure_codes"]
-    res = fuse(ScoreRecord("flipped.png", error=rep.error, extra=rep))
+    res = fuse(ScoreRecord("flipped.png", error=rep.error, provenance=rep))
     assert res.verdict == "error" and res.error["code"] == rep.error["code"]
     assert "assertion.dataHash.mismatch" in res.summary and "C2PA manifest Invalid" in res.summary
     # a flip deeper in the deflate stream may still decode (to wrong pixels) or not, depending
@@ -238,7 +238,7 @@ def test_stamp_media_signs_audio_and_video_and_the_store_finds_them(material, tm
         assert rep.c2pa["generator_assertion"]["record_id"] == res.record_id
         assert rep.store["found"] and rep.store["path"] in ("c2pa", "sha256")
         assert rep.store["record"]["source_type"] == res.source_type
-        verdict = fuse(ScoreRecord(name, error=rep.error, extra=rep)).verdict
+        verdict = fuse(ScoreRecord(name, error=rep.error, provenance=rep)).verdict
         assert verdict == ("no_evidence" if name == "v.mp4" else "generated")
     with pytest.raises(StampError, match="x.png"):  # images go through stamp_array (watermark first)
         stamp_media(encode_image(np.zeros((8, 8, 3), np.uint8)), tmp_path / "x.png", store=store, material=material)

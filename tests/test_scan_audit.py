@@ -278,3 +278,28 @@ def test_scanner_verdicts_are_known_values(det_dir, tmp_path):
     assert res[1].verdict == "error" and res[1].error["code"] == "not_found"
     d = res[0].to_dict()
     assert d["schema_version"] == "1.0" and {e["kind"] for e in d["evidence"]} >= {"c2pa", "metadata", "watermark", "detector"}
+
+
+def test_engine_records_carry_the_hooks_provenance_report(tmp_path):
+    """The hook's report is ``record.provenance``, typed, for decoded and undecodable inputs
+    alike (C2PA lives in the bytes), and ``fuse`` reads its evidence from there."""
+    from genvis_trust.provenance.verify import ProvenanceReport, verify_bytes
+    from genvis_trust.scan import fuse
+
+    good, bad = tmp_path / "a.png", tmp_path / "b.png"
+    good.write_bytes(encode_image(np.full((48, 48, 3), 90, np.uint8)))
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    seen = []
+
+    def hook(data, loaded, name, error=None):
+        seen.append((name, loaded is not None))
+        return verify_bytes(data, name=name, decoded=loaded, decode_error=error)
+
+    eng = ScoringEngine(Detector.create("cnn", device="cpu"), workers=1, hook=hook)
+    recs = list(eng.score_paths([str(good), str(bad)]))
+    assert sorted(seen) == [(str(good), True), (str(bad), False)]
+    assert all(isinstance(r.provenance, ProvenanceReport) for r in recs)
+    assert recs[0].ok and not recs[1].ok
+    assert recs[1].provenance.input["bytes"] == 48
+    res = fuse(recs[0])
+    assert res.provenance is recs[0].provenance and res.image["sha256"] == recs[0].provenance.input["sha256"]

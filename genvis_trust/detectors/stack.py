@@ -44,8 +44,12 @@ class StackNet(nn.Module):
             p, (h, w) = spec["patch"], x.shape[-2:]
             if p < h and h % p == 0 and w % p == 0:  # sub-tiles, averaged per tile
                 n, c = x.shape[:2]
-                sub = x.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 1, 4, 5).reshape(-1, c, p, p)
-                cols.append(net(sub).view(n, -1).mean(1))
+                hi, wi = h // p, w // p
+                # explicit sizes, no -1: torch.onnx's TorchScript exporter wrote the -1 of
+                # unfold(...).reshape(-1, c, p, p) and view(n, -1) as 3 (ONNX Runtime then
+                # rejected the graph); same elements, same order, identical logits
+                sub = x.reshape(n, c, hi, p, wi, p).permute(0, 2, 4, 1, 3, 5).reshape(n * hi * wi, c, p, p)
+                cols.append(net(sub).reshape(n, hi * wi).mean(1))
             else:
                 cols.append(net(x))
         return torch.stack(cols, 1)

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,12 @@ from genvis_trust.io import (
     read_bytes,
 )
 
+if TYPE_CHECKING:  # a type only: importing the provenance checks costs start-up and is the hook's job
+    from genvis_trust.provenance.verify import ProvenanceReport
+
+# hook(data, loaded, name, error=None) -> the input's provenance report (see ScoringEngine)
+ProvenanceHook = Callable[..., "ProvenanceReport | None"]
+
 
 @dataclass
 class ScoreRecord:
@@ -47,7 +53,7 @@ class ScoreRecord:
     image: dict[str, Any] = field(default_factory=dict)  # width, height, format, conversions, notes
     error: dict[str, Any] | None = None
     loaded: LoadedImage | None = None  # kept only when the engine is asked to (scan needs pixels)
-    extra: Any = None  # what the per-input hook returned (scan: the provenance report)
+    provenance: ProvenanceReport | None = None  # the per-input hook's report (scan's provenance checks)
 
     @property
     def ok(self) -> bool:
@@ -62,7 +68,7 @@ class _Prepared:
     image: dict[str, Any]
     error: dict[str, Any] | None
     loaded: LoadedImage | None
-    extra: Any = None
+    provenance: ProvenanceReport | None = None
 
 
 _END = object()
@@ -81,21 +87,22 @@ class ScoringEngine:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         window: int | None = None,
         keep_images: bool = False,
-        hook: Callable[..., Any] | None = None,
+        hook: ProvenanceHook | None = None,
         optimize: bool = True,
     ):
         """``hook(data, loaded, name, error=None)`` runs in the decode worker for every input
         whose bytes were read (``data`` is the encoded file, ``None`` for arrays; when the
-        pixels do not decode, ``loaded`` is ``None`` and ``error`` the ImageLoadError); its
-        result is ``record.extra``.
-        ``optimize``: on CPU, run a frozen channels-last graph of the network
+        pixels do not decode, ``loaded`` is ``None`` and ``error`` the ImageLoadError) and
+        returns its provenance report: ``record.provenance``.
+        ``optimize``: on CPU, run an ONNX Runtime or frozen TorchScript graph of the network
         (:meth:`Detector.optimize_for_inference`)."""
         self.detector = detector if isinstance(detector, Detector) else load_detector(detector, device=device)
         # CPU: small batches stay in cache (16 tiles: 1.59x the throughput of 128 for the default
         # detector, same logits; benchmarks/results/forward_cpu.md); GPU: large batches
         self.batch_size = batch_size or (16 if self.detector.device.type == "cpu" else 1024)
-        self.optimized = self.detector.optimize_for_inference() if optimize else False
+        # threads first: an ONNX Runtime graph takes torch's thread count when it is built
         ncores = use_all_cores() if self.detector.device.type == "cpu" else (os.cpu_count() or 1)
+        self.optimized = self.detector.optimize_for_inference() if optimize else False
         # decode threads share the cores with torch's own threads: half of them (at least one)
         self.workers = workers or max(1, ncores // 2)
         self.max_pixels = max_pixels
@@ -122,19 +129,19 @@ class ScoringEngine:
                 "conversions": loaded.conversions,
                 "notes": loaded.notes,
             }
-            extra = self.hook(data, loaded, name) if self.hook is not None else None
+            prov = self.hook(data, loaded, name) if self.hook is not None else None
             kept = loaded if self.keep_images else None
-            return _Prepared(name, tiles, (positions, grid, notes, ood), facts, None, kept, extra)
+            return _Prepared(name, tiles, (positions, grid, notes, ood), facts, None, kept, prov)
         except ImageLoadError as e:
             # provenance lives in the bytes: the hook still reads them (C2PA of a video, of a
             # stamped PNG whose pixels were damaged) when the pixels do not decode
-            extra = None
+            prov = None
             if self.hook is not None and data is not None:
                 try:
-                    extra = self.hook(data, None, name, e)
+                    prov = self.hook(data, None, name, e)
                 except Exception:  # the decode error is the record's story; never lose it
-                    extra = None
-            return _Prepared(name, None, None, {}, e.to_dict(), None, extra)
+                    prov = None
+            return _Prepared(name, None, None, {}, e.to_dict(), None, prov)
         except Exception as e:  # a batch never dies for one input
             err = {"code": "internal", "message": f"{type(e).__name__}: {e}", "path": name}
             return _Prepared(name, None, None, {}, err, None)
@@ -176,13 +183,13 @@ class ScoringEngine:
         pos = 0
         for p in batch:
             if p.tiles is None:
-                yield ScoreRecord(p.input, None, p.image, p.error, None, p.extra)
+                yield ScoreRecord(p.input, None, p.image, p.error, None, p.provenance)
                 continue
             z = logits[pos : pos + len(p.tiles)]
             pos += len(p.tiles)
             positions, grid, notes, ood = p.meta
             score = self.detector.aggregate(z, p.tiles, positions, grid, notes, ood)
-            yield ScoreRecord(p.input, score, p.image, None, p.loaded, p.extra)
+            yield ScoreRecord(p.input, score, p.image, None, p.loaded, p.provenance)
 
     def score_arrays(self, images: Iterable[np.ndarray]) -> Iterator[ScoreRecord]:
         return self.score_paths(images, names=(f"<array {i}>" for i in _count()))

@@ -229,7 +229,7 @@ def scan_video(scanner, source, name: str, options: VideoOptions | None = None):
     recs = list(scanner.engine.score_paths([f.array for f in frames], names=[f"{name}@{f.time_s:.3f}s" for f in frames]))
     per_frame = []
     for f, r, fr in zip(frames, recs, frame_reports or [None] * len(frames), strict=True):
-        r.extra = fr
+        r.provenance = fr
         per_frame.append((f, r, fuse(r)))
     agg = _aggregate_score(scanner.detector, [r for _, r, _ in per_frame])
     facts = {**_video_facts(sampled)}
