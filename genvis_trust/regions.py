@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-# logit units of the bundled default (Platt a = 1: one logit unit is one unit of log-odds): the
-# strongest tile must be e^2.5 ~ 12x the odds of the median one. Set before measuring, not fitted;
-# what it does on test photographs and spliced images is in docs/detection.md "Regions and faces"
-# (benchmarks/regions.py; the CPU this was built on allowed only a small sample).
+# The margin when a detector's card has none fitted (``region_rule.margin``, read by
+# :func:`region_margin`): logit units (Platt a = 1: one unit of log-odds), the strongest tile
+# e^2.5 ~ 12x the odds of the median one. Set before measuring, not fitted. The bundled default
+# detector's card carries a margin fitted on validation photographs (benchmarks/regions.py --fit;
+# benchmarks/results/regions.md); faces keep this one (not fitted for faces).
 REGION_MARGIN = 2.5
 MIN_TILES = 4
 THRESHOLD = 0.5
@@ -115,19 +116,30 @@ class Region:
     tiles: int  # tiles scored
     standing_out: int  # tiles passing the rule (the strongest among them is reported)
     fires: bool
+    rule_margin: float = REGION_MARGIN  # the margin the rule was applied with
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "box": self.box, "probability": round(self.probability, 4), "logit": round(self.logit, 4),
             "median_logit": round(self.median_logit, 4), "margin": round(self.margin, 4), "tiles": self.tiles,
             "standing_out": self.standing_out, "fires": self.fires,
-            "rule": f"tile p >= {THRESHOLD} and tile logit - median tile logit >= {REGION_MARGIN}, at least {MIN_TILES} tiles",
+            "rule": f"tile p >= {THRESHOLD} and tile logit - median tile logit >= {self.rule_margin:g}, at least {MIN_TILES} tiles",
         }
 
 
-def strongest_region(det, score, *, margin: float = REGION_MARGIN) -> Region | None:
+def region_margin(det) -> float:
+    """The rule's margin for ``det``: the one fitted for it (its card's ``region_rule.margin``),
+    else :data:`REGION_MARGIN`. A margin is in the detector's own logit units, so it is
+    fitted per detector."""
+    m = ((getattr(det, "card", None) or {}).get("region_rule") or {}).get("margin")
+    return REGION_MARGIN if m is None else float(m)
+
+
+def strongest_region(det, score, *, margin: float | None = None) -> Region | None:
     """The rule on a :class:`~genvis_trust.detectors.detector.DetectionScore`'s own tiles
-    (nothing re-scored); None when there are fewer than ``MIN_TILES`` tiles."""
+    (nothing re-scored); None when there are fewer than ``MIN_TILES`` tiles. ``margin``:
+    :func:`region_margin` of ``det`` unless given."""
+    margin = region_margin(det) if margin is None else float(margin)
     z = score.tile_logits
     if z is None or score.tile_positions is None or len(z) < MIN_TILES:
         return None
@@ -138,7 +150,7 @@ def strongest_region(det, score, *, margin: float = REGION_MARGIN) -> Region | N
     k = int(np.argmax(z))
     y, x = score.tile_positions[k]
     return Region([int(x), int(y), det.patch, det.patch], float(p[k]), float(z[k]), med, float(z[k] - med),
-                  len(z), int(passing.sum()), bool(passing[k]))
+                  len(z), int(passing.sum()), bool(passing[k]), margin)
 
 
 def region_evidence(region: Region, image_p: float) -> dict[str, Any]:
@@ -151,7 +163,7 @@ def region_evidence(region: Region, image_p: float) -> dict[str, Any]:
                 f"({region.standing_out} of {region.tiles} tiles stand out)")
     else:
         text = (f"no region stands out: strongest tile p={region.probability:.2f} {where}, "
-                f"{region.margin:.1f} logits above the median tile (rule: {REGION_MARGIN})")
+                f"{region.margin:.1f} logits above the median tile (rule: {region.rule_margin:g})")
     return {"kind": "region", "strength": "learned", "summary": text,
             "indicates": "edited" if region.fires else "none", "details": region.to_dict()}
 
@@ -202,12 +214,14 @@ def localisation_metrics(pixel_p: np.ndarray, mask: np.ndarray, threshold: float
     }
 
 
-def evaluate_localisation(det, items, *, stride: int | None = None, max_tiles: int = 1024, log=None) -> dict[str, Any]:
+def evaluate_localisation(det, items, *, stride: int | None = None, max_tiles: int = 1024, log=None,
+                          margin: float | None = None) -> dict[str, Any]:
     """Localisation metrics over ``items`` of ``(name, image, mask)``: per image, the mean over
     images, and the pixel AUC pooled over every pixel of every image (images smaller than one
     tile are skipped and counted). The strongest-region rule is applied to each dense map too:
     ``rule_fires`` is the share of images where it fires, ``rule_hits`` the share where the
-    strongest tile overlaps the mask."""
+    strongest tile overlaps the mask (``margin``: :func:`region_margin` of ``det`` unless given)."""
+    margin = region_margin(det) if margin is None else float(margin)
     per, pooled_y, pooled_s, skipped = [], [], [], []
     rng = np.random.default_rng(0)
     for name, image, mask in items:
@@ -223,7 +237,7 @@ def evaluate_localisation(det, items, *, stride: int | None = None, max_tiles: i
         k = int(np.argmax(zt))
         y, x = rm.positions[k]
         pk = float(det.probabilities(zt[k : k + 1])[0])
-        m["rule_fires"] = bool(len(zt) >= MIN_TILES and pk >= THRESHOLD and zt[k] - np.median(zt) >= REGION_MARGIN)
+        m["rule_fires"] = bool(len(zt) >= MIN_TILES and pk >= THRESHOLD and zt[k] - np.median(zt) >= margin)
         m["rule_hit"] = bool(m["rule_fires"] and mask[y : y + rm.patch, x : x + rm.patch].any())
         m["image_p"] = float(det.probabilities(np.array([zt.mean()]))[0])
         m["name"] = name
@@ -249,6 +263,7 @@ def evaluate_localisation(det, items, *, stride: int | None = None, max_tiles: i
         "rule_hits": mean("rule_hit"),
         "image_flagged": float(np.mean([r["image_p"] >= THRESHOLD for r in per])) if per else None,
         "threshold": THRESHOLD,
+        "margin": margin,
         "stride": stride or det.patch // 2,
     }
     return {"summary": summary, "per_image": per}

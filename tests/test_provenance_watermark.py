@@ -48,7 +48,7 @@ def test_round_trip_and_refusals(name, photos):
         be.embed(img, np.zeros(5, np.uint8))
 
 
-@pytest.mark.parametrize("name", ["dwtDctSvd", "dwtDct"])
+@pytest.mark.parametrize("name", ["dwtDctSvd", "dwtDct", "dwtDctSvdVideo"])
 def test_vectorised_reader_matches_library(name, photos):
     be = get_watermark(name)
     codec = get_codec(be.n_bits)

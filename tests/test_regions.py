@@ -91,6 +91,24 @@ def test_strongest_region_rule_needs_a_region_that_stands_out():
     assert strongest_region(det, det.score(img[:32, :48])) is None  # fewer than MIN_TILES tiles
 
 
+def test_the_rule_reads_the_margin_fitted_for_its_detector():
+    from genvis_trust.detectors import load_detector
+    from genvis_trust.regions import region_margin
+
+    det = bright_detector()
+    img, _ = dark_with_square(box=(96, 64, 32, 32))
+    s = det.score(img)
+    standing = strongest_region(det, s).margin  # how far the square's tile stands out
+    assert region_margin(det) == REGION_MARGIN  # no fitted margin on the card: the default
+    det.card = {"region_rule": {"margin": standing + 0.5}}
+    r = strongest_region(det, s)
+    assert not r.fires and r.rule_margin == standing + 0.5 and f"{standing + 0.5:g}" in r.to_dict()["rule"]
+    assert strongest_region(det, s, margin=standing - 0.5).fires  # an explicit margin wins
+    # the bundled default detector carries the margin fitted on validation photographs
+    rule = load_detector("default", device="cpu").card["region_rule"]
+    assert rule["margin"] > 0 and "regions" in rule["result"] and rule["fitted_on"].startswith("photos-native/val")
+
+
 def test_scan_reports_the_region_and_changes_the_verdict():
     from genvis_trust.scan import Scanner
 

@@ -57,7 +57,8 @@ def stamp(
     cert_chain: Path = typer.Option(None, "--cert-chain", help="Your PEM chain (signer first)."),
     private_key: Path = typer.Option(None, "--private-key", help="Your PEM private key (ES256)."),
     store_path: Path = typer.Option(None, "--store", help="Provenance store (default OUT/provenance.db)."),
-    backend: str = typer.Option("dwtDctSvd", help="Watermark backend (see `watermark list`)."),
+    backend: str = typer.Option(None, help="Watermark backend (see `watermark list`); default dwtDctSvd for images, "
+                                "dwtDctSvdVideo (a larger step, for H.264) for videos."),
     fmt: str = typer.Option("keep", "--format", help="keep | JPEG | PNG | WEBP."),
     generator: str = typer.Option("unknown", help="Generator name recorded in the manifest."),
     family: str = typer.Option(None, help="Generator family (gan, vae, diffusion, ...)."),
@@ -90,13 +91,13 @@ def stamp(
         stamp_media,
     )
     from genvis_trust.provenance.store import ProvenanceStore
-    from genvis_trust.provenance.watermarks import WatermarkError, get_watermark
+    from genvis_trust.provenance.watermarks import DEFAULT_BACKEND, WatermarkError, get_watermark
     from genvis_trust.video import video_media_type
-    from genvis_trust.video.stamp import stamp_video
+    from genvis_trust.video.stamp import VIDEO_BACKEND, stamp_video
 
     material = _material(keys, cert_chain, private_key)
     try:
-        get_watermark(backend)
+        get_watermark(backend or DEFAULT_BACKEND)
     except WatermarkError as e:
         fail(str(e), EXIT_USAGE)
     if source_type is not None:
@@ -120,7 +121,7 @@ def stamp(
         if source_type is not None and source_type.rsplit("/", 1)[-1] != "trainedAlgorithmicMedia":
             fail("a generated corpus is stamped as trainedAlgorithmicMedia; --source-type applies to image files",
                  EXIT_USAGE)
-        _stamp_corpus(images[0], out_dir, store, material, backend, fmt, upscale, as_json)
+        _stamp_corpus(images[0], out_dir, store, material, backend or DEFAULT_BACKEND, fmt, upscale, as_json)
         return
     failures = 0
     written: set[Path] = set()
@@ -133,7 +134,8 @@ def stamp(
                 if video_media_type(data[:64]):  # every frame watermarked, the MP4 signed
                     dest = out_dir / (Path(p).stem + ".mp4")
                     _check_destination(Path(p), dest, written, force)
-                    vres = stamp_video(data, dest, store=store, material=material, backend=backend, generator=generator,
+                    vres = stamp_video(data, dest, store=store, material=material, backend=backend or VIDEO_BACKEND,
+                                       generator=generator,
                                        family=family, checkpoint_sha256=checkpoint_sha256, edited=edited,
                                        source_type=source_type, title=Path(p).name, crf=crf)
                     _stamped(p, vres, as_json, f"{vres.frames} frames watermarked (PSNR {vres.psnr_db} dB), "
@@ -153,7 +155,7 @@ def stamp(
                     f = "PNG"
                 dest = out_dir / (Path(p).stem + EXTENSIONS[f])
                 _check_destination(Path(p), dest, written, force)
-                res = stamp_array(img.array, dest, store=store, material=material, fmt=f, backend=backend,
+                res = stamp_array(img.array, dest, store=store, material=material, fmt=f, backend=backend or DEFAULT_BACKEND,
                                   generator=generator, family=family, checkpoint_sha256=checkpoint_sha256,
                                   edited=edited, title=Path(p).name, source_type=source_type)
                 if as_json:

@@ -53,7 +53,7 @@ from .watermarks import (
     register_watermark,
 )
 
-__all__ = ["ORDERS", "block_scores", "ll_blocks", "read_bits_from_scores"]
+__all__ = ["ORDERS", "VIDEO_SCALE", "block_scores", "ll_blocks", "read_bits_from_scores"]
 
 _SCALE = 36.0
 _BLOCK = 4
@@ -127,17 +127,18 @@ def ll_blocks(shared: SharedTransforms, order: str = "bgr") -> np.ndarray:
     return shared.memo(("dwt.ll", order), lambda: _compute_ll_blocks(shared.images, order))
 
 
-def _svd_scores(blocks: np.ndarray) -> np.ndarray:
-    """0/1 per block: ``(s0 mod 36) > 18`` with ``s0`` the largest singular value.
+def _svd_scores(blocks: np.ndarray, scale: float = _SCALE) -> np.ndarray:
+    """0/1 per block: ``(s0 mod scale) > scale / 2`` with ``s0`` the largest singular value
+    (``scale`` 36, the library's default, unless a backend embeds at another step).
 
     The DCT is orthonormal, so the singular values of DCT(block) are the block's own, and
     ``s0**2`` is the largest eigenvalue of the Gram matrix ``G = B^T B``. Only the side of
-    the nearest multiple of 18 matters, so ``s0`` need not be computed exactly: the U plane
+    the nearest multiple of ``scale / 2`` matters, so ``s0`` need not be computed exactly: the U plane
     is non-negative, hence so are ``B`` and ``G``, and for any positive ``x`` the
     Collatz-Wielandt bounds ``min_i (Gx)_i/x_i <= s0**2 <= max_i (Gx)_i/x_i`` hold. Two power
     steps from ``x = 1`` make the bounds tight enough to decide nearly every block; the
     few blocks whose bracket (widened by 1e-9, far above rounding) straddles a multiple of
-    18, that have a zero row or a negative entry, get the exact batched eigenvalue, as
+    ``scale / 2``, that have a zero row or a negative entry, get the exact batched eigenvalue, as
     before. So the scores are those of ``eigvalsh`` on every block (pinned in the tests),
     at about a tenth of its cost.
     """
@@ -169,7 +170,7 @@ def _svd_scores(blocks: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         s_lo = np.sqrt(np.maximum(lo, 0.0)) * (1 - 1e-9) - 1e-9
         s_hi = np.sqrt(hi) * (1 + 1e-9) + 1e-9
-        half = _SCALE * 0.5
+        half = scale * 0.5
         k = np.floor(s_lo / half)
         decided = np.isfinite(s_lo) & np.isfinite(s_hi) & (k == np.floor(s_hi / half))
     # the bounds need B >= 0: true of every U plane, checked so that no other input is misread
@@ -179,29 +180,31 @@ def _svd_scores(blocks: np.ndarray) -> np.ndarray:
     if rest.size:
         sub = b[rest]
         s0 = np.sqrt(np.maximum(np.linalg.eigvalsh(np.swapaxes(sub, -1, -2) @ sub)[..., -1], 0.0))
-        scores[rest] = np.mod(s0, _SCALE) > half
+        scores[rest] = np.mod(s0, scale) > half
     return scores.reshape(lead)
 
 
-def _max_coefficient_scores(blocks: np.ndarray) -> np.ndarray:
-    """0/1 per block: ``(|v| mod 36) > 18`` for the largest-magnitude coefficient after the
-    first (the library's ``infer_dct_matrix``: on the LL block itself, no DCT)."""
+def _max_coefficient_scores(blocks: np.ndarray, scale: float = _SCALE) -> np.ndarray:
+    """0/1 per block: ``(|v| mod scale) > scale / 2`` for the largest-magnitude coefficient
+    after the first (the library's ``infer_dct_matrix``: on the LL block itself, no DCT)."""
     flat = blocks.reshape(*blocks.shape[:-2], _BLOCK * _BLOCK)[..., 1:]
     pos = np.argmax(np.abs(flat), axis=-1)
     val = np.abs(np.take_along_axis(flat, pos[..., None], axis=-1)[..., 0])
-    return (np.mod(val, _SCALE) > _SCALE * 0.5).astype(np.uint8)
+    return (np.mod(val, scale) > scale * 0.5).astype(np.uint8)
 
 
 _SCORERS = {"dwtDctSvd": _svd_scores, "dwtDct": _max_coefficient_scores}
 
 
-def block_scores(shared: SharedTransforms, method: str, order: str = "bgr") -> np.ndarray:
-    """(N, n_blocks) 0/1 block scores of ``method`` (``dwtDctSvd`` or ``dwtDct``) in
-    ``order``; they do not depend on the number of bits, so every reader of the same method
-    and order shares them."""
+def block_scores(shared: SharedTransforms, method: str, order: str = "bgr", scale: float = _SCALE) -> np.ndarray:
+    """(N, n_blocks) 0/1 block scores of ``method`` (``dwtDctSvd`` or ``dwtDct``) at the
+    quantisation step ``scale`` in ``order``; they do not depend on the number of bits, so
+    every reader of the same method, step and order shares them (the LL blocks are shared
+    whatever the step)."""
     if method not in _SCORERS:
         raise WatermarkError(f"unknown DWT method {method!r}; choose from {sorted(_SCORERS)}")
-    return shared.memo(("dwt.scores", method, order), lambda: _SCORERS[method](ll_blocks(shared, order)))
+    return shared.memo(("dwt.scores", method, order, float(scale)),
+                       lambda: _SCORERS[method](ll_blocks(shared, order), scale))
 
 
 def read_bits_from_scores(scores: np.ndarray, n_bits: int) -> list[BitReading]:
@@ -226,6 +229,10 @@ class _DwtBackend(WatermarkBackend):
     method = ""
     n_bits = 64
     min_side = 256
+    #: quantisation step of the U channel; ``None``: the library's default (36), and the
+    #: library is called exactly as before, without a ``scales`` argument
+    scale: float | None = None
+    soft_threshold = 127 / 255  # the library: a bit is 1 when its mean vote times 255 exceeds 127
     # Pixels per vectorised chunk. Measured on 2 CPU cores: chunks larger than one 512x512
     # image were slower per image (cache pressure), so batching groups only small images.
     max_batch_pixels = 512 * 512
@@ -238,13 +245,20 @@ class _DwtBackend(WatermarkBackend):
         enc = WatermarkEncoder()
         enc.set_watermark("bits", b.tolist())
         bgr = np.ascontiguousarray(rgb[..., ::-1])
-        out = enc.encode(bgr, self.method)
+        out = enc.encode(bgr, self.method, **self._library_configs())
         return np.ascontiguousarray(out[..., ::-1])
+
+    def _library_configs(self) -> dict:
+        return {} if self.scale is None else {"scales": [0, self.scale, 0]}
+
+    @property
+    def step(self) -> float:
+        return _SCALE if self.scale is None else float(self.scale)
 
     def read_bits_shared(self, shared: SharedTransforms, n_bits: int | None = None) -> list[BitReading]:
         if len(shared.shape) != 3 or min(shared.shape[:2]) < self.min_side:
             raise WatermarkError(f"{self.name}: image of shape {shared.shape} below {self.min_side}x{self.min_side}")
-        return read_bits_from_scores(block_scores(shared, self.method, "bgr"), n_bits or self.n_bits)
+        return read_bits_from_scores(block_scores(shared, self.method, "bgr", self.step), n_bits or self.n_bits)
 
     def read_bits_batch(self, images: Sequence[np.ndarray], n_bits: int | None = None) -> list[BitReading]:
         out: list[BitReading | None] = [None] * len(images)
@@ -257,7 +271,8 @@ class _DwtBackend(WatermarkBackend):
         from imwatermark import WatermarkDecoder
 
         dec = WatermarkDecoder("bits", n_bits or self.n_bits)
-        return np.asarray(dec.decode(np.ascontiguousarray(rgb[..., ::-1]), self.method), dtype=np.uint8)
+        return np.asarray(dec.decode(np.ascontiguousarray(rgb[..., ::-1]), self.method, **self._library_configs()),
+                          dtype=np.uint8)
 
 
 @register_watermark("dwtDctSvd")
@@ -272,3 +287,19 @@ class DwtDct(_DwtBackend):
     """invisible-watermark DWT max-coefficient ('dwtDct'), 64-bit payload (compatibility)."""
 
     method = "dwtDct"
+
+
+#: Quantisation step of :class:`DwtDctSvdVideo`, chosen on the clips of
+#: ``benchmarks/video_watermark.py`` (``benchmarks/results/video_watermark.json``,
+#: ``docs/video.md``): at the library's 36, H.264's chroma quantisation at CRF 23 flips more
+#: pooled bits than the code corrects on some clips; 48 corrects them and keeps the marked
+#: frames at 38 dB PSNR or more (52 went below 38 dB on one clip).
+VIDEO_SCALE = 48.0
+
+
+@register_watermark("dwtDctSvdVideo")
+class DwtDctSvdVideo(_DwtBackend):
+    """invisible-watermark DWT-DCT-SVD at step 48 for video frames (H.264), 64-bit payload."""
+
+    method = "dwtDctSvd"
+    scale = VIDEO_SCALE

@@ -48,6 +48,7 @@ class RivaGan(WatermarkBackend):
     """RivaGAN learned watermark (ONNX, invisible-watermark's models), 32-bit payload."""
 
     n_bits = 32
+    soft_threshold = _THRESHOLD
     min_side = 256
 
     def __init__(self):

@@ -286,21 +286,25 @@ def verify_bytes(
 
 def verify_frame(rgb, *, name: str = "<frame>", store: ProvenanceStore | None = None,
                  backends: tuple[str, ...] = DEFAULT_VERIFY_BACKENDS, known_generators: bool = True,
-                 **_) -> ProvenanceReport:
+                 shared: SharedTransforms | None = None, **_) -> ProvenanceReport:
     """The pixel signals of one video frame (watermarks, known generators' marks, the store's
-    watermark and perceptual-hash paths): a frame has no bytes, C2PA or metadata of its own."""
+    watermark and perceptual-hash paths): a frame has no bytes, C2PA or metadata of its own.
+    ``shared``: the frame's transforms, when the caller wants the readings kept there
+    (:func:`~.watermarks.shared_readings`)."""
     rep = ProvenanceReport(REPORT_SCHEMA_VERSION, name)
     rep.input = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "media_type": "video frame"}
-    return _pixel_signals(rep, rgb, {}, None, store=store, backends=backends, known_generators=known_generators)
+    return _pixel_signals(rep, rgb, {}, None, store=store, backends=backends, known_generators=known_generators,
+                          shared=shared)
 
 
 def _pixel_signals(rep: ProvenanceReport, rgb, info: dict, digest: str | None, *, store: ProvenanceStore | None,
-                   backends: tuple[str, ...], known_generators: bool) -> ProvenanceReport:
+                   backends: tuple[str, ...], known_generators: bool,
+                   shared: SharedTransforms | None = None) -> ProvenanceReport:
     """The signals read from pixels, added to ``rep`` (``digest`` None: no bytes to match)."""
 
     # one set of transforms for every reader of these pixels: the colour conversion and
     # wavelet transform run once per channel order, whatever the number of readers
-    shared = SharedTransforms([rgb])
+    shared = shared if shared is not None else SharedTransforms([rgb])
     dets: list[WatermarkDetection] = []
     for be in _backends_for(tuple(backends), info):
         try:

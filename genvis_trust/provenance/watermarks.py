@@ -4,6 +4,9 @@ Every backend embeds and reads a fixed number of bits in an RGB ``uint8`` image 
 built on `invisible-watermark <https://github.com/ShieldMnt/invisible-watermark>`_:
 
 - ``dwtDctSvd`` (default, 64 bits): the library's DWT-DCT-SVD embedder;
+- ``dwtDctSvdVideo`` (64 bits): the same embedder at a larger quantisation step (48
+  instead of 36), for video frames, which H.264's chroma quantisation damages more than
+  JPEG 4:4:4 does (``stamp`` of a video; ``docs/video.md``);
 - ``dwtDct`` (64 bits): the library's DWT "max-DCT" embedder, kept because other tools
   (Stable Diffusion) embed with it; it is the least robust of the three (see the
   robustness table in ``docs/provenance.md``);
@@ -24,7 +27,7 @@ present: ``detected`` only for a valid payload, whose false-accept rate for rand
 stated in the result.
 
 >>> sorted(list_watermarks())
-['dwtDct', 'dwtDctSvd', 'rivaGan']
+['dwtDct', 'dwtDctSvd', 'dwtDctSvdVideo', 'rivaGan']
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ __all__ = [
     "get_watermark",
     "list_watermarks",
     "register_watermark",
+    "shared_readings",
 ]
 
 DEFAULT_BACKEND = "dwtDctSvd"
@@ -147,6 +151,9 @@ class WatermarkBackend:
     min_side: int = 256
     #: channel order the underlying library expects; we convert from RGB for it
     library_order: str = "BGR"
+    #: a bit is 1 when its soft score exceeds this (the reader's own rule; a video pools the
+    #: frames' soft scores and applies it once)
+    soft_threshold: float = 0.5
 
     def check_image(self, rgb: np.ndarray, what: str = "image") -> np.ndarray:
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -264,7 +271,13 @@ def detect_shared(shared: SharedTransforms, backend: str = DEFAULT_BACKEND, radi
         be.check_image(shared.images[0])  # one shape, one dtype: the first speaks for all
     except WatermarkError as e:
         return [WatermarkDetection(be.name, False, be.n_bits, "", 0.0, {}, None, None, error=str(e)) for _ in shared.images]
-    return [detection_from_reading(be, r, radius) for r in be.read_bits_shared(shared)]
+    return [detection_from_reading(be, r, radius) for r in shared_readings(shared, be)]
+
+
+def shared_readings(shared: SharedTransforms, be: WatermarkBackend) -> list[BitReading]:
+    """``be``'s readings of every image of ``shared``, read once and kept there, so that a
+    later consumer (a video's pooling of the frames' soft scores) reuses them."""
+    return shared.memo(("readings", be.name), lambda: be.read_bits_shared(shared))
 
 
 def detect_batch(images: Sequence[np.ndarray], backend: str = DEFAULT_BACKEND, radius: int | None = None) -> list[WatermarkDetection]:

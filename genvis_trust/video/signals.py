@@ -9,8 +9,11 @@ sampled frames, one whole-video verdict with per-frame evidence and timestamps.
   (:func:`~genvis_trust.provenance.verify.verify_frame`), and the detector through the
   scanner's batched engine; each frame gets its own verdict from :func:`genvis_trust.scan.fuse`.
 - The whole-video verdict is :func:`~genvis_trust.scan.fuse` again, on the container's
-  evidence plus the frames' evidence pooled: our watermark read by a bitwise majority over
-  the frames (a mark too damaged to decode in any one frame can still decode pooled), a
+  evidence plus the frames' evidence pooled: our watermark read from the frames' soft scores
+  averaged (per bit, the share of its blocks voting 1, over every examined frame), then
+  thresholded and decoded once (a mark too damaged to decode in any one frame can still
+  decode pooled); ``dwtDctSvd`` is read at its video step too (``dwtDctSvdVideo``, what
+  ``stamp`` writes into a video); a
   known generator's mark only when a majority of frames carry it, a store record found
   through a frame, and the detector's frame logits averaged (as tiles are within an image).
 
@@ -34,7 +37,7 @@ from genvis_trust.io import DEFAULT_MAX_BYTES, ImageLoadError, read_bytes
 
 from .frames import FrameSampling, SampledVideo, VideoLimits, sample_frames, video_media_type
 
-__all__ = ["VideoOptions", "is_video_input", "scan_video", "scan_with_videos", "verify_video"]
+__all__ = ["VideoOptions", "is_video_input", "scan_video", "scan_with_videos", "verify_video", "video_backends"]
 
 #: pixel-signal evidence a frame contributes (the container holds C2PA and metadata)
 FRAME_KINDS = ("watermark", "known_generator", "store")
@@ -91,32 +94,57 @@ def _container_report(source, name: str, options: VideoOptions, verify_kwargs: d
     return rep
 
 
-def _pooled_watermarks(frame_reports: list) -> list:
-    """One detection per backend from the bitwise majority of the frames' readings."""
+#: the backends a video's frames are read with: what was asked, plus ``dwtDctSvdVideo``
+#: (the step ``stamp`` writes into videos) wherever ``dwtDctSvd`` is asked for
+VIDEO_STEP_OF = {"dwtDctSvd": "dwtDctSvdVideo"}
+
+
+def video_backends(requested: Iterable[str]) -> tuple[str, ...]:
+    """The watermark backends read on a video's frames for ``requested``: each decode is one
+    more chance of a false payload (6.7e-7 per 64-bit backend), so the video step is added
+    only beside the image backend it belongs to."""
+    out: list[str] = []
+    for name in requested:
+        video = VIDEO_STEP_OF.get(name)
+        if video and video not in requested and video not in out:
+            out.append(video)
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def _pooled_watermarks(frame_reports: list, frame_readings: list[dict]) -> list:
+    """One detection per backend from the frames' soft scores averaged (soft pooling: a bit
+    that most frames read weakly right is not outvoted by a few frames that read it
+    strongly wrong, as a majority of hard bits would let it be)."""
     from genvis_trust.provenance.watermarks import BitReading, detection_from_reading, get_watermark
 
-    by_backend: dict[str, list[np.ndarray]] = {}
-    for rep in frame_reports:
+    by_backend: dict[str, list] = {}
+    detected: Counter = Counter()
+    for rep, readings in zip(frame_reports, frame_readings, strict=True):
         for w in rep.watermarks:
-            if w.get("bits") and not w.get("error"):
-                by_backend.setdefault(w["backend"], []).append(np.frombuffer(w["bits"].encode(), np.uint8) - 48)
+            reading = readings.get(w["backend"])
+            if reading is not None and not w.get("error"):
+                by_backend.setdefault(w["backend"], []).append(reading)
+                detected[w["backend"]] += bool(w["detected"])
     out = []
     for backend, reads in by_backend.items():
-        mean = np.mean(reads, axis=0)
-        reading = BitReading(bits=(mean > 0.5).astype(np.uint8), soft=mean, confidence=float(np.mean(np.abs(mean - 0.5)) * 2))
-        det = detection_from_reading(get_watermark(backend), reading)
-        det.notes.append(f"bitwise majority of {len(reads)} frame reading(s)")
-        out.append((det, len(reads), sum(w["detected"] for r in frame_reports for w in r.watermarks
-                                           if w["backend"] == backend)))
+        be = get_watermark(backend)
+        soft = np.mean([r.soft for r in reads], axis=0)
+        bits = (soft > be.soft_threshold).astype(np.uint8)
+        reading = BitReading(bits=bits, soft=soft, confidence=float(np.mean(np.abs(2 * (soft - be.soft_threshold)))))
+        det = detection_from_reading(be, reading)
+        det.notes.append(f"soft scores of {len(reads)} frame reading(s) averaged, decoded once")
+        out.append((det, len(reads), detected[backend]))
     return out
 
 
-def _video_evidence(rep, frame_reports: list, times: list[float], store) -> None:
+def _video_evidence(rep, frame_reports: list, frame_readings: list[dict], times: list[float], store) -> None:
     """Add the frames' pooled pixel evidence to the container report ``rep``."""
     from genvis_trust.provenance.verify import Evidence, _add_store, _watermark_evidence
 
     n = len(frame_reports)
-    pooled = _pooled_watermarks(frame_reports)
+    pooled = _pooled_watermarks(frame_reports, frame_readings)
     rep.watermarks = [{**d.to_dict(), "frames_read": k, "frames_detected": hits} for d, k, hits in pooled]
     dets = [d for d, _, _ in pooled if d.detected]
     if store is not None and not (rep.store or {}).get("found"):
@@ -161,16 +189,27 @@ def _frame_store_evidence(found: dict, k: int, n: int):
     return ev
 
 
-def _frame_reports(frames, name: str, verify_kwargs: dict, workers: int) -> list:
-    from genvis_trust.provenance.verify import verify_frame
+def _frame_reports(frames, name: str, verify_kwargs: dict, workers: int) -> tuple[list, list[dict]]:
+    """Each frame's report, and each frame's readings by backend (the soft scores the pooling
+    averages, kept from the frame's own reading: nothing is read twice)."""
+    from genvis_trust.provenance.verify import DEFAULT_VERIFY_BACKENDS, verify_frame
+    from genvis_trust.provenance.watermarks import SharedTransforms, get_watermark, shared_readings
+
+    kwargs = {**verify_kwargs, "backends": video_backends(verify_kwargs.get("backends", DEFAULT_VERIFY_BACKENDS))}
 
     def one(f):
-        return verify_frame(f.array, name=f"{name}@{f.time_s:.3f}s", **verify_kwargs)
+        shared = SharedTransforms([f.array])
+        rep = verify_frame(f.array, name=f"{name}@{f.time_s:.3f}s", shared=shared, **kwargs)
+        readings = {w["backend"]: shared_readings(shared, get_watermark(w["backend"]))[0]
+                    for w in rep.watermarks if not w.get("error")}
+        return rep, readings
 
     if workers <= 1 or len(frames) < 2:
-        return [one(f) for f in frames]
-    with ThreadPoolExecutor(workers, thread_name_prefix="frames") as pool:
-        return list(pool.map(one, frames))
+        pairs = [one(f) for f in frames]
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="frames") as pool:
+            pairs = list(pool.map(one, frames))
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def verify_video(source, *, name: str | None = None, options: VideoOptions = VideoOptions(), workers: int = 1,
@@ -190,8 +229,8 @@ def verify_video(source, *, name: str | None = None, options: VideoOptions = Vid
         rep.error = e.to_dict()
         rep.input["pixels"] = f"not decoded: {e.message}"
         return rep, [], None
-    frame_reports = _frame_reports(sampled.frames, name, verify_kwargs, workers)
-    _video_evidence(rep, frame_reports, [f.time_s for f in sampled.frames], verify_kwargs.get("store"))
+    frame_reports, frame_readings = _frame_reports(sampled.frames, name, verify_kwargs, workers)
+    _video_evidence(rep, frame_reports, frame_readings, [f.time_s for f in sampled.frames], verify_kwargs.get("store"))
     rep.input["video"] = _video_facts(sampled)
     return rep, frame_reports, sampled
 
