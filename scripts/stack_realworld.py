@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""Stack the learned and zero-shot detectors, with leave-one-generator-out numbers, and build the
-bundled default from the fit on every development generator.
+"""Stack member detectors (learned and zero-shot), with leave-one-generator-out numbers, and build
+the bundled default from the fit on every development generator.
 
     python scripts/stack_realworld.py --eval benchmarks/results/realworld-members.json \
-        --learned RUNS/C2 --zeroshot RUNS/Z --fpr 0.05 --out-results benchmarks/results/realworld \
+        --member RUNS/C2 --member RUNS/Z [--member RUNS/D --domain-from RUNS/D --upscaled-head] \
+        --fpr 0.05 --out-results benchmarks/results/realworld \
         [--out-detector genvis_trust/assets/detectors/default]
 
-Input: the JSON written by ``benchmarks/detectors_realworld.py --with-val`` for the two member
-detectors (image-level logits of every image of every set and encoding). Features per image:
-the two members' image-level logits. Fitting data, never the test images:
+(``--learned A --zeroshot B`` is the same as ``--member A --member B``.)
+
+Input: the JSON(s) written by ``benchmarks/detectors_realworld.py --with-val`` for the member
+detectors (image-level logits of every image of every set and encoding; several files with the
+same sets are merged). Features per image: the members' image-level logits. The domain (which
+inputs scan voids, and why) is that of ``--domain-from`` (default: the first member). Fitting data, never the test images:
 - class 0: the validation split of the photo corpus, as stored and re-shipped (JPEG 90 and 40,
   long side 512, up-scaled 2x, 60% crop, letterbox, PNG re-save);
 - class 1: the validation split of the aligned reconstructions and the outside generators'
@@ -42,20 +46,23 @@ def own(name: str) -> bool:
     return name.startswith(SKIP) or name.endswith("-recon")
 
 
+DOMAIN: dict = {}  # the member whose domain flags the stack's card declares (set in main)
+
+
 def features(members: dict, set_name: str, enc: str) -> np.ndarray:
     return np.stack([np.asarray(m["logits"][set_name][enc], float) for m in members.values()], 1)
 
 
 def void(members: dict, set_name: str, enc: str) -> np.ndarray:
-    """Inputs outside the learned member's domain (scan reports no detector evidence for them)."""
-    m = next(iter(members.values()))
+    """Inputs outside the stack's domain (scan reports no detector evidence for them)."""
+    m = DOMAIN or next(iter(members.values()))
     flags = (m.get("out_of_domain") or {}).get(set_name, {}).get(enc)
     return np.asarray(flags, bool) if flags is not None else np.zeros(len(m["logits"][set_name][enc]), bool)
 
 
 def head_only(members: dict, set_name: str, enc: str) -> np.ndarray:
     """Inputs outside the main domain for the head's reason alone (the head scores them)."""
-    m = next(iter(members.values()))
+    m = DOMAIN or next(iter(members.values()))
     codes = (m.get("domain_codes") or {}).get(set_name, {}).get(enc)
     if codes is None:
         return np.zeros(len(m["logits"][set_name][enc]), bool)
@@ -103,9 +110,11 @@ def evaluate(members, gens, w, b, z_t, held: list[str], head=None) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--eval", required=True, help="detectors_realworld.py JSON (with --with-val) of the two members")
-    ap.add_argument("--learned", required=True)
-    ap.add_argument("--zeroshot", required=True)
+    ap.add_argument("--eval", action="append", required=True, help="detectors_realworld.py JSON (with --with-val) of the members")
+    ap.add_argument("--member", action="append", default=[], help="a member detector (its path as in the eval JSON), in order")
+    ap.add_argument("--learned", help="same as a first --member")
+    ap.add_argument("--zeroshot", help="same as a --member after --learned")
+    ap.add_argument("--domain-from", help="the member whose domain the stack declares (default: the first)")
     ap.add_argument("--fpr", type=float, default=0.05)
     ap.add_argument("--out-results", required=True)
     ap.add_argument("--out-detector")
@@ -115,9 +124,17 @@ def main() -> int:
                          "its own FPR budget) vs every validation generated image in that state (class 1)")
     args = ap.parse_args()
 
-    ev = json.loads(Path(args.eval).read_text())
-    members = {k: ev["detectors"][k] for k in (args.learned, args.zeroshot)}
-    first = members[args.learned]["logits"]
+    args.member = [m for m in (args.learned, args.zeroshot) if m] + args.member
+    if len(args.member) < 2:
+        ap.error("a stack needs at least two members (--member ... --member ...)")
+    evs = [json.loads(Path(e).read_text()) for e in args.eval]
+    ev = {"detectors": {k: v for e in evs for k, v in e["detectors"].items()}, "meta": [e.get("meta") for e in evs]}
+    missing = [m for m in args.member if m not in ev["detectors"]]
+    if missing:
+        ap.error(f"no scores for {missing} in {args.eval}")
+    members = {k: ev["detectors"][k] for k in args.member}
+    DOMAIN.update(members[args.domain_from or args.member[0]])
+    first = members[args.member[0]]["logits"]
     gens = sorted(g for g in first if g not in ("real", "real_val", "recon_val") and not own(g))
     own_val = sorted(g for g in first if g.startswith("bundled_val:"))  # the toolkit's generators, seeds 20000+
     # class 0: the validation photos as stored and in every re-shipped form (JPEG 40, up-scaled,
@@ -132,7 +149,7 @@ def main() -> int:
     pos_sets = ["recon_val", *own_val]
 
     def positives(exclude: str | None, keep=lambda s, e: ~void(members, s, e)):
-        parts = [features(members, s, e)[keep(s, e)] for s in pos_sets for e in ENCODINGS if e in members[args.learned]["logits"][s]]
+        parts = [features(members, s, e)[keep(s, e)] for s in pos_sets for e in ENCODINGS if e in first[s]]
         parts += [features(members, g, e)[keep(g, e)] for g in gens if g != exclude for e in ENCODINGS]
         return np.concatenate(parts)
 
@@ -150,7 +167,8 @@ def main() -> int:
     res: dict = {"fpr_budget": args.fpr, "free_voided": args.free_voided, "upscaled_head": args.upscaled_head,
                  "generators": gens, "logo": {}, "members_alone": {}}
     own_test = [g for g in first if g.startswith("bundled:") or g.endswith("-recon")]
-    for col, name in enumerate(("learned", "zeroshot")):
+    res["member_names"] = names = member_names(args.member, members)
+    for col, name in enumerate(names):
         w, b, z_t = threshold_only(x0, col, args.fpr)
         res["members_alone"][name] = evaluate(members, gens, w, b, z_t, gens + own_test)
     for g in gens:  # leave one generator out
@@ -177,40 +195,55 @@ def main() -> int:
     return 0
 
 
+def member_names(paths: list[str], members: dict) -> list[str]:
+    """Short, unique column names for the members (their folder names)."""
+    names = []
+    for p in paths:
+        n = Path(p).name
+        names.append(n if n not in names else f"{n}-{len(names)}")
+    return names
+
+
 def markdown(res: dict) -> str:
+    names = res["member_names"]
     lines = [f"Balanced accuracy per generator (TPR at a threshold keeping {res['fpr_budget']:.0%} false positives on validation photos; "
              "FPR from the test photos under the same encoding). **stack (LOGO)**: fitted without the generator in that row. "
-             "Members alone: threshold only, no generated image used.", "",
-             "| generator | n | stack (LOGO) orig / JPEG 90 / 512 | learned alone | zero-shot alone |", "|---|---|---|---|---|"]
+             "Members alone: threshold only, no generated image used."
+             + (" Inputs voided only as up-scaled are decided by the stack's up-scaled head." if res.get("upscaled_head") else ""), "",
+             "| generator | n | stack (LOGO) orig / JPEG 90 / 512 | " + " | ".join(f"{n} alone" for n in names) + " |",
+             "|---|---|---|" + "---|" * len(names)]
     ma = res["members_alone"]
 
     def cells(d):
         return " / ".join(f"{d[e]['balanced_acc']:.2f}" for e in ENCODINGS)
 
     for g, r in res["logo"].items():
-        lines.append(f"| {g} | {r['orig']['n']} | {cells(r)} | {cells(ma['learned']['generators'][g])} | {cells(ma['zeroshot']['generators'][g])} |")
+        lines.append(f"| {g} | {r['orig']['n']} | {cells(r)} | " + " | ".join(cells(ma[n]['generators'][g]) for n in names) + " |")
     for g, fr in res["final"]["generators"].items():
-        lines.append(f"| {g} (final stack) | {fr['orig']['n']} | {cells(fr)} | {cells(ma['learned']['generators'][g])} | {cells(ma['zeroshot']['generators'][g])} |")
+        lines.append(f"| {g} (final stack) | {fr['orig']['n']} | {cells(fr)} | " + " | ".join(cells(ma[n]['generators'][g]) for n in names) + " |")
     variants = list(res["final"]["real_fpr"])
-    lines += ["", "False-positive rate on the test photos (final stack; learned alone; zero-shot alone):", "",
+    lines += ["", "False-positive rate on the test photos (final stack; each member alone):", "",
               "| | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
-    for label, d in (("final stack", res["final"]), ("learned alone", ma["learned"]), ("zero-shot alone", ma["zeroshot"])):
+    for label, d in (("final stack", res["final"]), *((f"{n} alone", ma[n]) for n in names)):
         lines.append(f"| {label} | " + " | ".join(f"{d['real_fpr'][v]:.3f}" for v in variants) + " |")
     m = res["meta"]
-    lines.append(f"\n{m['date']}; `{m['command']}`; member scores from `{(m.get('eval_meta') or {}).get('command')}`")
+    evm = m.get("eval_meta") or []
+    evm = evm if isinstance(evm, list) else [evm]
+    lines.append(f"\n{m['date']}; `{m['command']}`; member scores from " + "; ".join(f"`{(e or {}).get('command')}`" for e in evm))
     return "\n".join(lines)
 
 
 def build_default(args, w, b, z_t, res, head=None) -> None:
     from genvis_trust.detectors import Detector, load_detector
 
-    learned, zed = load_detector(args.learned, device="cpu"), load_detector(args.zeroshot, device="cpu")
-    members = [{"family": learned.family, "config": learned.net_config, "patch": learned.patch},
-               {"family": zed.family, "config": zed.net_config, "patch": zed.patch}]
-    det = Detector.create("stack", patch=learned.patch, device="cpu", members=members, weights=[float(v) for v in w], bias=float(b))
-    det.net.members[0].load_state_dict(learned.net.state_dict())
-    det.net.members[1].load_state_dict(zed.net.state_dict())
-    det.max_tiles = learned.max_tiles
+    dets = [load_detector(m, device="cpu") for m in args.member]
+    dom = dets[args.member.index(args.domain_from)] if args.domain_from else dets[0]
+    specs = [{"family": d.family, "config": d.net_config, "patch": d.patch} for d in dets]
+    patch = max(d.patch for d in dets)
+    det = Detector.create("stack", patch=patch, device="cpu", members=specs, weights=[float(v) for v in w], bias=float(b))
+    for net, d in zip(det.net.members, dets, strict=True):
+        net.load_state_dict(d.net.state_dict())
+    det.max_tiles = dom.max_tiles
     # p = 0.5 at the threshold that keeps the FPR budget on validation photos
     det.calibration = {"method": "platt", "a": 1.0, "b": -z_t, "fpr_budget": args.fpr, "threshold_logit": z_t}
     if head is not None:  # inputs voided only as up-scaled: their own combination and threshold
@@ -218,18 +251,25 @@ def build_default(args, w, b, z_t, res, head=None) -> None:
         det.calibration["heads"] = {HEAD: {"weights": [float(v) for v in hw], "bias": float(hb), "a": 1.0, "b": -float(hz),
                                            "threshold_logit": float(hz), "fpr_budget": args.fpr,
                                            "fitted_on": "validation photographs that look up-scaled (2x bicubic and other re-shipped forms)"}}
+    names = res["member_names"]
     card = {
         "name": "default",
-        "summary": "stack of a learned NPR detector (real photographs vs aligned TAEF2 reconstructions, plus the bundled generators' samples) and the zero-shot zed coding-cost statistic",
-        "domain": learned.card.get("domain"),
-        "members": {"learned": {"path": str(args.learned), "weights_sha256": learned.sha256, "card": {k: learned.card.get(k) for k in ("command", "data", "metrics", "wall_time_s")}},
-                    "zeroshot": {"path": str(args.zeroshot), "weights_sha256": zed.sha256, "card": {k: zed.card.get(k) for k in ("command", "data", "metrics", "wall_time_s")}}},
-        "stacking": {"weights": [float(v) for v in w], "bias": float(b), "threshold_logit": z_t, "fpr_budget": args.fpr,
-                     "fitted_on": "validation photos (class 0) vs validation reconstructions and every development-set outside generator (class 1)",
-                     "development_generators": res["generators"]},
-        "results": {"logo": "benchmarks/results/realworld.md", "final_real_fpr": res["final"]["real_fpr"]},
+        "summary": "stack of learned NPR detectors (real photographs vs aligned reconstructions and the bundled generators' samples) "
+                   "and the zero-shot zed coding-cost statistic" + ("; inputs that look up-scaled are decided by a head of their own" if head else ""),
+        "domain": dom.card.get("domain"),
+        "members": {n: {"path": str(p), "family": d.family, "weights_sha256": d.sha256,
+                        "card": {k: d.card.get(k) for k in ("command", "data", "metrics", "wall_time_s")}}
+                    for n, p, d in zip(names, args.member, dets, strict=True)},
+        "stacking": {"members": names, "weights": [float(v) for v in w], "bias": float(b), "threshold_logit": z_t, "fpr_budget": args.fpr,
+                     "fitted_on": "validation photos (class 0) vs validation reconstructions, the bundled generators' validation samples "
+                                  "(seeds 20000+) and every development-set outside generator (class 1)",
+                     "free_voided": args.free_voided, "development_generators": res["generators"],
+                     "heads": res["final"].get("head")},
+        "results": {"logo": str(Path(args.out_results).with_suffix(".md")), "final_real_fpr": res["final"]["real_fpr"],
+                    "bundled_generators": {g: {e: round(v["balanced_acc"], 3) for e, v in r.items()} for g, r in res["final"]["generators"].items()}},
         "not_expected_to_detect": [
             "generators whose samples are JPEG-compressed below ~0.5 bits per pixel, resized by more than 2x, or screenshotted",
+            "most outside generators of the development set at the 5% false-positive budget: see the LOGO results",
             "GAN faces (StyleGAN) and class-conditional ImageNet models (BigGAN, DiT) in the development set: near chance",
             "local edits (inpainting, face swaps) of a small region: tiles are averaged",
             "graphics, drawings, screenshots and renders: outside the photographic domain (the scan says so)",
