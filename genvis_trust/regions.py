@@ -117,14 +117,20 @@ class Region:
     standing_out: int  # tiles passing the rule (the strongest among them is reported)
     fires: bool
     rule_margin: float = REGION_MARGIN  # the margin the rule was applied with
+    # False where the detector's card says its fitted rule found no spliced region in validation:
+    # a firing is then reported, but does not change the verdict
+    changes_verdict: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "box": self.box, "probability": round(self.probability, 4), "logit": round(self.logit, 4),
             "median_logit": round(self.median_logit, 4), "margin": round(self.margin, 4), "tiles": self.tiles,
             "standing_out": self.standing_out, "fires": self.fires,
             "rule": f"tile p >= {THRESHOLD} and tile logit - median tile logit >= {self.rule_margin:g}, at least {MIN_TILES} tiles",
         }
+        if not self.changes_verdict:
+            d["changes_verdict"] = False
+        return d
 
 
 def region_margin(det) -> float:
@@ -149,8 +155,9 @@ def strongest_region(det, score, *, margin: float | None = None) -> Region | Non
     passing = (p >= THRESHOLD) & (z - med >= margin)
     k = int(np.argmax(z))
     y, x = score.tile_positions[k]
+    rule = (getattr(det, "card", None) or {}).get("region_rule") or {}
     return Region([int(x), int(y), det.patch, det.patch], float(p[k]), float(z[k]), med, float(z[k] - med),
-                  len(z), int(passing.sum()), bool(passing[k]), margin)
+                  len(z), int(passing.sum()), bool(passing[k]), margin, bool(rule.get("changes_verdict", True)))
 
 
 def region_evidence(region: Region, image_p: float) -> dict[str, Any]:
@@ -161,11 +168,14 @@ def region_evidence(region: Region, image_p: float) -> dict[str, Any]:
         text = (f"one region scores far above the rest: tile p(generated)={region.probability:.2f} {where}, "
                 f"{region.margin:.1f} logits above the median tile; whole image p={image_p:.2f} "
                 f"({region.standing_out} of {region.tiles} tiles stand out)")
+        if not region.changes_verdict:
+            text += ("; advisory only: for this detector the rule found no spliced region in validation, "
+                     "so it does not change the verdict")
     else:
         text = (f"no region stands out: strongest tile p={region.probability:.2f} {where}, "
                 f"{region.margin:.1f} logits above the median tile (rule: {region.rule_margin:g})")
     return {"kind": "region", "strength": "learned", "summary": text,
-            "indicates": "edited" if region.fires else "none", "details": region.to_dict()}
+            "indicates": "edited" if region.fires and region.changes_verdict else "none", "details": region.to_dict()}
 
 
 # -- localisation against masks

@@ -129,7 +129,7 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
     if local and score is not None:
         from genvis_trust.regions import local_evidence
 
-        found, local_extra = local_evidence(local.get("region"), local.get("faces") or [], p, bool(ood))
+        found, local_extra = local_evidence(local.get("region"), local.get("faces") or [], p, bool(ood) or score.head is not None)
         local_ev = [Evidence.from_dict(e) for e in found]
         evidence += local_ev
     calibrated = bool(score is not None and score.calibrated)

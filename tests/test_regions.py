@@ -125,6 +125,21 @@ def test_scan_reports_the_region_and_changes_the_verdict():
     assert next(e for e in b.evidence if e.kind == "region").indicates == "none"
 
 
+def test_an_advisory_rule_reports_the_region_but_keeps_the_verdict():
+    """A detector whose card marks its fitted rule advisory (it found no spliced region in
+    validation, as for the bundled default) still reports the region, but the verdict stays."""
+    from genvis_trust.scan import Scanner
+
+    det = bright_detector()
+    det.card = {"region_rule": {"margin": REGION_MARGIN, "changes_verdict": False}}
+    img, _ = dark_with_square(box=(96, 64, 32, 32))
+    (a,) = Scanner(det, provenance=False, check_stability=False, faces=False).scan([img])
+    reg = next(e for e in a.evidence if e.kind == "region")
+    assert reg.details["fires"] is True and reg.details["changes_verdict"] is False
+    assert reg.indicates == "none" and "advisory only" in reg.summary
+    assert a.verdict == "no_evidence"
+
+
 def test_out_of_domain_region_does_not_fire():
     from genvis_trust.scan import Scanner
 
