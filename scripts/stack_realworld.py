@@ -128,7 +128,8 @@ def main() -> int:
     if len(args.member) < 2:
         ap.error("a stack needs at least two members (--member ... --member ...)")
     evs = [json.loads(Path(e).read_text()) for e in args.eval]
-    ev = {"detectors": {k: v for e in evs for k, v in e["detectors"].items()}, "meta": [e.get("meta") for e in evs]}
+    metas = [m for e in evs for m in (e.get("meta") if isinstance(e.get("meta"), list) else [e.get("meta")])]
+    ev = {"detectors": {k: v for e in evs for k, v in e["detectors"].items()}, "meta": metas}
     missing = [m for m in args.member if m not in ev["detectors"]]
     if missing:
         ap.error(f"no scores for {missing} in {args.eval}")
