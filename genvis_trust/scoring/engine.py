@@ -217,10 +217,14 @@ def naive_scores(detector: Detector, paths: Iterable[str]) -> list[float]:
     out = []
     net, dev = detector.net.eval(), detector.device
     for p in paths:
-        img = np.asarray(Image.open(p).convert("RGB"))
-        tiles, *_ = detector.tiles(img)
+        with Image.open(p) as im:
+            fmt = im.format
+            img = np.asarray(im.convert("RGB"))
+        tiles, positions, grid, notes = detector.tiles(img)
         x = torch.from_numpy(tiles).permute(0, 3, 1, 2).float().div(255.0).to(dev)
         with torch.no_grad():
             z = net(x).float().cpu().numpy()
-        out.append(float(detector.probabilities(np.array([z.mean()]))[0]))
+        # the shared aggregation (a domain head, e.g. for up-scaled inputs, decides as in the engine)
+        ood = detector.domain_check(img, fmt, os.path.getsize(p))
+        out.append(detector.aggregate(z, tiles, positions, grid, notes, ood).probability)
     return out
