@@ -390,8 +390,9 @@ class Detector:
             spec = self.calibration["heads"][head]
             z = self.head_logits(tiles, head)
             calibration = {"method": "platt", "a": float(spec["a"]), "b": float(spec["b"])}
-            notes = [*notes, f"{out_of_domain[0]['message']}; scored by the detector's {head!r} head, "
-                     f"whose threshold keeps {spec.get('fpr_budget', 0.05):.0%} false positives on {spec.get('fitted_on', 'such photographs')}"]
+            why = out_of_domain[0]["message"].split(":")[0]
+            notes = [*notes, f"decided by the detector's {head!r} head ({why}), whose threshold keeps "
+                     f"{spec.get('fpr_budget', 0.05):.0%} false positives on {spec.get('fitted_on', 'such photographs')}"]
             out_of_domain = []
         agg = float(np.mean(z))
         return DetectionScore(
