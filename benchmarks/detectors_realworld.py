@@ -76,6 +76,13 @@ REAL_VARIANTS = {
     "letterbox16x9": letterbox,
     "png_resave": png_resave,
 }
+# validation photographs only (``--with-val``): more up-scaled forms, for fitting a detector's
+# up-scaled head (``scripts/stack_realworld.py --upscaled-head``); never in the test sets
+HEAD_VAL_VARIANTS = {
+    "head_upscale1.5x": lambda im: cv2.resize(im, (round(im.shape[1] * 1.5), round(im.shape[0] * 1.5)), interpolation=cv2.INTER_CUBIC),
+    "head_upscale2x_linear": lambda im: cv2.resize(im, (im.shape[1] * 2, im.shape[0] * 2), interpolation=cv2.INTER_LINEAR),
+    "head_upscale3x_lanczos": lambda im: cv2.resize(im, (im.shape[1] * 3, im.shape[0] * 3), interpolation=cv2.INTER_LANCZOS4),
+}
 
 
 def load(path: Path) -> np.ndarray:
@@ -101,6 +108,7 @@ def main() -> int:
     ap.add_argument("--bundled-n", type=int, default=40, help="fresh samples per bundled generator (0: none)")
     ap.add_argument("--max-per-generator", type=int, default=60)
     ap.add_argument("--with-val", action="store_true", help="also score the validation splits (logits only, for stacking)")
+    ap.add_argument("--val-only", action="store_true", help="score only the validation photographs (with --with-val; to add to an earlier run)")
     ap.add_argument("--out", default=str(HERE / "results" / "realworld"))
     args = ap.parse_args()
 
@@ -113,8 +121,10 @@ def main() -> int:
     # ---- real set
     real: list[tuple[str, np.ndarray, dict]] = []
     c = read_corpus(args.photos)
+    if args.val_only:
+        args.with_val, args.recon, args.outside, args.builtin_real, args.bundled_n = True, [], [], False, 0
     for r in c.records:
-        if (r.get("meta") or {}).get("split") == "test":
+        if (r.get("meta") or {}).get("split") == "test" and not args.val_only:
             real.append((r["key"], load(c.file(r)), (r.get("meta") or {}).get("origin") or {}))
     if args.builtin_real:
         from genvis_trust.datasets import get_source
@@ -194,8 +204,12 @@ def main() -> int:
             return np.array(ps)
 
         for name, items in val_sets.items():  # validation images: features for fitting, no metrics
-            for enc, fn in (REAL_VARIANTS if name == "real_val" else GEN_ENCODINGS).items():
+            for enc, fn in ({**REAL_VARIANTS, **HEAD_VAL_VARIANTS} if name == "real_val" else GEN_ENCODINGS).items():
                 probs([fn(im) for im in items], (name, enc))
+        if args.val_only:
+            results["detectors"][dname] = {"card_sha256": det.sha256, "logits": logits, "out_of_domain": ood,
+                                           "domain_codes": codes, "heads": heads}
+            continue
 
         r_res = {}
         for v, fn in REAL_VARIANTS.items():
@@ -227,6 +241,9 @@ def main() -> int:
 def markdown(res: dict) -> str:
     lines = []
     for dname, d in res["detectors"].items():
+        if "generated" not in d:  # --val-only
+            lines += [f"### {dname}: validation photographs only (logits for fitting; no metrics)", ""]
+            continue
         lines += [f"### {dname}", "", "| generated set | n | " + " | ".join(f"{e} bal.acc / TPR / AUC" for e in GEN_ENCODINGS) + " |",
                   "|---|---|" + "---|" * len(GEN_ENCODINGS)]
         for g, encs in d["generated"].items():

@@ -49,6 +49,22 @@ def own(name: str) -> bool:
 DOMAIN: dict = {}  # the member whose domain flags the stack's card declares (set in main)
 
 
+def merge_scores(evs: list[dict]) -> dict:
+    """Every eval file's detectors, a detector's sets and encodings merged across files (a later
+    ``--val-only`` run adds validation forms to an earlier full run of the same detector)."""
+    out: dict = {}
+    for e in evs:
+        for k, v in e["detectors"].items():
+            d = out.setdefault(k, {})
+            for field, val in v.items():
+                if field in ("logits", "out_of_domain", "domain_codes", "heads") and isinstance(val, dict):
+                    for set_name, encs in val.items():
+                        d.setdefault(field, {}).setdefault(set_name, {}).update(encs)
+                elif field not in d:
+                    d[field] = val
+    return out
+
+
 def features(members: dict, set_name: str, enc: str) -> np.ndarray:
     return np.stack([np.asarray(m["logits"][set_name][enc], float) for m in members.values()], 1)
 
@@ -129,7 +145,7 @@ def main() -> int:
         ap.error("a stack needs at least two members (--member ... --member ...)")
     evs = [json.loads(Path(e).read_text()) for e in args.eval]
     metas = [m for e in evs for m in (e.get("meta") if isinstance(e.get("meta"), list) else [e.get("meta")])]
-    ev = {"detectors": {k: v for e in evs for k, v in e["detectors"].items()}, "meta": metas}
+    ev = {"detectors": merge_scores(evs), "meta": metas}
     missing = [m for m in args.member if m not in ev["detectors"]]
     if missing:
         ap.error(f"no scores for {missing} in {args.eval}")
@@ -145,7 +161,9 @@ def main() -> int:
     # scored like one it catches); --free-voided lets the threshold ignore them (more detections,
     # measured FPR 0.06-0.08 on JPEG 90 and crops: benchmarks/results/transfer-log.md).
     keep0 = (lambda e: ~void(members, "real_val", e)) if args.free_voided else (lambda e: slice(None))
-    x0 = np.concatenate([features(members, "real_val", e)[keep0(e)] for e in first["real_val"]])
+    # the head_* forms (more up-scalings, benchmarks/detectors_realworld.py HEAD_VAL_VARIANTS) only
+    # feed the up-scaled head's class 0; the main threshold sees the same forms as the test photos
+    x0 = np.concatenate([features(members, "real_val", e)[keep0(e)] for e in first["real_val"] if not e.startswith("head_")])
 
     pos_sets = ["recon_val", *own_val]
 
