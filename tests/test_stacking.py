@@ -118,3 +118,23 @@ def test_stack_needs_two_members_with_scores(setup, capsys):
         finally:
             sys.argv = old
     assert "no scores for" in capsys.readouterr().err
+
+
+def test_extra_validation_forms_feed_the_head_only(setup):
+    """A later --val-only run's ``head_*`` forms of the validation photos are merged in and used
+    for the up-scaled head's threshold only: the main fit is unchanged."""
+    tmp, (a, z, d) = setup
+    base = ["--member", a, "--member", z, "--member", d, "--domain-from", d, "--upscaled-head"]
+    _run(["--eval", str(tmp / "eval.json"), *base, "--out-results", str(tmp / "r1")])
+    rng = np.random.default_rng(5)
+    extra = {"detectors": {}, "meta": {"command": "synthetic --val-only"}}
+    for p, mu in ((a, 0.0), (z, 3.0), (d, 2.0)):  # up-scaled photos that d scores higher than before
+        extra["detectors"][p] = {"logits": {"real_val": {"head_upscale3x": (mu + rng.normal(0, 1, 40)).tolist()}},
+                                 "out_of_domain": {"real_val": {"head_upscale3x": [True] * 40}},
+                                 "domain_codes": {"real_val": {"head_upscale3x": [["upscaled"]] * 40}}}
+    (tmp / "extra.json").write_text(json.dumps(extra))
+    _run(["--eval", str(tmp / "eval.json"), "--eval", str(tmp / "extra.json"), *base, "--out-results", str(tmp / "r2")])
+    r1, r2 = (json.loads((tmp / f"{n}.json").read_text())["final"] for n in ("r1", "r2"))
+    assert r2["weights"] == pytest.approx(r1["weights"]) and r2["threshold"] == pytest.approx(r1["threshold"])
+    assert r2["head"]["threshold"] != pytest.approx(r1["head"]["threshold"])
+    assert "head_upscale3x" not in r2["real_fpr"]  # never a test form
