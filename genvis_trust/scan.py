@@ -122,7 +122,7 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
             text += "; outside what it was trained on: " + "; ".join(o["message"] for o in ood)
         if score.head:  # e.g. an up-scaled-looking input, decided by the head fitted on such inputs
             detail["head"] = score.head
-            text += "; " + score.notes[-1]
+            text += "; " + next(n for n in score.notes if n.startswith("decided by the detector's"))
         evidence.append(Evidence("detector", "learned", text, "generated" if p >= THRESHOLD else "none", detail))
     local_ev: list[Evidence] = []
     local_extra: dict[str, Any] = {}

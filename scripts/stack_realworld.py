@@ -46,9 +46,6 @@ def own(name: str) -> bool:
     return name.startswith(SKIP) or name.endswith("-recon")
 
 
-DOMAIN: dict = {}  # the member whose domain flags the stack's card declares (set in main)
-
-
 def merge_scores(evs: list[dict]) -> dict:
     """Every eval file's detectors, a detector's sets and encodings merged across files (a later
     ``--val-only`` run adds validation forms to an earlier full run of the same detector)."""
@@ -69,28 +66,27 @@ def features(members: dict, set_name: str, enc: str) -> np.ndarray:
     return np.stack([np.asarray(m["logits"][set_name][enc], float) for m in members.values()], 1)
 
 
-def void(members: dict, set_name: str, enc: str) -> np.ndarray:
-    """Inputs outside the stack's domain (scan reports no detector evidence for them)."""
-    m = DOMAIN or next(iter(members.values()))
-    flags = (m.get("out_of_domain") or {}).get(set_name, {}).get(enc)
-    return np.asarray(flags, bool) if flags is not None else np.zeros(len(m["logits"][set_name][enc]), bool)
+def void(dom: dict, set_name: str, enc: str) -> np.ndarray:
+    """Inputs outside the stack's domain (scan reports no detector evidence for them); ``dom``:
+    the eval entry of the member whose domain the stack declares."""
+    flags = (dom.get("out_of_domain") or {}).get(set_name, {}).get(enc)
+    return np.asarray(flags, bool) if flags is not None else np.zeros(len(dom["logits"][set_name][enc]), bool)
 
 
-def head_only(members: dict, set_name: str, enc: str) -> np.ndarray:
+def head_only(dom: dict, set_name: str, enc: str) -> np.ndarray:
     """Inputs outside the main domain for the head's reason alone (the head scores them)."""
-    m = DOMAIN or next(iter(members.values()))
-    codes = (m.get("domain_codes") or {}).get(set_name, {}).get(enc)
+    codes = (dom.get("domain_codes") or {}).get(set_name, {}).get(enc)
     if codes is None:
-        return np.zeros(len(m["logits"][set_name][enc]), bool)
+        return np.zeros(len(dom["logits"][set_name][enc]), bool)
     return np.array([list(c) == [HEAD] for c in codes], bool)
 
 
-def flagged(members: dict, set_name: str, enc: str, w, b, z_t, head=None) -> np.ndarray:
+def flagged(members: dict, dom: dict, set_name: str, enc: str, w, b, z_t, head=None) -> np.ndarray:
     x = features(members, set_name, enc)
-    out = (x @ w + b >= z_t) & ~void(members, set_name, enc)
+    out = (x @ w + b >= z_t) & ~void(dom, set_name, enc)
     if head is not None:
         hw, hb, hz = head
-        out |= head_only(members, set_name, enc) & (x @ hw + hb >= hz)
+        out |= head_only(dom, set_name, enc) & (x @ hw + hb >= hz)
     return out
 
 
@@ -111,15 +107,15 @@ def threshold_only(x0: np.ndarray, col: int, fpr: float):
     return w, 0.0, float(np.quantile(x0[:, col], 1.0 - fpr))
 
 
-def evaluate(members, gens, w, b, z_t, held: list[str], head=None) -> dict:
+def evaluate(members, dom, w, b, z_t, held: list[str], head=None) -> dict:
     real = {}
     for v in members[next(iter(members))]["logits"]["real"]:
-        real[v] = float(np.mean(flagged(members, "real", v, w, b, z_t, head)))
+        real[v] = float(np.mean(flagged(members, dom, "real", v, w, b, z_t, head)))
     out = {"real_fpr": real, "generators": {}}
     for g in held:
         out["generators"][g] = {}
         for enc in ENCODINGS:
-            tpr = float(np.mean(flagged(members, g, enc, w, b, z_t, head)))
+            tpr = float(np.mean(flagged(members, dom, g, enc, w, b, z_t, head)))
             out["generators"][g][enc] = {"tpr": tpr, "balanced_acc": (tpr + 1 - real[enc]) / 2, "n": len(members[next(iter(members))]["logits"][g][enc])}
     return out
 
@@ -150,7 +146,7 @@ def main() -> int:
     if missing:
         ap.error(f"no scores for {missing} in {args.eval}")
     members = {k: ev["detectors"][k] for k in args.member}
-    DOMAIN.update(members[args.domain_from or args.member[0]])
+    dom = members[args.domain_from or args.member[0]]
     first = members[args.member[0]]["logits"]
     gens = sorted(g for g in first if g not in ("real", "real_val", "recon_val") and not own(g))
     own_val = sorted(g for g in first if g.startswith("bundled_val:"))  # the toolkit's generators, seeds 20000+
@@ -160,14 +156,14 @@ def main() -> int:
     # still constrain the threshold (the conservative choice: a photograph the rule misses is
     # scored like one it catches); --free-voided lets the threshold ignore them (more detections,
     # measured FPR 0.06-0.08 on JPEG 90 and crops: benchmarks/results/transfer-log.md).
-    keep0 = (lambda e: ~void(members, "real_val", e)) if args.free_voided else (lambda e: slice(None))
+    keep0 = (lambda e: ~void(dom, "real_val", e)) if args.free_voided else (lambda e: slice(None))
     # the head_* forms (more up-scalings, benchmarks/detectors_realworld.py HEAD_VAL_VARIANTS) only
     # feed the up-scaled head's class 0; the main threshold sees the same forms as the test photos
     x0 = np.concatenate([features(members, "real_val", e)[keep0(e)] for e in first["real_val"] if not e.startswith("head_")])
 
     pos_sets = ["recon_val", *own_val]
 
-    def positives(exclude: str | None, keep=lambda s, e: ~void(members, s, e)):
+    def positives(exclude: str | None, keep=lambda s, e: ~void(dom, s, e)):
         parts = [features(members, s, e)[keep(s, e)] for s in pos_sets for e in ENCODINGS if e in first[s]]
         parts += [features(members, g, e)[keep(g, e)] for g in gens if g != exclude for e in ENCODINGS]
         return np.concatenate(parts)
@@ -177,8 +173,8 @@ def main() -> int:
         vs every validation generated image voided only as up-scaled."""
         if not args.upscaled_head:
             return None
-        h0 = np.concatenate([features(members, "real_val", e)[head_only(members, "real_val", e)] for e in first["real_val"]])
-        h1 = positives(exclude, keep=lambda s, e: head_only(members, s, e))
+        h0 = np.concatenate([features(members, "real_val", e)[head_only(dom, "real_val", e)] for e in first["real_val"]])
+        h1 = positives(exclude, keep=lambda s, e: head_only(dom, s, e))
         if len(h0) < 10 or len(h1) < 10:
             raise SystemExit(f"too few up-scaled validation inputs for a head: {len(h0)} photos, {len(h1)} generated")
         return fit(h0, h1, args.fpr)
@@ -189,15 +185,15 @@ def main() -> int:
     res["member_names"] = names = member_names(args.member, members)
     for col, name in enumerate(names):
         w, b, z_t = threshold_only(x0, col, args.fpr)
-        res["members_alone"][name] = evaluate(members, gens, w, b, z_t, gens + own_test)
+        res["members_alone"][name] = evaluate(members, dom, w, b, z_t, gens + own_test)
     for g in gens:  # leave one generator out
         w, b, z_t = fit(x0, positives(g), args.fpr)
         head = fit_head(g)
-        r = evaluate(members, gens, w, b, z_t, [g], head)
+        r = evaluate(members, dom, w, b, z_t, [g], head)
         res["logo"][g] = {**r["generators"][g], "real_fpr": r["real_fpr"], "weights": w.tolist(), "bias": b, "threshold": z_t}
     w, b, z_t = fit(x0, positives(None), args.fpr)
     head = fit_head(None)
-    final = evaluate(members, gens, w, b, z_t, own_test, head)
+    final = evaluate(members, dom, w, b, z_t, own_test, head)
     res["final"] = {"weights": w.tolist(), "bias": b, "threshold": z_t, **final,
                     "note": "fitted on every development generator: these are not unseen; see logo"}
     if head is not None:

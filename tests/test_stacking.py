@@ -62,13 +62,14 @@ def setup(tmp_path_factory):
     return tmp, paths
 
 
-def _run(args: list[str]) -> None:
+def _run(args: list[str], code: int = 0) -> None:
+    """Run the script as ``python scripts/stack_realworld.py ARGS`` and check its exit code."""
     old = sys.argv
     sys.argv = [str(SCRIPT), *args]
     try:
         with pytest.raises(SystemExit) as e:
             runpy.run_path(str(SCRIPT), run_name="__main__")
-        assert e.value.code == 0
+        assert e.value.code == code
     finally:
         sys.argv = old
 
@@ -108,15 +109,8 @@ def test_stack_fit_logo_head_and_bundle(setup):
 
 def test_stack_needs_two_members_with_scores(setup, capsys):
     tmp, (a, z, d) = setup
-    old = sys.argv
     for args in (["--member", a], ["--member", a, "--member", str(tmp / "nowhere")]):
-        sys.argv = [str(SCRIPT), "--eval", str(tmp / "eval.json"), *args, "--out-results", str(tmp / "x")]
-        try:
-            with pytest.raises(SystemExit) as e:
-                runpy.run_path(str(SCRIPT), run_name="__main__")
-            assert e.value.code == 2
-        finally:
-            sys.argv = old
+        _run(["--eval", str(tmp / "eval.json"), *args, "--out-results", str(tmp / "x")], code=2)
     assert "no scores for" in capsys.readouterr().err
 
 
