@@ -42,10 +42,40 @@ def _cascade():
     global _CASCADE
     if _CASCADE is None:
         from skimage.data import lbp_frontal_face_cascade_filename
+
+        _CASCADE = _cascade_class()(lbp_frontal_face_cascade_filename())
+    return _CASCADE
+
+
+def _cascade_class():
+    """``skimage.feature.Cascade``, imported without importing ``scipy.linalg`` (~0.2 s of every scan).
+
+    scikit-image's compiled cascade module binds ``skimage.color.rgb2gray`` when it is imported
+    (it calls it only for colour input; :func:`find_faces` passes grey), and the module defining
+    it imports ``scipy.linalg`` at its top. While the cascade module is imported, the name is
+    bound to a stand-in that imports and calls the real function, so the cascade behaves the
+    same for any input; ``skimage.color`` is left as it was.
+    """
+    import sys
+
+    import skimage.color
+
+    if "skimage.feature._cascade" in sys.modules or "skimage.color.colorconv" in sys.modules:
         from skimage.feature import Cascade
 
-        _CASCADE = Cascade(lbp_frontal_face_cascade_filename())
-    return _CASCADE
+        return Cascade
+
+    def rgb2gray(*args, **kwargs):
+        from skimage.color.colorconv import rgb2gray as real
+
+        return real(*args, **kwargs)
+
+    skimage.color.rgb2gray = rgb2gray  # skimage.color is a lazy module: a set attribute wins
+    try:
+        from skimage.feature import Cascade
+    finally:
+        del skimage.color.rgb2gray  # back to the lazy attribute (the real function)
+    return Cascade
 
 
 def find_faces(image: np.ndarray) -> list[list[int]]:
