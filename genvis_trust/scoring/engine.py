@@ -179,16 +179,19 @@ class ScoringEngine:
         batch = list(ready)
         ready.clear()
         stacks = [p.tiles for p in batch if p.tiles is not None]
-        logits = self.detector.logits(np.concatenate(stacks), self.batch_size) if stacks else np.zeros(0)
+        # one pass: a stack's member logits come with its logits, for inputs a domain head decides
+        logits, members = (self.detector.logits(np.concatenate(stacks), self.batch_size, members=True)
+                           if stacks else (np.zeros(0), None))
         pos = 0
         for p in batch:
             if p.tiles is None:
                 yield ScoreRecord(p.input, None, p.image, p.error, None, p.provenance)
                 continue
             z = logits[pos : pos + len(p.tiles)]
+            m = None if members is None else members[pos : pos + len(p.tiles)]
             pos += len(p.tiles)
             positions, grid, notes, ood = p.meta
-            score = self.detector.aggregate(z, p.tiles, positions, grid, notes, ood)
+            score = self.detector.aggregate(z, p.tiles, positions, grid, notes, ood, members=m)
             yield ScoreRecord(p.input, score, p.image, None, p.loaded, p.provenance)
 
     def score_arrays(self, images: Iterable[np.ndarray]) -> Iterator[ScoreRecord]:
