@@ -120,9 +120,11 @@ def _widen(box: list[int], h: int, w: int) -> list[int]:
     return [x0, y0, int(nw), int(nh)]
 
 
-def score_faces(det, image: np.ndarray, score=None, boxes: list[list[int]] | None = None) -> list[Face]:
+def score_faces(det, image: np.ndarray, score=None, boxes: list[list[int]] | None = None,
+                batch_size: int = 256) -> list[Face]:
     """Find (unless ``boxes`` are given) and score the faces of ``image``; ``score`` is the
-    image's own :class:`DetectionScore`, whose tiles give the median a face is compared with."""
+    image's own :class:`DetectionScore`, whose tiles give the median a face is compared with.
+    ``batch_size``: tiles per forward pass (a scan passes its engine's)."""
     boxes = find_faces(image) if boxes is None else boxes
     if not boxes:
         return []
@@ -145,7 +147,7 @@ def score_faces(det, image: np.ndarray, score=None, boxes: list[list[int]] | Non
         owner += [len(faces)] * len(pos)
         faces.append(Face(box, crop, "scored", tiles=len(pos), stride=stride))
     if tiles:
-        z = det.logits(np.stack(tiles))
+        z = det.logits(np.stack(tiles), batch_size)
         owner_a = np.array(owner)
         med = None
         if score is not None and score.tile_logits is not None and len(score.tile_logits) >= MIN_TILES:
