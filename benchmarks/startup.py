@@ -56,8 +56,9 @@ def _image(tmp: Path) -> Path:
     return p
 
 
-def _run(cmd: list[str], pythonpath: str | None, pycache: Path | None) -> tuple[float, float]:
-    """(wall seconds, CPU seconds: user + system of the child)."""
+def _run(cmd: list[str], pythonpath: str | None, pycache: Path | None, cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the child). ``cwd``: a folder with no
+    ``genvis_trust`` in it, since ``python -m`` puts the working directory before PYTHONPATH."""
     env = dict(os.environ)
     if pycache is not None:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -66,7 +67,7 @@ def _run(cmd: list[str], pythonpath: str | None, pycache: Path | None) -> tuple[
         env["PYTHONPATH"] = pythonpath
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
@@ -100,11 +101,16 @@ def main(argv=None) -> int:
             runner = tmp / "no_trace_check.py"
             runner.write_text(_NO_TRACE_CHECK)
             cmds[f"{name}: scan 1 image, check_trace=False"] = ([py, str(runner), "scan", str(img), "--json"], path)
+    for name, path in trees.items():  # each tree's commands run that tree's code
+        where = subprocess.run([py, "-c", "import genvis_trust; print(genvis_trust.__file__)"], cwd=tmp, check=True,
+                               env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True).stdout.strip()
+        if not Path(where).resolve().is_relative_to(path):
+            raise SystemExit(f"tree {name}: genvis_trust is imported from {where}, not from {path}")
     times: dict[str, list[float]] = {k: [] for k in cmds}
     cpu: dict[str, list[float]] = {k: [] for k in cmds}
     for rep in range(args.reps + 1):
         for k, (cmd, pp) in cmds.items():
-            t, c = _run(cmd, pp, pycache)
+            t, c = _run(cmd, pp, pycache, tmp)
             if rep:  # the first round warms the page cache
                 times[k].append(t)
                 cpu[k].append(c)
