@@ -389,6 +389,25 @@ def test_bundled_default_folded_is_the_frozen_graph_bit_for_bit():
         np.testing.assert_array_equal(m, mg)
 
 
+def test_cpu_batch_follows_the_thread_count_and_keeps_the_logits(monkeypatch):
+    """One torch thread: batches of 4 tiles (they stay in cache: ~1.25x batches of 16 for the
+    default on one core); more threads: 16. The logits do not depend on it."""
+    from genvis_trust.scoring.engine import ScoringEngine
+
+    det = load_detector("default", device="cpu")
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert ScoringEngine(det).batch_size == 4
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert ScoringEngine(det).batch_size == 16
+        assert ScoringEngine(det, batch_size=7).batch_size == 7
+    finally:
+        torch.set_num_threads(threads)
+    x = RNG.integers(0, 256, (16, det.patch, det.patch, 3), dtype=np.uint8)
+    np.testing.assert_allclose(det.logits(x, 4), det.logits(x, 16), rtol=0, atol=1e-6)
+
+
 def test_stack_sub_tiles_are_the_members_own_tiles():
     """The stack reads a member with a smaller input as a grid of its own sub-tiles (written
     with explicit sizes so it exports to ONNX): each column is that member's mean logit over
