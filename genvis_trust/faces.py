@@ -48,7 +48,7 @@ def _cascade():
 
 
 def _cascade_class():
-    """``skimage.feature.Cascade``, imported without importing ``scipy.linalg`` (~0.2 s of every scan).
+    """``skimage.feature.Cascade``, imported without ``scipy.linalg`` (~0.13 s of every scan).
 
     scikit-image's compiled cascade module binds ``skimage.color.rgb2gray`` when it is imported
     (it calls it only for colour input; :func:`find_faces` passes grey), and the module defining

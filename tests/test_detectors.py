@@ -390,8 +390,8 @@ def test_bundled_default_folded_is_the_frozen_graph_bit_for_bit():
 
 
 def test_cpu_batch_follows_the_thread_count_and_keeps_the_logits(monkeypatch):
-    """One torch thread: batches of 4 tiles (they stay in cache: ~1.25x batches of 16 for the
-    default on one core); more threads: 16. The logits do not depend on it."""
+    """One torch thread: batches of 4 of the default's 128 px tiles (they stay in cache: ~1.25x
+    batches of 16 on one core); more threads, or smaller tiles: 16. The logits do not depend on it."""
     from genvis_trust.scoring.engine import ScoringEngine
 
     det = load_detector("default", device="cpu")
@@ -399,6 +399,7 @@ def test_cpu_batch_follows_the_thread_count_and_keeps_the_logits(monkeypatch):
     try:
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         assert ScoringEngine(det).batch_size == 4
+        assert ScoringEngine(Detector.create("cnn", device="cpu")).batch_size == 16  # 32 px tiles: not measured at 4
         monkeypatch.setenv("OMP_NUM_THREADS", "2")
         assert ScoringEngine(det).batch_size == 16
         assert ScoringEngine(det, batch_size=7).batch_size == 7

@@ -94,15 +94,16 @@ class ScoringEngine:
         whose bytes were read (``data`` is the encoded file, ``None`` for arrays; when the
         pixels do not decode, ``loaded`` is ``None`` and ``error`` the ImageLoadError) and
         returns its provenance report: ``record.provenance``.
-        ``optimize``: on CPU, run an ONNX Runtime or frozen TorchScript graph of the network
-        (:meth:`Detector.optimize_for_inference`)."""
+        ``optimize``: on CPU, run a faster form of the network (batch norms folded, or a
+        frozen TorchScript graph: :meth:`Detector.optimize_for_inference`)."""
         self.detector = detector if isinstance(detector, Detector) else load_detector(detector, device=device)
         # threads first: an ONNX Runtime graph takes torch's thread count when it is built
         ncores = use_all_cores() if self.detector.device.type == "cpu" else (os.cpu_count() or 1)
         # CPU: small batches stay in cache (for the default detector with 2 threads, 16 tiles gave
-        # 1.59x the throughput of 128; with one thread, 4 tiles ~1.25x 16; logits the same
-        # bit for bit: benchmarks/results/forward_cpu.md, startup.md); GPU: large batches
-        cpu_batch = 4 if ncores == 1 else 16
+        # 1.59x the throughput of 128; with one thread, 4 of its 128 px tiles ~1.25x 16; logits the
+        # same bit for bit: benchmarks/results/forward_cpu.md, startup.md; smaller tiles, not
+        # measured at 4, keep 16); GPU: large batches
+        cpu_batch = 4 if ncores == 1 and self.detector.patch >= 128 else 16
         self.batch_size = batch_size or (cpu_batch if self.detector.device.type == "cpu" else 1024)
         self.optimized = self.detector.optimize_for_inference() if optimize else False
         # decode threads share the cores with torch's own threads: half of them (at least one)
