@@ -70,6 +70,8 @@ class _LazyCommands(MutableMapping):
             self._names.append(name)
 
     def __delitem__(self, name: str) -> None:
+        if name not in self._names:
+            raise KeyError(name)
         self._built.pop(name, None)
         self._names.remove(name)
 
