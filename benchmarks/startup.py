@@ -9,9 +9,13 @@ one), so the code before and after a change runs in one interleaved series: ever
 repetition runs each command of each tree once, in turn, so load from other processes
 falls on all of them alike. "Cold" means a new Python process (imports, model load,
 first-call costs); the files are in the OS page cache after the first repetition, which
-is discarded. Medians of wall time and of the process's CPU time (user + system; on a
-machine shared with other jobs the wall time also counts the waiting) are reported. Targets (issue 10): ``--help`` under a second; a cold
-one-image ``scan`` <= ``import torch`` + 1.5 s.
+is discarded. Python's bytecode is cached as an installed package has it: the children write
+it under a temporary ``PYTHONPYCACHEPREFIX`` in that first round, even where
+``PYTHONDONTWRITEBYTECODE`` is set (``--no-bytecode-cache`` compiles every module in every
+run where that variable is set, as the runs recorded before this option were). Medians of
+wall time and of the process's CPU time (user + system; on a machine shared with other jobs
+the wall time also counts the waiting) are reported. Targets (issue 10): ``--help`` under a
+second; a cold one-image ``scan`` <= ``import torch`` + 1.5 s.
 
 ``--without-trace-check`` adds, per tree, the scan run with ``torch.jit.trace(...,
 check_trace=False)``: the cost of the detector's start-up graph without the tracer's own
@@ -52,14 +56,18 @@ def _image(tmp: Path) -> Path:
     return p
 
 
-def _run(cmd: list[str], pythonpath: str | None) -> tuple[float, float]:
-    """(wall seconds, CPU seconds: user + system of the child)."""
+def _run(cmd: list[str], pythonpath: str | None, pycache: Path | None, cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the child). ``cwd``: a folder with no
+    ``genvis_trust`` in it, since ``python -m`` puts the working directory before PYTHONPATH."""
     env = dict(os.environ)
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
@@ -72,6 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="JSON file to write")
     ap.add_argument("--without-trace-check", action="store_true",
                     help="also time each scan with torch.jit.trace(check_trace=False)")
+    ap.add_argument("--no-bytecode-cache", action="store_true",
+                    help="compile every module in every run (PYTHONDONTWRITEBYTECODE as set), no bytecode cache")
     args = ap.parse_args(argv)
     trees = dict(t.split("=", 1) for t in (args.tree or [f"this={HERE.parent}"]))
     trees = {k: str(Path(v).resolve()) for k, v in trees.items()}
@@ -81,6 +91,7 @@ def main(argv=None) -> int:
 
     tmp = Path(tempfile.mkdtemp())
     img = _image(tmp)
+    pycache = None if args.no_bytecode_cache else tmp / "pycache"
     py = sys.executable
     cmds = {"import torch": ([py, "-c", "import torch"], None)}
     for name, path in trees.items():
@@ -90,11 +101,16 @@ def main(argv=None) -> int:
             runner = tmp / "no_trace_check.py"
             runner.write_text(_NO_TRACE_CHECK)
             cmds[f"{name}: scan 1 image, check_trace=False"] = ([py, str(runner), "scan", str(img), "--json"], path)
+    for name, path in trees.items():  # each tree's commands run that tree's code
+        where = subprocess.run([py, "-c", "import genvis_trust; print(genvis_trust.__file__)"], cwd=tmp, check=True,
+                               env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True).stdout.strip()
+        if not Path(where).resolve().is_relative_to(path):
+            raise SystemExit(f"tree {name}: genvis_trust is imported from {where}, not from {path}")
     times: dict[str, list[float]] = {k: [] for k in cmds}
     cpu: dict[str, list[float]] = {k: [] for k in cmds}
     for rep in range(args.reps + 1):
         for k, (cmd, pp) in cmds.items():
-            t, c = _run(cmd, pp)
+            t, c = _run(cmd, pp, pycache, tmp)
             if rep:  # the first round warms the page cache
                 times[k].append(t)
                 cpu[k].append(c)
@@ -108,6 +124,7 @@ def main(argv=None) -> int:
         "command": "python benchmarks/startup.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "trees": trees,
         "reps": args.reps,
+        "bytecode_cache": pycache is not None,
         "median_s": med,
         "all_s": times,
         "scan_minus_import_torch_s": {k: v - torch_s for k, v in med.items() if "scan" in k},

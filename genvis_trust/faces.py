@@ -42,10 +42,40 @@ def _cascade():
     global _CASCADE
     if _CASCADE is None:
         from skimage.data import lbp_frontal_face_cascade_filename
+
+        _CASCADE = _cascade_class()(lbp_frontal_face_cascade_filename())
+    return _CASCADE
+
+
+def _cascade_class():
+    """``skimage.feature.Cascade``, imported without ``scipy.linalg`` (~0.13 s of every scan).
+
+    scikit-image's compiled cascade module binds ``skimage.color.rgb2gray`` when it is imported
+    (it calls it only for colour input; :func:`find_faces` passes grey), and the module defining
+    it imports ``scipy.linalg`` at its top. While the cascade module is imported, the name is
+    bound to a stand-in that imports and calls the real function, so the cascade behaves the
+    same for any input; ``skimage.color`` is left as it was.
+    """
+    import sys
+
+    import skimage.color
+
+    if "skimage.feature._cascade" in sys.modules or "skimage.color.colorconv" in sys.modules:
         from skimage.feature import Cascade
 
-        _CASCADE = Cascade(lbp_frontal_face_cascade_filename())
-    return _CASCADE
+        return Cascade
+
+    def rgb2gray(*args, **kwargs):
+        from skimage.color.colorconv import rgb2gray as real
+
+        return real(*args, **kwargs)
+
+    skimage.color.rgb2gray = rgb2gray  # skimage.color is a lazy module: a set attribute wins
+    try:
+        from skimage.feature import Cascade
+    finally:
+        del skimage.color.rgb2gray  # back to the lazy attribute (the real function)
+    return Cascade
 
 
 def find_faces(image: np.ndarray) -> list[list[int]]:
@@ -90,9 +120,11 @@ def _widen(box: list[int], h: int, w: int) -> list[int]:
     return [x0, y0, int(nw), int(nh)]
 
 
-def score_faces(det, image: np.ndarray, score=None, boxes: list[list[int]] | None = None) -> list[Face]:
+def score_faces(det, image: np.ndarray, score=None, boxes: list[list[int]] | None = None,
+                batch_size: int = 256) -> list[Face]:
     """Find (unless ``boxes`` are given) and score the faces of ``image``; ``score`` is the
-    image's own :class:`DetectionScore`, whose tiles give the median a face is compared with."""
+    image's own :class:`DetectionScore`, whose tiles give the median a face is compared with.
+    ``batch_size``: tiles per forward pass (a scan passes its engine's)."""
     boxes = find_faces(image) if boxes is None else boxes
     if not boxes:
         return []
@@ -115,7 +147,7 @@ def score_faces(det, image: np.ndarray, score=None, boxes: list[list[int]] | Non
         owner += [len(faces)] * len(pos)
         faces.append(Face(box, crop, "scored", tiles=len(pos), stride=stride))
     if tiles:
-        z = det.logits(np.stack(tiles))
+        z = det.logits(np.stack(tiles), batch_size)
         owner_a = np.array(owner)
         med = None
         if score is not None and score.tile_logits is not None and len(score.tile_logits) >= MIN_TILES:

@@ -78,3 +78,25 @@ def test_explain_leaks_no_library_warning(tmp_path):
     png = np.asarray(Image.open(tmp_path / "heat.png").convert("L")).astype(int)
     bar = png[-24]
     assert bar[10] < 40 and bar[-10] > 200
+
+
+def test_command_groups_are_imported_when_used_and_help_lists_them_all():
+    """`scan` imports no other command group (their imports are start-up time of every scan);
+    the root `--help` still lists every command, built as typer builds it."""
+    from genvis_trust.cli.main import COMMANDS
+
+    code = ("import sys; from genvis_trust.cli.main import app\n"
+            "try: app(['scan', '--help'])\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('genvis_trust.cli.')))")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "['genvis_trust.cli.common', 'genvis_trust.cli.main', 'genvis_trust.cli.scan']"
+    r = runner.invoke(app, ["--help"], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    listed = [line.split()[1] for line in r.output.splitlines() if line.startswith("│ ") and len(line.split()) > 2]
+    assert [n for n in listed if n in COMMANDS] == list(COMMANDS)
+    r = runner.invoke(app, ["train", "--help"], terminal_width=200)
+    assert r.exit_code == 0 and "detector" in r.output and "generator" in r.output, r.output
+    r = runner.invoke(app, ["scna"])
+    assert r.exit_code == 2 and "Did you mean 'scan'?" in r.output, r.output

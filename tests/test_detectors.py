@@ -349,6 +349,66 @@ def test_optimized_inference_matches_eager_and_keeps_gradients():
     assert gradcam(det, x[0]).shape == (32, 32)  # the eager network still takes gradients
 
 
+@pytest.mark.parametrize("family", [f for f in list_families() if f != "resnet50"])
+def test_folded_network_gives_the_frozen_graphs_logits(family):
+    """The default CPU form (batch norms folded, eager, channels-last) gives the TorchScript
+    graph's logits where a family folds every batch norm it holds (else ``auto`` builds the
+    graph), at any batch size."""
+    torch.manual_seed(0)
+    folded, graph = Detector.create(family, device="cpu"), Detector.create(family, device="cpu")
+    graph.net.load_state_dict(folded.net.state_dict())
+    for d in (folded, graph):  # batch-norm statistics that are not the identity
+        for m in d.net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                g = torch.Generator().manual_seed(m.num_features)
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    x = RNG.integers(0, 256, (5, folded.patch, folded.patch, 3), dtype=np.uint8)
+    eager = folded.logits(x)
+    assert folded.optimize_for_inference()
+    if folded.inference_backend != "folded":
+        assert folded.inference_backend == "torchscript"  # a family that does not fold
+        return
+    assert graph.optimize_for_inference("torchscript")
+    for bs in (1, 2, 5):
+        np.testing.assert_allclose(folded.logits(x, batch_size=bs), graph.logits(x, batch_size=bs), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(folded.logits(x, batch_size=bs), eager, atol=1e-4)
+    n_bn = [sum(isinstance(m, torch.nn.BatchNorm2d) for m in d.net.modules()) for d in (folded, graph)]
+    assert n_bn[0] == n_bn[1]  # self.net stays the eager network (gradients, training)
+
+
+def test_bundled_default_folded_is_the_frozen_graph_bit_for_bit():
+    det, graph = load_detector("default", device="cpu"), load_detector("default", device="cpu")
+    assert det.optimize_for_inference() and det.inference_backend == "folded"
+    assert graph.optimize_for_inference("torchscript")
+    x = RNG.integers(0, 256, (6, det.patch, det.patch, 3), dtype=np.uint8)
+    for bs in (1, 6):
+        z, m = det.logits(x, bs, members=True)
+        zg, mg = graph.logits(x, bs, members=True)
+        np.testing.assert_array_equal(z, zg)
+        np.testing.assert_array_equal(m, mg)
+
+
+def test_cpu_batch_follows_the_thread_count_and_keeps_the_logits(monkeypatch):
+    """One torch thread: batches of 4 of the default's 128 px tiles (they stay in cache: ~1.25x
+    batches of 16 on one core); more threads, or smaller tiles: 16. The logits do not depend on it."""
+    from genvis_trust.scoring.engine import ScoringEngine
+
+    det = load_detector("default", device="cpu")
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert ScoringEngine(det).batch_size == 4
+        assert ScoringEngine(Detector.create("cnn", device="cpu")).batch_size == 16  # 32 px tiles: not measured at 4
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert ScoringEngine(det).batch_size == 16
+        assert ScoringEngine(det, batch_size=7).batch_size == 7
+    finally:
+        torch.set_num_threads(threads)
+    x = RNG.integers(0, 256, (16, det.patch, det.patch, 3), dtype=np.uint8)
+    np.testing.assert_allclose(det.logits(x, 4), det.logits(x, 16), rtol=0, atol=1e-6)
+
+
 def test_stack_sub_tiles_are_the_members_own_tiles():
     """The stack reads a member with a smaller input as a grid of its own sub-tiles (written
     with explicit sizes so it exports to ONNX): each column is that member's mean logit over

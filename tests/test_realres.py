@@ -330,3 +330,44 @@ def test_upscaled_inputs_go_to_the_domain_head_when_the_detector_has_one():
     # two reasons (small and up-scaled would never both apply; use non-photographic + up-scaled): still void
     flat = np.full((256, 256, 3), 128, np.uint8)
     assert det.score(flat).head is None
+
+
+def test_an_input_the_domain_head_decides_goes_through_the_network_once():
+    """The engine's one batched pass gives the head the member logits it combines: an up-scaled
+    input's tiles go through the members once (eager network, folded network, TorchScript
+    graph), and its score is the one a second, separate pass of the members gives."""
+    import cv2
+
+    from genvis_trust.detectors import Detector
+    from genvis_trust.scoring.engine import ScoringEngine
+
+    rng = np.random.default_rng(1)
+    photo = np.clip(_photo(7, 128, 128).astype(int) + rng.normal(0, 8, (128, 128, 3)), 0, 255).astype(np.uint8)
+    up = cv2.resize(photo, (256, 256), interpolation=cv2.INTER_CUBIC)
+    scores = {}
+    for backend in ("eager", "folded", "torchscript"):
+        torch.manual_seed(0)
+        members = [{"family": "npr", "config": {"width": 8, "blocks": [1, 1]}, "patch": 64},
+                   {"family": "zed", "config": {"width": 8, "levels": 2}, "patch": 32}]
+        det = Detector.create("stack", patch=64, device="cpu", members=members, weights=[1.0, 0.3], bias=0.0)
+        det.card = {"domain": {"min_side": 64, "min_hf_share": 0.02, "photographic": True}}
+        det.calibration = {"method": "platt", "a": 1.0, "b": 0.0,
+                           "heads": {"upscaled": {"weights": [0.2, 1.0], "bias": 0.5, "a": 1.0, "b": 0.0}}}
+        rows = []
+        if backend == "eager":
+            real = det.net.member_logits
+            det.net.member_logits = lambda x, real=real, rows=rows: (rows.append(len(x)), real(x))[1]
+        else:
+            assert det.optimize_for_inference(backend) and det.inference_backend == backend
+            graph = det._infer
+            det._infer = lambda x, graph=graph, rows=rows: (rows.append(len(x)), graph(x))[1]
+        (rec,) = ScoringEngine(det, device="cpu", optimize=False).score_arrays([up])
+        n_tiles = len(det.tiles(up)[0])
+        assert rec.score.head == "upscaled" and rec.score.tiles == n_tiles
+        assert sum(rows) == n_tiles  # one pass: the head does not run the members again
+        again = det.head_logits(det.tiles(up)[0], "upscaled")  # without the pass's members: a second pass
+        assert sum(rows) == 2 * n_tiles
+        assert rec.score.logit == pytest.approx(float(again.mean()), abs=1e-6)
+        scores[backend] = rec.score.logit
+    assert scores["folded"] == scores["torchscript"]  # batch norm folded as torch.jit.freeze folds it
+    assert scores["folded"] == pytest.approx(scores["eager"], abs=1e-5)

@@ -172,6 +172,47 @@ def test_faces_found_scored_and_small_ones_not_scored():
     assert face.crop[2] >= 128 and face.probability is not None
 
 
+def test_face_cascade_imports_no_scipy_linalg_and_finds_the_same_faces(tmp_path):
+    """The cascade is imported without scipy.linalg (start-up time of every scan): same faces,
+    and colour input (the only use of the stand-in rgb2gray) gives the same detections as with
+    scikit-image's colour module imported first."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from skimage.data import astronaut, chelsea
+
+    from genvis_trust.io import encode_image
+
+    paths = []
+    for i, im in enumerate([astronaut(), chelsea(), np.concatenate([astronaut(), astronaut()], 1)]):
+        paths.append(tmp_path / f"{i}.png")
+        paths[-1].write_bytes(encode_image(im))
+    code = (
+        "import sys, json, numpy as np\n"
+        "from PIL import Image\n"
+        "if sys.argv[1] == 'colour-first': import skimage.color.colorconv\n"
+        "from genvis_trust.faces import find_faces, _cascade\n"
+        "imgs = [np.asarray(Image.open(p).convert('RGB')) for p in sys.argv[2:]]\n"
+        "boxes = [find_faces(im) for im in imgs]\n"
+        "linalg = 'scipy.linalg' in sys.modules\n"
+        "colour = [_cascade().detect_multi_scale(img=im, scale_factor=1.2, step_ratio=1.5, min_size=(24, 24),\n"
+        "          max_size=im.shape[:2], min_neighbor_number=5) for im in imgs[:1]]\n"
+        "print(json.dumps([boxes, colour, linalg]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = {}
+    for mode in ("plain", "colour-first"):
+        r = subprocess.run([sys.executable, "-c", code, mode, *map(str, paths)], capture_output=True, text=True,
+                           timeout=300, env=env)
+        assert r.returncode == 0, r.stderr
+        out[mode] = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["plain"][2] is False and out["colour-first"][2] is True
+    assert out["plain"][:2] == out["colour-first"][:2]
+    assert out["plain"][0][0] == [[176, 77, 82, 82]] and len(out["plain"][1][0]) == 1
+
+
 def test_a_face_that_stands_out_is_evidence():
     from genvis_trust.faces import face_evidence, score_faces
 

@@ -1,12 +1,94 @@
-"""The `genvis-trust` command. One module per command group."""
+"""The `genvis-trust` command. One module per command group.
+
+The groups are imported when their command runs (or when ``--help`` lists them), not at
+start: a one-image ``scan`` would otherwise pay for every other group's imports (the
+datasets package, training code) before it reads a byte. Each command is built from its
+module exactly as ``app.command(name)`` / ``app.add_typer(..., name=...)`` builds it, so every
+``--help`` reads the same as with the groups imported up front.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, MutableMapping
+
 import typer
+from typer.core import TyperGroup
 
 from genvis_trust import __version__
 
-from . import datasets, demo, detectors, generators, provenance, scan, serve, train
+# name -> (module in genvis_trust.cli, attribute, "command" | "group"), in the order `--help` lists
+# them (typer's order: commands, then groups)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "scan": ("scan", "scan_cmd", "command"),
+    "audit": ("scan", "audit_cmd", "command"),
+    "serve": ("serve", "serve_cmd", "command"),
+    "demo": ("demo", "demo_cmd", "command"),
+    "stamp": ("provenance", "stamp", "command"),
+    "verify": ("provenance", "verify", "command"),
+    "generate": ("generators", "generate_cmd", "command"),
+    "evaluate": ("detectors", "evaluate_cmd", "command"),
+    "datasets": ("datasets", "app", "group"),
+    "keys": ("provenance", "keys_app", "group"),
+    "watermark": ("provenance", "watermark_app", "group"),
+    "generators": ("generators", "app", "group"),
+    "train": ("train", "app", "group"),
+    "detectors": ("detectors", "app", "group"),
+}
+
+
+def _build(name: str) -> typer.main._click.Command:
+    """The click command for ``name``, made by typer from its module as the root would make it."""
+    module, attr, kind = COMMANDS[name]
+    target = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+    holder = typer.Typer(add_completion=False)
+    holder.callback()(lambda: None)  # a group, so typer builds its commands as sub-commands
+    if kind == "group":
+        holder.add_typer(target, name=name)
+    else:
+        holder.command(name)(target)
+    return typer.main.get_group(holder).commands[name]
+
+
+class _LazyCommands(MutableMapping):
+    """The root's commands by name: listing the names imports nothing; looking one up builds it."""
+
+    def __init__(self, eager: dict):
+        self._built = dict(eager)
+        self._names = [*COMMANDS, *(n for n in eager if n not in COMMANDS)]
+
+    def __getitem__(self, name: str):
+        if name not in self._built:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self._built[name] = _build(name)
+        return self._built[name]
+
+    def __setitem__(self, name: str, cmd) -> None:
+        self._built[name] = cmd
+        if name not in self._names:
+            self._names.append(name)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._names:
+            raise KeyError(name)
+        self._built.pop(name, None)
+        self._names.remove(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+class LazyGroup(TyperGroup):
+    def __init__(self, *, commands=None, **kwargs):
+        super().__init__(commands=_LazyCommands(dict(commands or {})), **kwargs)
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(self.commands)  # names only: `scan` must not build (import) the others
+
 
 app = typer.Typer(
     name="genvis-trust",
@@ -15,25 +97,11 @@ app = typer.Typer(
         "Data goes to stdout (with --json), progress and diagnostics to stderr.\n"
         "Exit codes: 0 ok, 1 a problem was found in the data, 2 usage error."
     ),
+    cls=LazyGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-app.command("scan")(scan.scan_cmd)
-app.command("audit")(scan.audit_cmd)
-app.command("serve")(serve.serve_cmd)
-app.command("demo")(demo.demo_cmd)
-app.add_typer(datasets.app, name="datasets")
-app.add_typer(provenance.keys_app, name="keys")
-app.add_typer(provenance.watermark_app, name="watermark")
-app.command("stamp")(provenance.stamp)
-app.command("verify")(provenance.verify)
-app.add_typer(generators.app, name="generators")
-app.add_typer(train.app, name="train")
-app.command("generate")(generators.generate_cmd)
-app.add_typer(detectors.app, name="detectors")
-app.command("evaluate")(detectors.evaluate_cmd)
-train.app.command("detector")(detectors.train_detector_cmd)
 
 
 def _version(value: bool):

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from .common import command_line, err, friendly_errors, print_json, progress
+from .detectors import train_detector_cmd
 
 app = typer.Typer(help="Train generators and detectors with the toolkit's own loops.", no_args_is_help=True)
 
@@ -84,3 +85,7 @@ def train_generator_cmd(
         err.print(f"metrics: {res.card['metrics']}")
     if json_out:
         print_json(res.card)
+
+
+# `train detector` is written with the other detector commands
+app.command("detector")(train_detector_cmd)

@@ -226,59 +226,89 @@ class Detector:
 
     # -- scoring
     @torch.no_grad()
-    def logits(self, tiles: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Raw logits for a stack of ``N x P x P x 3`` uint8 tiles, in batches."""
+    def logits(self, tiles: np.ndarray, batch_size: int = 256, *, members: bool = False):
+        """Raw logits for a stack of ``N x P x P x 3`` uint8 tiles, in batches. ``members=True``:
+        ``(logits, N x M member logits)`` of the same pass (``None`` for a net that is not a
+        stack), which a domain head combines (:meth:`aggregate`)."""
         self.net.eval()
-        out = []
+        zs, ms = [], []
         for i in range(0, len(tiles), batch_size):
-            out.append(self.forward_uint8(torch.from_numpy(np.ascontiguousarray(tiles[i : i + batch_size]))))
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+            z, m = self._forward(torch.from_numpy(np.ascontiguousarray(tiles[i : i + batch_size])))
+            zs.append(z)
+            ms.append(m)
+        z = np.concatenate(zs) if zs else np.zeros(0, np.float32)
+        if not members:
+            return z
+        return z, (np.concatenate(ms) if ms and ms[0] is not None else None)
 
     def forward_uint8(self, batch: torch.Tensor) -> np.ndarray:
         """``N x H x W x 3`` uint8 tensor (any device) -> logits as float32 numpy."""
+        return self._forward(batch)[0]
+
+    def _forward(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """(logits, member logits or None) of a uint8 batch, as float32 numpy."""
         if self.device.type == "cuda":
             batch = batch.pin_memory() if not batch.is_pinned() else batch
         x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.float16):
-                z = self.net(x)
+                out = _outputs(self.net)(x)
         elif self._infer is not None:
             with torch.inference_mode():
-                z = self._infer(x)
+                out = self._infer(x)
         else:
-            z = self.net(x)
-        return z.float().cpu().numpy()
+            out = _outputs(self.net)(x)
+        z, m = out if isinstance(out, tuple) else (out, None)
+        return z.float().cpu().numpy(), (None if m is None else m.float().cpu().numpy())
 
-    def optimize_for_inference(self, backend: str = "torchscript") -> bool:
-        """On CPU, score through a faster graph of the same weights (``self.net`` stays the
+    def optimize_for_inference(self, backend: str = "auto") -> bool:
+        """On CPU, score through a faster form of the same weights (``self.net`` stays the
         eager network, usable for gradients: Grad-CAM, training). Backends:
 
-        - ``torchscript`` (the default): traced in channels-last layout and frozen (batch-norm
-          folded into the convolutions, oneDNN kernels), about 3x the eager network for the
-          small families here;
+        - ``folded``: a copy of the network with every batch norm folded into the convolution
+          before it, run eagerly in channels-last layout (oneDNN kernels). For the bundled
+          default its logits are the TorchScript graph's bit for bit at the graph's speed, and
+          it is built in ~10 ms instead of the graph's ~0.3-0.6 s of tracing, freezing and
+          probe passes (start-up time of every scan). Only for networks whose modules say how
+          to fold every batch norm they hold (``fold_batch_norm()``, e.g. NPR's);
+        - ``torchscript``: traced in channels-last layout and frozen (batch-norm folded into
+          the convolutions, oneDNN kernels), about 3x the eager network for the small families
+          here;
         - ``onnxruntime``: exported and run by ONNX Runtime (:mod:`.onnx_graph`; needs the
           optional ``onnx`` package). 1.28x the TorchScript graph for the bundled default, but
           not the default: its logits differ in the sixth decimal, so records would depend on
-          an optional package (``benchmarks/results/forward_cpu.md``).
+          an optional package (``benchmarks/results/forward_cpu.md``);
+        - ``auto`` (the default): ``folded`` where the network folds, else ``torchscript``.
 
-        The graph is used only if its logits agree with the eager network's to 1e-4 on a probe
-        of two tiles and of one (any batch size must work); ``inference_backend`` says which
-        runs. Returns whether an optimised graph is in use."""
-        if backend not in ("onnxruntime", "torchscript"):
-            raise ValueError(f"unknown inference backend {backend!r} (torchscript, onnxruntime)")
+        A graph is used only if its logits agree with the eager network's to 1e-4 on a probe
+        of two tiles and of one (any batch size must work); the folded network runs the
+        network's own code, so it needs no probe. ``inference_backend`` says which runs.
+        Returns whether an optimised form is in use."""
+        if backend not in ("auto", "folded", "onnxruntime", "torchscript"):
+            raise ValueError(f"unknown inference backend {backend!r} (auto, folded, torchscript, onnxruntime)")
         if self.device.type != "cpu" or self._infer is not None:
             return self._infer is not None
+        self.net.eval()
+        if backend in ("auto", "folded"):
+            folded = _folded(self.net)
+            if folded is not None:
+                run = _outputs(folded)
+                self._infer = lambda x: run(x.contiguous(memory_format=torch.channels_last))
+                self.inference_backend = "folded"
+                return True
+            if backend == "folded":
+                return False
+            backend = "torchscript"
         if backend == "onnxruntime":
             from .onnx_graph import ONNX_MISSING, onnx_available
 
             if not onnx_available():
                 raise ImportError(ONNX_MISSING)
-        self.net.eval()
         # two tiles: every probe forward pass is start-up time of every scan
         probe = torch.rand(2, 3, self.patch, self.patch)
         with torch.no_grad():
-            ref = self.net(probe)
+            ref = _outputs(self.net)(probe)
         build = self._onnx_graph if backend == "onnxruntime" else self._torchscript_graph
         graph = self._checked(build, probe, ref)
         if graph is None:  # any family the backend cannot handle keeps the eager path
@@ -287,16 +317,22 @@ class Detector:
         return True
 
     @staticmethod
-    def _checked(build, probe: torch.Tensor, ref: torch.Tensor):
-        """``build(probe)`` if it gives ``ref`` to 1e-4 for batches of 2 and 1, else None."""
+    def _checked(build, probe: torch.Tensor, ref):
+        """``build(probe)`` if it gives ``ref`` (a tensor, or a tuple of them) to 1e-4 for
+        batches of 2 and 1, else None."""
         import warnings
 
+        refs = ref if isinstance(ref, tuple) else (ref,)
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")  # torch.jit's and torch.onnx's deprecation notices: they still work
                 graph = build(probe)
                 for n in (2, 1):
-                    if not torch.allclose(graph(probe[:n]), ref[:n], atol=1e-4, rtol=1e-4):
+                    got = graph(probe[:n])
+                    got = got if isinstance(got, tuple) else (got,)
+                    if len(got) != len(refs) or not all(
+                        torch.allclose(g, r[:n], atol=1e-4, rtol=1e-4) for g, r in zip(got, refs, strict=True)
+                    ):
                         return None
         except Exception:
             return None
@@ -305,10 +341,10 @@ class Detector:
     def _onnx_graph(self, probe: torch.Tensor):
         from .onnx_graph import OnnxGraph
 
-        return OnnxGraph(self.net, self.patch, threads=torch.get_num_threads())
+        return OnnxGraph(_outputs(self.net), self.patch, threads=torch.get_num_threads())
 
     def _torchscript_graph(self, probe: torch.Tensor):
-        net_cl = copy.deepcopy(self.net).to(memory_format=torch.channels_last)
+        net_cl = _outputs(copy.deepcopy(self.net).to(memory_format=torch.channels_last))
         # check_trace=False: _checked compares (the tracer's own re-run imports torch.distributed,
         # about a second of start-up)
         frozen = torch.jit.freeze(torch.jit.trace(net_cl, probe.contiguous(memory_format=torch.channels_last), check_trace=False))
@@ -349,12 +385,13 @@ class Detector:
         tiled = [self.tiles(im) for im in images]
         if not tiled:
             return []
-        all_logits = self.logits(np.concatenate([t[0] for t in tiled]), batch_size)
+        all_logits, all_members = self.logits(np.concatenate([t[0] for t in tiled]), batch_size, members=True)
         out, pos = [], 0
         for im, (tiles, positions, grid, notes) in zip(images, tiled, strict=True):
             z = all_logits[pos : pos + len(tiles)]
+            m = None if all_members is None else all_members[pos : pos + len(tiles)]
             pos += len(tiles)
-            out.append(self.aggregate(z, tiles, positions, grid, notes, self.domain_check(im)))
+            out.append(self.aggregate(z, tiles, positions, grid, notes, self.domain_check(im), members=m))
         return out
 
     # -- domain heads: a second decision for inputs the main head would void
@@ -368,27 +405,28 @@ class Detector:
         return None
 
     @torch.no_grad()
-    def head_logits(self, tiles: np.ndarray, head: str, batch_size: int = 256) -> np.ndarray:
-        """Per-tile logits of a domain head: its own linear combination of the members' logits."""
+    def head_logits(self, tiles: np.ndarray, head: str, batch_size: int = 256, members: np.ndarray | None = None) -> np.ndarray:
+        """Per-tile logits of a domain head: its own linear combination of the members' logits.
+        ``members``: the ``N x M`` member logits of the pass that scored ``tiles``
+        (``logits(..., members=True)``); without them the tiles go through the network again."""
+        if members is None:
+            members = self.logits(tiles, batch_size, members=True)[1]
         spec = self.calibration["heads"][head]
-        w = torch.tensor(spec["weights"], dtype=torch.float32, device=self.device)
-        self.net.eval()
-        out = []
-        for i in range(0, len(tiles), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(tiles[i : i + batch_size])).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-            out.append((self.net.member_logits(x).float() @ w + float(spec["bias"])).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        w = torch.tensor(spec["weights"], dtype=torch.float32)
+        return (torch.from_numpy(members).float() @ w + float(spec["bias"])).numpy()
 
-    def aggregate(self, z: np.ndarray, tiles: np.ndarray, positions, grid, notes: list[str], out_of_domain: list[dict[str, str]]) -> DetectionScore:
+    def aggregate(self, z: np.ndarray, tiles: np.ndarray, positions, grid, notes: list[str],
+                  out_of_domain: list[dict[str, str]], members: np.ndarray | None = None) -> DetectionScore:
         """One image's verdict from its tile logits (the single aggregation every scoring path
         uses): mean logit, then calibration. An input outside the main domain for a reason the
-        detector has a head for is re-scored by that head, with the head's own calibration, and
-        is then inside what the detector knows (the note says which head and why)."""
+        detector has a head for is re-scored by that head from the member logits of the same
+        pass (``members``; recomputed when not given), with the head's own calibration, and is
+        then inside what the detector knows (the note says which head and why)."""
         head = self.domain_head(out_of_domain)
         calibration = self.calibration
         if head is not None:
             spec = self.calibration["heads"][head]
-            z = self.head_logits(tiles, head)
+            z = self.head_logits(tiles, head, members=members)
             calibration = {"method": "platt", "a": float(spec["a"]), "b": float(spec["b"])}
             why = out_of_domain[0]["message"].split(":")[0]
             notes = [*notes, f"decided by the detector's {head!r} head ({why}), whose threshold keeps "
@@ -451,6 +489,34 @@ class Detector:
             device=device,
             sha256=art.sha256,
         )
+
+
+class _WithMembers(torch.nn.Module):
+    """A stack returning ``(logits, member logits)`` from one pass (``StackNet.forward_with_members``)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net.forward_with_members(x)
+
+
+def _outputs(net: torch.nn.Module) -> torch.nn.Module:
+    """What scoring runs: a stack with its member logits beside its logits, any other net as it is."""
+    return _WithMembers(net).train(net.training) if hasattr(net, "forward_with_members") else net
+
+
+def _folded(net: torch.nn.Module) -> torch.nn.Module | None:
+    """An inference copy of ``net`` with every batch norm folded into its convolution (each
+    module holding one says how: ``fold_batch_norm()``), channels-last; None when any would remain."""
+    net = copy.deepcopy(net).eval()
+    for m in list(net.modules()):
+        if hasattr(m, "fold_batch_norm"):
+            m.fold_batch_norm()
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        return None
+    return net.to(memory_format=torch.channels_last)
 
 
 def list_bundled() -> dict[str, Path]:

@@ -100,16 +100,18 @@ class StabilityVerdict:
         return float(max(vals) - min(vals))
 
 
-def stability(det: Detector, image: np.ndarray, *, threshold: float = 0.5, score: float | None = None) -> StabilityVerdict:
+def stability(det: Detector, image: np.ndarray, *, threshold: float = 0.5, score: float | None = None,
+              batch_size: int = 256) -> StabilityVerdict:
     """Score ``image`` and its mildly perturbed copies; uncertain when the verdict flips.
 
     ``score``: the image's own p(generated) when the caller already has it (the scan engine
-    does), so only the perturbed copies go through the network."""
+    does), so only the perturbed copies go through the network. ``batch_size``: the scan
+    passes its engine's, so the network runs batches of a shape it has already run."""
     perturbed = [p(image) for p in MILD_PERTURBATIONS.values()]
     if score is None:
-        s = [x.probability for x in det.score_many([image] + perturbed)]
+        s = [x.probability for x in det.score_many([image] + perturbed, batch_size)]
     else:
-        s = [float(score)] + [x.probability for x in det.score_many(perturbed)]
+        s = [float(score)] + [x.probability for x in det.score_many(perturbed, batch_size)]
     sides = {v >= threshold for v in s}
     return StabilityVerdict(s[0], dict(zip(MILD_PERTURBATIONS, s[1:], strict=True)), uncertain=len(sides) > 1)
 

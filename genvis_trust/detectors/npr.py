@@ -43,12 +43,29 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
         self.stride = stride
 
+    def fold_batch_norm(self) -> None:
+        """For inference only: each batch norm folded into the convolution before it."""
+        for i in (1, 2, 3):
+            fold_batch_norm(self, f"conv{i}", f"bn{i}")
+        if self.downsample is not None:
+            fold_batch_norm(self.downsample, "0", "1")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity)
+
+
+def fold_batch_norm(module: nn.Module, conv: str, bn: str) -> None:
+    """Replace ``module.<conv>`` by the convolution with ``module.<bn>`` (eval statistics) folded
+    in, and the batch norm by an identity: the same arithmetic as ``torch.jit.freeze``'s folding,
+    so the logits are those of the frozen graph, bit for bit."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    setattr(module, conv, fuse_conv_bn_eval(getattr(module, conv), getattr(module, bn)))
+    setattr(module, bn, nn.Identity())
 
 
 def npr_residual(x: torch.Tensor) -> torch.Tensor:
@@ -87,6 +104,10 @@ class NPRNet(nn.Module):
         layers += [Bottleneck(self.inplanes, planes) for _ in range(1, n)]
         return nn.Sequential(*layers)
 
+    def fold_batch_norm(self) -> None:
+        """For inference only: ``bn1`` folded into ``conv1`` (the blocks fold their own)."""
+        fold_batch_norm(self, "conv1", "bn1")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
         x = self.conv1(npr_residual(x) * 2.0 / 3.0)
@@ -111,4 +132,4 @@ def _count_blocks(state: dict, layer: str) -> int:
     return max(idx) + 1
 
 
-__all__ = ["Bottleneck", "NPRNet", "npr_residual"]
+__all__ = ["Bottleneck", "NPRNet", "fold_batch_norm", "npr_residual"]

@@ -35,26 +35,32 @@ def onnx_available() -> bool:
 
 
 class OnnxGraph:
-    """``graph(x)``: logits of an ``N x 3 x P x P`` float tensor, like the network's forward."""
+    """``graph(x)``: the network's output for an ``N x 3 x P x P`` float tensor: logits, or a
+    tuple (a stack's logits and member logits) when the network returns one."""
 
     def __init__(self, net: torch.nn.Module, patch: int, threads: int | None = None):
         if not onnx_available():
             raise ImportError(ONNX_MISSING)
         import onnxruntime as ort
 
+        probe = torch.rand(2, 3, patch, patch)
+        net = copy.deepcopy(net).eval()
+        with torch.no_grad():
+            self.tuple_out = isinstance(net(probe), tuple)
+        names = ["z", "m"] if self.tuple_out else ["z"]  # logits (and a stack's member logits)
         buf = io.BytesIO()
         with warnings.catch_warnings(), _stdout_silenced():
             warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
-            torch.onnx.export(copy.deepcopy(net).eval(), (torch.rand(2, 3, patch, patch),), buf,
-                              input_names=["x"], output_names=["z"], dynamic_axes={"x": {0: "n"}, "z": {0: "n"}},
-                              dynamo=False)
+            torch.onnx.export(net, (probe,), buf, input_names=["x"], output_names=names,
+                              dynamic_axes={"x": {0: "n"}, **{k: {0: "n"} for k in names}}, dynamo=False)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()
         opts.log_severity_level = 3  # errors only: its notices about unused initializers are noise here
         self.session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(None, {"x": x.contiguous().numpy()})[0])
+    def __call__(self, x: torch.Tensor):
+        outs = tuple(torch.from_numpy(o) for o in self.session.run(None, {"x": x.contiguous().numpy()}))
+        return outs if self.tuple_out else outs[0]
 
 
 @contextlib.contextmanager

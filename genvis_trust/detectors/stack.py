@@ -54,8 +54,14 @@ class StackNet(nn.Module):
                 cols.append(net(x))
         return torch.stack(cols, 1)
 
+    def forward_with_members(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(stack logits, ``N x M`` member logits) of one pass: what scoring runs, so that a
+        domain head (its own combination of the members) needs no second pass."""
+        m = self.member_logits(x)
+        return m @ self.weights + self.bias, m
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.member_logits(x) @ self.weights + self.bias
+        return self.forward_with_members(x)[0]
 
 
 __all__ = ["StackNet"]

@@ -94,14 +94,17 @@ class ScoringEngine:
         whose bytes were read (``data`` is the encoded file, ``None`` for arrays; when the
         pixels do not decode, ``loaded`` is ``None`` and ``error`` the ImageLoadError) and
         returns its provenance report: ``record.provenance``.
-        ``optimize``: on CPU, run an ONNX Runtime or frozen TorchScript graph of the network
-        (:meth:`Detector.optimize_for_inference`)."""
+        ``optimize``: on CPU, run a faster form of the network (batch norms folded, or a
+        frozen TorchScript graph: :meth:`Detector.optimize_for_inference`)."""
         self.detector = detector if isinstance(detector, Detector) else load_detector(detector, device=device)
-        # CPU: small batches stay in cache (16 tiles: 1.59x the throughput of 128 for the default
-        # detector, same logits; benchmarks/results/forward_cpu.md); GPU: large batches
-        self.batch_size = batch_size or (16 if self.detector.device.type == "cpu" else 1024)
         # threads first: an ONNX Runtime graph takes torch's thread count when it is built
         ncores = use_all_cores() if self.detector.device.type == "cpu" else (os.cpu_count() or 1)
+        # CPU: small batches stay in cache (for the default detector with 2 threads, 16 tiles gave
+        # 1.59x the throughput of 128; with one thread, 4 of its 128 px tiles ~1.25x 16; logits the
+        # same bit for bit: benchmarks/results/forward_cpu.md, startup.md; smaller tiles, not
+        # measured at 4, keep 16); GPU: large batches
+        cpu_batch = 4 if ncores == 1 and self.detector.patch >= 128 else 16
+        self.batch_size = batch_size or (cpu_batch if self.detector.device.type == "cpu" else 1024)
         self.optimized = self.detector.optimize_for_inference() if optimize else False
         # decode threads share the cores with torch's own threads: half of them (at least one)
         self.workers = workers or max(1, ncores // 2)
@@ -179,16 +182,19 @@ class ScoringEngine:
         batch = list(ready)
         ready.clear()
         stacks = [p.tiles for p in batch if p.tiles is not None]
-        logits = self.detector.logits(np.concatenate(stacks), self.batch_size) if stacks else np.zeros(0)
+        # one pass: a stack's member logits come with its logits, for inputs a domain head decides
+        logits, members = (self.detector.logits(np.concatenate(stacks), self.batch_size, members=True)
+                           if stacks else (np.zeros(0), None))
         pos = 0
         for p in batch:
             if p.tiles is None:
                 yield ScoreRecord(p.input, None, p.image, p.error, None, p.provenance)
                 continue
             z = logits[pos : pos + len(p.tiles)]
+            m = None if members is None else members[pos : pos + len(p.tiles)]
             pos += len(p.tiles)
             positions, grid, notes, ood = p.meta
-            score = self.detector.aggregate(z, p.tiles, positions, grid, notes, ood)
+            score = self.detector.aggregate(z, p.tiles, positions, grid, notes, ood, members=m)
             yield ScoreRecord(p.input, score, p.image, None, p.loaded, p.provenance)
 
     def score_arrays(self, images: Iterable[np.ndarray]) -> Iterator[ScoreRecord]:
