@@ -100,3 +100,34 @@ def test_command_groups_are_imported_when_used_and_help_lists_them_all():
     assert r.exit_code == 0 and "detector" in r.output and "generator" in r.output, r.output
     r = runner.invoke(app, ["scna"])
     assert r.exit_code == 2 and "Did you mean 'scan'?" in r.output, r.output
+
+
+def test_cli_exit_skips_the_last_collection_and_leaves_the_store_closed(tmp_path):
+    """A scan with a store, its provenance checks in worker threads: the CLI freezes the garbage
+    collector at exit (its last cycle collection took ~0.5 s), so every store connection must be
+    closed explicitly first; SQLite removes its -wal and -shm files only when the last one closes."""
+    from genvis_trust.provenance.store import ProvenanceStore
+
+    db = tmp_path / "provenance.db"
+    ProvenanceStore(db).close()
+    imgs = []
+    for i in range(3):
+        f = tmp_path / f"img{i}.png"
+        f.write_bytes(encode_image(np.random.default_rng(i).integers(0, 255, (64, 64, 3), np.uint8)))
+        imgs.append(f)
+    r = _cli("scan", *imgs, "--store", db, "--workers", "2", "--json", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count('"verdict"') == 3
+    assert db.exists()
+    assert not (tmp_path / "provenance.db-wal").exists() and not (tmp_path / "provenance.db-shm").exists()
+    # a store left open in a reference cycle (only a collection would close it) is closed at exit
+    db2 = tmp_path / "cycle.db"
+    code = ("from typer.testing import CliRunner; from genvis_trust.cli.main import app\n"
+            "from genvis_trust.provenance.store import ProvenanceStore\n"
+            "assert CliRunner().invoke(app, ['scan', '--help']).exit_code == 0\n"
+            "assert CliRunner().invoke(app, ['scan', '--help']).exit_code == 0  # the exit hook is registered once\n"
+            f"st = ProvenanceStore({str(db2)!r}); st.reserve_id(); st.cycle = st; del st\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert db2.exists() and not (tmp_path / "cycle.db-wal").exists()

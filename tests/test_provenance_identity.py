@@ -204,3 +204,27 @@ def test_cli_source_type_media_and_exit_codes(photos, tmp_path):
     r = runner.invoke(app, ["verify", str(tmp_path / "flipped.png")])
     text = " ".join(r.output.split())
     assert r.exit_code == 1 and "[corrupt]" in text and "assertion.dataHash.mismatch" in text
+
+
+def test_store_close_reaches_every_threads_connection(tmp_path):
+    """Worker threads open their own connection; close() on any thread closes them all (the
+    WAL files go with the last one), and the store opens a new one when used again."""
+    import threading
+
+    from genvis_trust.provenance.store import ProvenanceStore, close_open_stores
+
+    db = tmp_path / "p.db"
+    st = ProvenanceStore(db)
+    ids = []
+    workers = [threading.Thread(target=lambda: ids.append(st.reserve_id())) for _ in range(3)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert len(set(ids)) == 3
+    assert (tmp_path / "p.db-wal").exists()  # four connections open: the main thread's and three workers'
+    st.close()
+    assert not (tmp_path / "p.db-wal").exists() and not (tmp_path / "p.db-shm").exists()
+    assert st.reserve_id() not in ids  # usable again: a new connection
+    close_open_stores()
+    assert not (tmp_path / "p.db-wal").exists()

@@ -39,6 +39,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -113,6 +114,16 @@ class StoreRecord:
 _COLS = [f for f in StoreRecord.__dataclass_fields__]
 
 
+_OPEN_STORES: "weakref.WeakSet[ProvenanceStore]" = weakref.WeakSet()
+
+
+def close_open_stores() -> None:
+    """Close every store of this process that is still open (the CLI calls it at exit, so no
+    SQLite connection waits for the garbage collector)."""
+    for st in list(_OPEN_STORES):
+        st.close()
+
+
 class ProvenanceStore:
     """A SQLite provenance store at ``path`` (created on first use)."""
 
@@ -120,6 +131,9 @@ class ProvenanceStore:
         self.path = Path(path)
         self.timeout_s = timeout_s
         self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []  # every thread's connection, so close() reaches them all
+        self._opened_lock = threading.Lock()
+        _OPEN_STORES.add(self)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         con = self._con()
         with con:
@@ -135,7 +149,10 @@ class ProvenanceStore:
         con = getattr(self._local, "con", None)
         if con is None:
             try:
-                con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+                # each connection is used by the thread that opened it; another thread only closes it
+                con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False)
+                with self._opened_lock:
+                    self._opened.append(con)
                 con.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
                 con.execute("PRAGMA journal_mode=WAL")
                 con.execute("PRAGMA synchronous=NORMAL")
@@ -145,10 +162,14 @@ class ProvenanceStore:
         return con
 
     def close(self) -> None:
-        con = getattr(self._local, "con", None)
-        if con is not None:
+        """Close the connection of every thread that used the store (worker threads open their
+        own), so no SQLite handle is left for the garbage collector and the WAL is checkpointed
+        now. A later call on any thread opens a new connection."""
+        with self._opened_lock:
+            cons, self._opened = self._opened, []
+            self._local = threading.local()
+        for con in cons:
             con.close()
-            self._local.con = None
 
     # ------------------------------------------------------------------ writes
 
