@@ -4,6 +4,9 @@ was refactored (issue 10). The fixture was generated from that code by
 
     PYTHONPATH=. python tests/test_demo_pins.py --write
 
+Re-written once since, when a below-threshold detector score began to quote the card's
+sensitivity (issue 13): only those seven detector evidence texts changed.
+
 Only the store's issuer seed is fixed: it goes into the watermark payload and so into the
 stamped pixels; the C2PA keys and signatures change per run and do not reach the records
 pinned here.

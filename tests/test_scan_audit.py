@@ -303,3 +303,41 @@ def test_engine_records_carry_the_hooks_provenance_report(tmp_path):
     assert recs[1].provenance.input["bytes"] == 48
     res = fuse(recs[0])
     assert res.provenance is recs[0].provenance and res.image["sha256"] == recs[0].provenance.input["sha256"]
+
+
+def test_a_below_threshold_score_says_what_it_is_worth_on_unseen_generators(tmp_path, det_dir):
+    """The default's card records how much of the held-out generators' output it flagged; a scan
+    whose score is below the threshold quotes it (a weak negative), one above it, outside the
+    domain or without that measurement in its card does not."""
+    import dataclasses
+
+    from genvis_trust.datasets import get_source
+    from genvis_trust.scan import fuse, weak_negative_note
+    from genvis_trust.scoring import ScoreRecord
+
+    s = Scanner("default", device="cpu", check_stability=False, faces=False)
+    sens = s.detector.card["sensitivity"]
+    assert s.sensitivity == sens
+    assert 0 <= sens["orig"]["tpr_pooled"] <= 1 and 0 <= sens["orig"]["real_fpr"] <= 1 and sens["generators"] >= 10
+    note = weak_negative_note(sens)
+    assert f"{sens['orig']['tpr_pooled']:.1%}" in note and "weak evidence" in note
+    assert weak_negative_note({"orig": {"tpr_pooled": 0.9, "real_fpr": 0.05}}).endswith("some evidence against generation")
+    assert weak_negative_note({}) is None
+
+    f = tmp_path / "astronaut.png"
+    f.write_bytes(encode_image(next(x for x in get_source("builtin-photos") if x.key == "skimage/astronaut").image))
+    rec = next(s.engine.score_paths([str(f)]))
+    assert rec.score.probability < 0.5 and not rec.score.out_of_domain and rec.score.head is None
+    det = next(e for e in fuse(rec, sensitivity=sens).evidence if e.kind == "detector")
+    assert det.summary.endswith(note) and det.details["sensitivity"] == sens
+    assert next(e for e in next(s.scan([str(f)])).evidence if e.kind == "detector").summary.endswith(note)
+    # above the threshold, or outside the domain: no note
+    for changed in ({"probability": 0.9}, {"out_of_domain": [{"code": "upscaled", "message": "looks up-scaled"}]}):
+        r2 = ScoreRecord(rec.input, dataclasses.replace(rec.score, **changed), rec.image, None, rec.loaded, None)
+        det = next(e for e in fuse(r2, sensitivity=sens).evidence if e.kind == "detector")
+        assert "held out of its evaluation" not in det.summary and "sensitivity" not in det.details
+    # a detector whose card has no such measurement: no note
+    plain = Scanner(str(det_dir), device="cpu", check_stability=False, faces=False)
+    assert plain.sensitivity is None
+    res = next(plain.scan([str(f)]))
+    assert "held out of its evaluation" not in next(e for e in res.evidence if e.kind == "detector").summary

@@ -100,6 +100,15 @@ def test_stack_fit_logo_head_and_bundle(setup):
     assert cal["heads"]["upscaled"]["b"] == pytest.approx(-head["threshold"])
     assert det.card["domain"]["min_hf_share"] == 0.02 and det.card["stacking"]["members"] == ["a", "z", "d"] and set(det.card["members"]) == {"a", "z", "d"}
     assert det.net.weights.tolist() == pytest.approx(res["final"]["weights"])
+    # the card says what a below-threshold score is worth: the held-out generators' samples
+    # flagged, pooled (each generator weighted by its samples), beside the test photos' FPR
+    sens = det.card["sensitivity"]
+    logo = res["logo"]
+    n = sum(r["orig"]["n"] for r in logo.values())
+    assert sens["generators"] == len(logo) and sens["orig"]["samples"] == n
+    assert sens["orig"]["tpr_pooled"] == pytest.approx(sum(r["orig"]["tpr"] * r["orig"]["n"] for r in logo.values()) / n, abs=1e-3)
+    assert sens["orig"]["real_fpr"] == pytest.approx(res["final"]["real_fpr"]["orig"], abs=1e-3)
+    assert sens["orig"]["tpr_best_generator"] == pytest.approx(max(r["orig"]["tpr"] for r in logo.values()), abs=1e-3)
     # without --upscaled-head nothing voided is ever flagged
     _run(["--eval", str(tmp / "eval.json"), "--learned", a, "--zeroshot", z, "--member", d, "--domain-from", d,
           "--out-results", str(tmp / "res-nohead")])

@@ -285,7 +285,7 @@ def scan_video(scanner, source, name: str, options: VideoOptions | None = None):
             if closest is not None:
                 stab = scanner._stability(closest)
                 stab_frame = closest.input
-    res: ScanResult = fuse(ScoreRecord(name, agg, image, None, None, rep), stab)
+    res: ScanResult = fuse(ScoreRecord(name, agg, image, None, None, rep), stab, sensitivity=getattr(scanner, "sensitivity", None))
     facts["frames"] = [_frame_row(f, r, fres) for f, r, fres in per_frame]
     if stab_frame is not None:
         facts["stability_frame"] = stab_frame  # the frame the stability check perturbed
