@@ -212,25 +212,3 @@ def _name_of(item: Any, i: int) -> str:
     if isinstance(item, (str, os.PathLike)):
         return str(item)
     return f"<input {i}>"
-
-
-def naive_scores(detector: Detector, paths: Iterable[str]) -> list[float]:
-    """The baseline published detector demos use: per image, open with PIL, to tensor,
-    normalise, one forward pass. Same network, weights, tiling and aggregation as the engine."""
-    import torch
-    from PIL import Image
-
-    out = []
-    net, dev = detector.net.eval(), detector.device
-    for p in paths:
-        with Image.open(p) as im:
-            fmt = im.format
-            img = np.asarray(im.convert("RGB"))
-        tiles, positions, grid, notes = detector.tiles(img)
-        x = torch.from_numpy(tiles).permute(0, 3, 1, 2).float().div(255.0).to(dev)
-        with torch.no_grad():
-            z = net(x).float().cpu().numpy()
-        # the shared aggregation (a domain head, e.g. for up-scaled inputs, decides as in the engine)
-        ood = detector.domain_check(img, fmt, os.path.getsize(p))
-        out.append(detector.aggregate(z, tiles, positions, grid, notes, ood).probability)
-    return out
