@@ -22,6 +22,7 @@ def _cli(*args, **kw) -> subprocess.CompletedProcess:
     """The CLI as a user runs it: a process whose stdout and stderr are pipes, not a terminal."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     env.pop("COLUMNS", None)
+    env = kw.pop("env", env)
     return subprocess.run([sys.executable, "-m", "genvis_trust.cli.main", *map(str, args)],
                           capture_output=True, text=True, timeout=300, env=env, **kw)
 
@@ -131,3 +132,14 @@ def test_cli_exit_skips_the_last_collection_and_leaves_the_store_closed(tmp_path
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert db2.exists() and not (tmp_path / "cycle.db-wal").exists()
+
+
+def test_help_lists_each_command_on_its_own_terms_not_its_docstrings_line_breaks():
+    """`--help` lists a command by its docstring's first paragraph as one piece of text: at a wide
+    terminal each entry is one line (the docstring's own line breaks used to cut them)."""
+    r = _cli("--help", env={**os.environ, "COLUMNS": "250", "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert r.returncode == 0, r.stderr
+    demo = next(line for line in r.stdout.splitlines() if " demo " in line)
+    assert "images from built-in data, audit it with every signal" in demo
+    stamp = next(line for line in r.stdout.splitlines() if " stamp " in line)
+    assert "WebP lossless; a video gets the watermark" in stamp

@@ -47,7 +47,20 @@ def _build(name: str) -> typer.main._click.Command:
         holder.add_typer(target, name=name)
     else:
         holder.command(name)(target)
-    return typer.main.get_group(holder).commands[name]
+    return _one_line_listings(typer.main.get_group(holder).commands[name])
+
+
+def _one_line_listings(cmd):
+    """Give ``cmd`` (and a group's sub-commands) a short help of its docstring's first paragraph
+    on one line: in rich markup mode a listing keeps the docstring's line breaks, which wrapped
+    every entry of ``--help`` at odd places. The command's own ``--help`` page is unchanged."""
+    if not cmd.short_help and cmd.help:
+        first = cmd.help.strip().split("\n\n")[0]
+        if not first.startswith("\b"):
+            cmd.short_help = " ".join(first.split())
+    for sub in (getattr(cmd, "commands", None) or {}).values():
+        _one_line_listings(sub)
+    return cmd
 
 
 class _LazyCommands(MutableMapping):
