@@ -114,7 +114,7 @@ class StoreRecord:
 _COLS = [f for f in StoreRecord.__dataclass_fields__]
 
 
-_OPEN_STORES: "weakref.WeakSet[ProvenanceStore]" = weakref.WeakSet()
+_OPEN_STORES: weakref.WeakSet[ProvenanceStore] = weakref.WeakSet()
 
 
 def close_open_stores() -> None:
