@@ -108,7 +108,7 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
     image = dict(record.image)
     if prov is not None:
         evidence += prov.evidence
-        image["sha256"] = prov.input.get("sha256")
+        image["sha256"] = prov.input.sha256
         if prov.error:
             evidence.append(Evidence("provenance", "declared", f"provenance checks failed: {prov.error.get('message')}"))
     score = record.score
@@ -189,9 +189,9 @@ def _fuse_without_pixels(record: ScoreRecord) -> ScanResult:
         return ScanResult(record.input, "error", err_summary, error=e, image=record.image)
     evidence = list(prov.evidence)
     facts = prov.input
-    image = {**record.image, **{k: facts.get(k) for k in ("bytes", "sha256", "media_type")}}
+    image = {**record.image, "bytes": facts.bytes, "sha256": facts.sha256, "media_type": facts.media_type}
     verdict, summary = _decide(evidence, None, None)
-    media = str(facts.get("media_type") or "")
+    media = str(facts.media_type or "")
     if e.get("code") == "not_an_image" and media and not media.startswith("image/"):
         image["pixels"] = f"not checked: {media} (pixel signals run on images only)"
         return ScanResult(record.input, verdict, summary.replace("no detector score", f"{media}, pixels not checked"),

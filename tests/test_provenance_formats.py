@@ -133,8 +133,8 @@ def test_non_image_media_get_c2pa_and_a_verdict_without_error(signed, name, medi
     data, _ = signed[name]
     rep = verify_bytes(data, name=f"x.{name}")
     assert rep.c2pa["status"] == "manifest" and rep.c2pa["state"] == "Valid"
-    assert rep.input["media_type"] == media
-    assert rep.error["code"] == "not_an_image" and "not decoded" in rep.input["pixels"]
+    assert rep.input.media_type == media
+    assert rep.error["code"] == "not_an_image" and "not decoded" in rep.input.pixels
     c2pa_ev = next(e for e in rep.evidence if e.kind == "c2pa")
     assert c2pa_ev.indicates == "generated" and "trainedAlgorithmicMedia" in c2pa_ev.summary
     # scan: the manifest decides; no detector, no error for a file that has no pixels to check
@@ -147,7 +147,7 @@ def test_non_image_media_get_c2pa_and_a_verdict_without_error(signed, name, medi
 def test_heic_avif_have_pixels_and_c2pa(signed, name):
     data, _ = signed[name]
     rep = verify_bytes(data, known_generators=False)
-    assert rep.error is None and rep.input["format"] == name.upper() and rep.input["width"] == 64
+    assert rep.error is None and rep.input.format == name.upper() and rep.input.width == 64
     assert rep.c2pa["state"] == "Valid"
     assert load_image(data).array.shape == (64, 64, 3)
 
@@ -196,11 +196,11 @@ def test_file_over_the_byte_limit_still_gets_its_c2pa(signed, tmp_path):
     data, mime = signed["mp4"]
     (tmp_path / "long.mp4").write_bytes(data)
     rep = verify_paths([tmp_path / "long.mp4"], max_bytes=1000)[0]  # as a multi-GB video would be
-    assert rep.input["media_type"] == mime
+    assert rep.input.media_type == mime
     assert rep.c2pa["state"] == "Valid" and _ours(data) == _reference(data, mime)
-    assert rep.input["bytes"] == len(data) and "C2PA read from disk" in rep.input["pixels"]
+    assert rep.input.bytes == len(data) and "C2PA read from disk" in rep.input.pixels
     # a video's frames are decoded from disk too (streamed by PyAV), not refused
-    assert rep.error is None and rep.input["video"]["frames_examined"] >= 1
+    assert rep.error is None and rep.input.video["frames_examined"] >= 1
 
 
 def test_unknown_bytes_are_not_sent_to_the_reader():
@@ -246,3 +246,16 @@ def test_stamp_media_signs_audio_and_video_and_the_store_finds_them(material, tm
         stamp_media(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00", tmp_path / "broken.mp4", store=store,
                     material=material)
     assert not (tmp_path / "broken.mp4").exists()
+
+
+def test_input_facts_are_typed_and_their_json_says_only_what_applies():
+    """``ProvenanceReport.input`` is a dataclass; its JSON is what the dict used to be: nothing for
+    an input that was not read, the media type always once it was (null when unrecognised)."""
+    from genvis_trust.provenance.verify import InputFacts, ProvenanceReport
+
+    assert InputFacts().to_dict() == {}
+    assert InputFacts(bytes=3, sha256="ab").to_dict() == {"bytes": 3, "sha256": "ab", "media_type": None}
+    f = InputFacts(width=4, height=2, media_type="video frame", conversions=[])
+    assert f.to_dict() == {"width": 4, "height": 2, "media_type": "video frame", "conversions": []}
+    rep = ProvenanceReport("1.1", "x", input=f)
+    assert rep.to_dict()["input"] == f.to_dict()

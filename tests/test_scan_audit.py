@@ -300,9 +300,9 @@ def test_engine_records_carry_the_hooks_provenance_report(tmp_path):
     assert sorted(seen) == [(str(good), True), (str(bad), False)]
     assert all(isinstance(r.provenance, ProvenanceReport) for r in recs)
     assert recs[0].ok and not recs[1].ok
-    assert recs[1].provenance.input["bytes"] == 48
+    assert recs[1].provenance.input.bytes == 48
     res = fuse(recs[0])
-    assert res.provenance is recs[0].provenance and res.image["sha256"] == recs[0].provenance.input["sha256"]
+    assert res.provenance is recs[0].provenance and res.image["sha256"] == recs[0].provenance.input.sha256
 
 
 def test_a_below_threshold_score_says_what_it_is_worth_on_unseen_generators(tmp_path, det_dir):

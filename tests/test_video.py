@@ -202,7 +202,7 @@ def test_the_c2pa_projects_signed_video_verifies_valid():
     assert rep.error is None and rep.c2pa["state"] == "Valid", rep.c2pa
     c2pa = next(e for e in rep.evidence if e.kind == "c2pa")
     assert c2pa.indicates == "authentic_provenance" and "Valid" in c2pa.summary
-    assert rep.input["video"]["frames_examined"] == 2 and rep.input["video"]["width"] == 720
+    assert rep.input.video["frames_examined"] == 2 and rep.input.video["width"] == 720
     r = CliRunner().invoke(app, ["verify", str(VIDEO1), "--frames", "2"])
     assert r.exit_code == 0, r.output
     assert "C2PA manifest Valid" in r.output and "frames: 2 examined" in r.output

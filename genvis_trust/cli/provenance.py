@@ -255,7 +255,7 @@ def verify(
     for p in images:
         rep = verify_paths([p], trust_anchors_pem=pem, store=store, backends=names, known_generators=not no_known,
                            fetch_remote=fetch_remote, video=video_options(frames, True, 1800.0))[0]
-        media = str(rep.input.get("media_type") or "")
+        media = str(rep.input.media_type or "")
         pixels_expected = not media or media.startswith("image/")
         no_pixels_to_check = not pixels_expected and rep.error and rep.error.get("code") in ("not_an_image", "too_large")
         if (rep.error and not no_pixels_to_check) or rep.c2pa.get("state") == "Invalid":
@@ -276,13 +276,13 @@ def _print_report(rep) -> None:
     from rich.markup import escape
 
     out.print(f"[bold]{rep.path}[/]", highlight=False)
-    media = str(rep.input.get("media_type") or "")
+    media = str(rep.input.media_type or "")
     if rep.error and rep.error.get("code") == "not_an_image" and media and not media.startswith("image/"):
         out.print(f"  pixels: not checked ({media}); C2PA and metadata read from the bytes", highlight=False)
     elif rep.error:
         out.print(f"  [red]pixels:[/] {escape(rep.error['message'])} \\[{rep.error['code']}]", highlight=False)
-    elif rep.input.get("video"):
-        v = rep.input["video"]
+    elif rep.input.video:
+        v = rep.input.video
         out.print(f"  frames: {v['frames_examined']} examined ({v['scene_cuts']} at scene cuts) of {v['frames_decoded']} decoded, "
                   f"{v['width']}x{v['height']} {v['codec']}", highlight=False)
     for e in rep.evidence:

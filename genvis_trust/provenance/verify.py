@@ -67,6 +67,7 @@ __all__ = [
     "DEFAULT_VERIFY_BACKENDS",
     "REPORT_SCHEMA_VERSION",
     "Evidence",
+    "InputFacts",
     "ProvenanceReport",
     "verify_bytes",
     "verify_frame",
@@ -78,10 +79,34 @@ DEFAULT_VERIFY_BACKENDS = ("dwtDctSvd", "dwtDct")
 
 
 @dataclass
+class InputFacts:
+    """What was read of the input itself. In JSON (``to_dict``) the media type and the facts that
+    apply: a file has bytes and a digest, a decoded image its format and size, a frame its size."""
+
+    bytes: int | None = None
+    sha256: str | None = None
+    media_type: str | None = None  # sniffed from the content, never from the name
+    format: str | None = None  # the decoder's name for it (PNG, JPEG, ...)
+    width: int | None = None
+    height: int | None = None
+    conversions: list[str] | None = None  # what decoding did to reach 8-bit RGB
+    pixels: str | None = None  # how the pixels were read, or why not
+    video: dict | None = None  # a video's container facts and the frames examined
+
+    def to_dict(self) -> dict:
+        # nothing read (an unreadable path): {}; else media_type always (null: content not
+        # recognised) and the other facts where they apply
+        d = asdict(self)
+        if all(v is None for v in d.values()):
+            return {}
+        return {k: v for k, v in d.items() if v is not None or k == "media_type"}
+
+
+@dataclass
 class ProvenanceReport:
     schema_version: str
     path: str
-    input: dict = field(default_factory=dict)
+    input: InputFacts = field(default_factory=InputFacts)
     c2pa: dict = field(default_factory=dict)
     watermarks: list[dict] = field(default_factory=list)
     known_generators: list[dict] = field(default_factory=list)
@@ -92,6 +117,7 @@ class ProvenanceReport:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["input"] = self.input.to_dict()
         d["evidence"] = [e.to_dict() for e in self.evidence]
         return d
 
@@ -249,7 +275,7 @@ def verify_bytes(
     rep = ProvenanceReport(REPORT_SCHEMA_VERSION, name)
     digest = sha256_bytes(data)
     media_type = sniff_media_type(data)
-    rep.input = {"bytes": len(data), "sha256": digest, "media_type": media_type}
+    rep.input = InputFacts(bytes=len(data), sha256=digest, media_type=media_type)
 
     info = read_c2pa(data, media_type, trust_anchors_pem, fetch_remote=fetch_remote).to_dict()
     rep.c2pa = info
@@ -275,11 +301,12 @@ def verify_bytes(
     if img is None:
         # no pixels: the byte signals above stand; the store can still match exact bytes or C2PA
         rep.error = decode_error.to_dict() if decode_error is not None else None
-        rep.input["pixels"] = "not decoded" + (f": {decode_error.message}" if decode_error else "")
+        rep.input.pixels = "not decoded" + (f": {decode_error.message}" if decode_error else "")
         if store is not None:
             _add_store(rep, store, info, digest, None, [])
         return rep
-    rep.input.update(format=img.format, width=img.width, height=img.height, conversions=img.conversions)
+    rep.input.format, rep.input.width, rep.input.height = img.format, img.width, img.height
+    rep.input.conversions = list(img.conversions)
     return _pixel_signals(rep, img.array, info, digest, store=store, backends=backends,
                           known_generators=known_generators)
 
@@ -292,7 +319,7 @@ def verify_frame(rgb, *, name: str = "<frame>", store: ProvenanceStore | None = 
     ``shared``: the frame's transforms, when the caller wants the readings kept there
     (:func:`~.watermarks.shared_readings`)."""
     rep = ProvenanceReport(REPORT_SCHEMA_VERSION, name)
-    rep.input = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "media_type": "video frame"}
+    rep.input = InputFacts(width=int(rgb.shape[1]), height=int(rgb.shape[0]), media_type="video frame")
     return _pixel_signals(rep, rgb, {}, None, store=store, backends=backends, known_generators=known_generators,
                           shared=shared)
 
@@ -390,8 +417,8 @@ def _verify_large_file(rep: ProvenanceReport, path: Path, *, trust_anchors_pem: 
         f.seek(0)
         info = read_c2pa(f, media_type, trust_anchors_pem, fetch_remote=fetch_remote).to_dict()
     digest = sha256_file(path)
-    rep.input = {"bytes": path.stat().st_size, "sha256": digest, "media_type": media_type,
-                 "pixels": "not decoded: file over the byte limit; C2PA read from disk, metadata not read"}
+    rep.input = InputFacts(bytes=path.stat().st_size, sha256=digest, media_type=media_type,
+                           pixels="not decoded: file over the byte limit; C2PA read from disk, metadata not read")
     rep.c2pa = info
     rep.evidence.append(_c2pa_evidence(info))
     if store is not None:

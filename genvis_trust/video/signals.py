@@ -89,8 +89,8 @@ def _container_report(source, name: str, options: VideoOptions, verify_kwargs: d
                 return rep
             _verify_large_file(rep, Path(source), **verify_kwargs)
     rep.error = None
-    big = rep.input.get("pixels")  # a file over the byte limit says how its bytes were read
-    rep.input["pixels"] = "sampled video frames" + (f" ({big.removeprefix('not decoded: ')})" if big else "")
+    big = rep.input.pixels  # a file over the byte limit says how its bytes were read
+    rep.input.pixels = "sampled video frames" + (f" ({big.removeprefix('not decoded: ')})" if big else "")
     return rep
 
 
@@ -227,11 +227,11 @@ def verify_video(source, *, name: str | None = None, options: VideoOptions = Vid
         sampled = sampled or sample_frames(source, options.sampling, limits=options.limits, name=name)
     except ImageLoadError as e:
         rep.error = e.to_dict()
-        rep.input["pixels"] = f"not decoded: {e.message}"
+        rep.input.pixels = f"not decoded: {e.message}"
         return rep, [], None
     frame_reports, frame_readings = _frame_reports(sampled.frames, name, verify_kwargs, workers)
     _video_evidence(rep, frame_reports, frame_readings, [f.time_s for f in sampled.frames], verify_kwargs.get("store"))
-    rep.input["video"] = _video_facts(sampled)
+    rep.input.video = _video_facts(sampled)
     return rep, frame_reports, sampled
 
 
@@ -262,7 +262,7 @@ def scan_video(scanner, source, name: str, options: VideoOptions | None = None):
             err = e.to_dict()
     if err is not None:
         res = _fuse_without_pixels(ScoreRecord(name, None, {}, err, None, rep))
-        res.image.setdefault("media_type", (rep.input.get("media_type") if rep else None) or "video")
+        res.image.setdefault("media_type", (rep.input.media_type if rep else None) or "video")
         return res
     frames = sampled.frames
     recs = list(scanner.engine.score_paths([f.array for f in frames], names=[f"{name}@{f.time_s:.3f}s" for f in frames]))
@@ -273,8 +273,8 @@ def scan_video(scanner, source, name: str, options: VideoOptions | None = None):
     agg = _aggregate_score(scanner.detector, [r for _, r, _ in per_frame])
     facts = {**_video_facts(sampled)}
     image = {"format": f"{sampled.info.container}/{sampled.info.codec}", "width": sampled.info.width,
-             "height": sampled.info.height, "bytes": (rep.input.get("bytes") if rep else None),
-             "media_type": (rep.input.get("media_type") if rep else None), "conversions": [], "notes": sampled.notes}
+             "height": sampled.info.height, "bytes": (rep.input.bytes if rep else None),
+             "media_type": (rep.input.media_type if rep else None), "conversions": [], "notes": sampled.notes}
     stab, stab_frame = None, None
     if agg is not None and scanner.check_stability:
         from genvis_trust.scan import UNCERTAIN_BAND
