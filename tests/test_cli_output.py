@@ -134,7 +134,7 @@ def test_cli_exit_skips_the_last_collection_and_leaves_the_store_closed(tmp_path
     assert db2.exists() and not (tmp_path / "cycle.db-wal").exists()
 
 
-def test_help_lists_each_command_on_its_own_terms_not_its_docstrings_line_breaks():
+def test_help_wraps_at_the_terminal_not_at_the_docstrings_line_breaks():
     """`--help` lists a command by its docstring's first paragraph as one piece of text: at a wide
     terminal each entry is one line (the docstring's own line breaks used to cut them)."""
     r = _cli("--help", env={**os.environ, "COLUMNS": "250", "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
@@ -143,3 +143,7 @@ def test_help_lists_each_command_on_its_own_terms_not_its_docstrings_line_breaks
     assert "images from built-in data, audit it with every signal" in demo
     stamp = next(line for line in r.stdout.splitlines() if " stamp " in line)
     assert "WebP lossless; a video gets the watermark" in stamp
+    # a command's own page: prose reflowed, example commands kept on their own lines
+    page = _cli("generate", "--help", env={**os.environ, "COLUMNS": "250", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}).stdout
+    assert "transform crops of real photographs drawn from each image's seed; the record names the photograph" in page
+    assert any(line.strip().startswith("Clips:") for line in page.splitlines())

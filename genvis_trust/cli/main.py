@@ -10,6 +10,7 @@ module exactly as ``app.command(name)`` / ``app.add_typer(..., name=...)`` build
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Iterator, MutableMapping
 
 import typer
@@ -50,14 +51,29 @@ def _build(name: str) -> typer.main._click.Command:
     return _one_line_listings(typer.main.get_group(holder).commands[name])
 
 
+# a paragraph with a line starting so is a list or an example, kept line by line
+_AS_WRITTEN = ("- ", "* ", "genvis-trust ", "Example", "Clips:")
+
+
+def _reflowed(text: str) -> str:
+    """``text`` with each prose paragraph on one line: in rich markup mode typer keeps a
+    docstring's line breaks, which cut the text at odd places at any terminal width. Lists,
+    indented blocks, example commands and ``\\b`` paragraphs keep their lines."""
+    out = []
+    for para in inspect.cleandoc(text).split("\n\n"):
+        lines = para.split("\n")
+        keep = para.startswith("\b") or any(ln[:1].isspace() or ln.lstrip().startswith(_AS_WRITTEN) for ln in lines)
+        out.append(para if keep else " ".join(ln.strip() for ln in lines))
+    return "\n\n".join(out)
+
+
 def _one_line_listings(cmd):
-    """Give ``cmd`` (and a group's sub-commands) a short help of its docstring's first paragraph
-    on one line: in rich markup mode a listing keeps the docstring's line breaks, which wrapped
-    every entry of ``--help`` at odd places. The command's own ``--help`` page is unchanged."""
-    if not cmd.short_help and cmd.help:
-        first = cmd.help.strip().split("\n\n")[0]
-        if not first.startswith("\b"):
-            cmd.short_help = " ".join(first.split())
+    """Reflow ``cmd``'s help (and a group's sub-commands') so listings and pages wrap at the
+    terminal's width, not the docstring's; the listing shows the first paragraph."""
+    if cmd.help:
+        cmd.help = _reflowed(cmd.help)
+        if not cmd.short_help and not cmd.help.startswith("\b"):
+            cmd.short_help = cmd.help.split("\n\n")[0]
     for sub in (getattr(cmd, "commands", None) or {}).values():
         _one_line_listings(sub)
     return cmd

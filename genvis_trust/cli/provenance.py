@@ -79,8 +79,9 @@ def stamp(
     signed C2PA manifest.
 
     Given a corpus folder (from `generate`), writes a stamped corpus to --out whose manifest
-    records the provenance applied to each image:
-    genvis-trust stamp corpora/gan --out corpora/gan-stamped --keys keys --upscale 256"""
+    records the provenance applied to each image.
+
+    Example: genvis-trust stamp corpora/gan --out corpora/gan-stamped --keys keys --upscale 256"""
     from genvis_trust.io import ImageLoadError, decode_image, read_bytes, sniff_media_type
     from genvis_trust.provenance.c2pa_manifest import SOURCE_TYPES, source_type_uri
     from genvis_trust.provenance.stamp import (
