@@ -8,6 +8,13 @@ closed form (scikit-learn) instead of by gradient descent. A family that can rea
 published checkpoint says how beside itself, in a static ``checkpoint_filter_fn(state)``
 returning ``(state, config)`` (timm's convention): the published state dict renamed to the
 family's keys, and the ``Detector.create`` arguments that fit it (``patch`` included).
+
+A family that reproduces a published detector (its class carries a ``published``
+:class:`~genvis_trust.detectors.published.PublishedCard`) also scores the way its authors
+do: its network has ``prepare_input(image) -> tensor``, which turns one ``H x W x 3`` uint8
+RGB image into exactly the ``3 x H' x W'`` float tensor the reference code feeds its network
+(its resizing, cropping and normalisation, nothing of the toolkit's tiling), and its
+``forward`` takes a batch of those. ``Detector`` then scores whole images, one logit each.
 """
 
 from __future__ import annotations
