@@ -1,5 +1,5 @@
 """The README demo folder's scan records are pinned: verdicts, summaries, each signal's
-evidence and the detector's scores (to 1e-6) equal what the code gave before the scan path
+evidence and the detector's scores (to 1e-4, see TOL) equal what the code gave before the scan path
 was refactored (issue 10). The fixture was generated from that code by
 
     PYTHONPATH=. python tests/test_demo_pins.py --write
@@ -22,9 +22,12 @@ import pytest
 
 FIXTURE = Path(__file__).parent / "fixtures" / "demo_records.json"
 ISSUER_SEED = "0f" * 16
-# 1e-6 on values the records round to 6 decimals: two logits 1e-8 apart can round one unit
-# apart, so the comparison allows that unit plus float noise
-TOL = 1e-6 + 1e-6 + 1e-9
+# Scores agree to 1e-6 on the machine that wrote the fixture; on another x86-64 machine of this
+# workplace (2026-12-07, torch 2.14.1) the diffusion samples' scores moved by up to 2e-5
+# (diffusion-digits_05 p 0.997483 against 0.997464), which the sampler's 50 steps amplify from
+# float rounding in other kernels. 1e-4 keeps the pin far below any change a refactor of the
+# scan path would make (verdicts and texts stay exact).
+TOL = 1e-4
 
 
 def pinned_view(rec: dict) -> dict:
@@ -92,9 +95,9 @@ def test_demo_records_are_pinned(tmp_path):
 
 def test_pin_comparison_catches_a_changed_score():
     rec = {"verdict": "uncertain", "detector": {"probability": 0.5, "logit": 0.0}}
-    _close(rec, {"verdict": "uncertain", "detector": {"probability": 0.5 + 5e-7, "logit": 0.0}}, "ok")
+    _close(rec, {"verdict": "uncertain", "detector": {"probability": 0.5 + 5e-5, "logit": 0.0}}, "ok")
     with pytest.raises(AssertionError):
-        _close(rec, {"verdict": "uncertain", "detector": {"probability": 0.5 + 2e-6, "logit": 0.0}}, "bad")
+        _close(rec, {"verdict": "uncertain", "detector": {"probability": 0.5 + 2e-4, "logit": 0.0}}, "bad")
 
 
 if __name__ == "__main__" and "--write" in sys.argv:
