@@ -145,3 +145,21 @@ def test_training_checkpoint_with_its_arguments_imports(tmp_path):
     f = tmp_path / "checkpoint-best.pth"
     torch.save({"model": seeded_state_dict(template, 0), "epoch": 3, "args": argparse.Namespace(input_size=256, model="SAFE")}, f)
     assert import_checkpoint(f, "safe").family == "safe"
+
+
+def test_tile_only_views_refuse_or_skip_cleanly(tmp_path):
+    """Heat maps and Grad-CAM need the toolkit's tiles: `detectors explain` refuses with a clear
+    message, `scan --html` writes its report without a heat map."""
+    from typer.testing import CliRunner
+
+    from genvis_trust.cli.main import app
+
+    ck = published_checkpoint(fixture("npr"), tmp_path / "NPR.pth")
+    assert CliRunner().invoke(app, ["detectors", "import", str(ck), "--arch", "npr", "--out", str(tmp_path / "det")]).exit_code == 0
+    img = str(FIX / "images" / "coffee_67x45.png")
+    r = CliRunner().invoke(app, ["detectors", "explain", img, "--detector", str(tmp_path / "det"), "--out", str(tmp_path / "h.png")])
+    assert r.exit_code == 2 and "reads whole images" in r.output
+    r = CliRunner().invoke(app, ["scan", img, "--detector", str(tmp_path / "det"), "--device", "cpu", "--html", str(tmp_path / "r.html")])
+    assert r.exit_code in (0, 1), r.output
+    html = (tmp_path / "r.html").read_text()
+    assert "coffee_67x45" in html and "detector heat map" not in html

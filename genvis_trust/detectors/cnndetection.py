@@ -71,7 +71,7 @@ class CNNDetectionNet(nn.Module):
     def checkpoint_filter_fn(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
         """torchvision ``resnet50`` keys (the file's ``'model'``) under ``model.``."""
         if "fc.weight" not in state or "layer4.0.conv1.weight" not in state:
-            raise CheckpointImportError("no fc.weight / layer4: not a CNNDetection (ResNet-50) state dict")
+            raise CheckpointImportError("does not fit cnndetection: no fc.weight / layer4 weights (not a CNNDetection ResNet-50 state dict)")
         return {f"model.{k}": v for k, v in state.items()}, {"patch": 224}
 
 
