@@ -367,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
             "machine": f"{platform.machine()} {platform.system()}, torch {torch.__version__}, ours on {args.device}, reference on cpu",
             "seed": args.seed,
+            # what the reference code imported from --reference-path (pip --target dirs)
+            "reference_packages": sorted(d.name.removesuffix(".dist-info") for r in args.reference_path
+                                         for d in Path(r).glob("*.dist-info")),
             "per_image": per_image,
         }
         if args.fixtures:
@@ -420,6 +423,8 @@ def write_results(out: Path, results: dict) -> None:
             continue
         has_before = "before_p" in f["per_image"][0]
         lines += ["", f"## {name}", "", f"Command: `{f['command']}`", ""]
+        if f.get("reference_packages"):
+            lines += [f"Reference-side packages on `--reference-path`: {', '.join(f['reference_packages'])}.", ""]
         if has_before:
             lines += [f"`p before`: the same checkpoint scored as the toolkit did before whole-image scoring "
                       f"(`{BEFORE[name][0]}` tiles of 224 px, mean logit).", ""]
