@@ -350,7 +350,12 @@ class Scanner:
         from genvis_trust.regions import strongest_region
 
         faces = []
-        if self.faces and rec.loaded is not None:
+        if self.faces and rec.loaded is not None and getattr(self.detector, "whole_image", False):
+            # a published detector reads the whole image its authors' way: there are no tiles to
+            # compare a face with, and a face crop through its preprocessing is not what it was tested on
+            rec.score.notes.append("faces and regions not scored apart: this detector reads whole images "
+                                   "(its publication's preprocessing), not tiles")
+        elif self.faces and rec.loaded is not None:
             from genvis_trust.faces import score_faces
 
             faces = score_faces(self.detector, rec.loaded.array, rec.score, batch_size=self.engine.batch_size)

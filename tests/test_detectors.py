@@ -3,6 +3,8 @@ calibration, checkpoint import, tiling, explanations, the format guard and the C
 
 from __future__ import annotations
 
+import inspect
+
 import cv2
 import numpy as np
 import pytest
@@ -127,10 +129,21 @@ def test_platt_never_flips_a_backwards_detector():
 # ---------------------------------------------------------------- every registered family
 
 
+def whole_image_family(name: str) -> bool:
+    """A family reproducing a published detector whose every instance reads whole images (NPR's
+    class also serves as a tile member: ``whole_image`` is part of its config)."""
+    cls = list_families()[name].cls
+    return getattr(cls, "published", None) is not None and "whole_image" not in inspect.signature(cls.__init__).parameters
+
+
 @pytest.mark.parametrize("family", sorted(list_families()))
 def test_family_trains_saves_loads(family, tiny_data, tmp_path):
     patch = 32
     cfg = TrainConfig(steps=4, batch=8, eval_every=2, seed=0)
+    if whole_image_family(family):  # published weights are imported, not trained on tiles
+        with pytest.raises(TrainingError, match="detectors import --arch"):
+            train_detector(family, tiny_data["real"], [tiny_data["fake"]], config=cfg, device="cpu", log=lambda m: None)
+        return
     res = train_detector(
         family,
         tiny_data["real"],
@@ -247,20 +260,34 @@ def test_stability_flags_flip():
 
 
 def test_import_cnndetection_layout(tmp_path):
+    """A CNNDetection file imports as ``cnndetection`` (also when asked by its old name,
+    ``resnet50``), which normalises in ``prepare_input`` and scores the whole image."""
     from torchvision.models import resnet50
 
     net = resnet50(weights=None, num_classes=1)
     f = tmp_path / "blur_jpg_prob0.1.pth"
     torch.save({"model": net.state_dict(), "total_steps": 10}, f)
     det = import_checkpoint(f, "resnet50")
-    x = torch.rand(1, 3, 64, 64)
+    assert det.family == "cnndetection" and det.card["renamed_from"] == "resnet50" and det.whole_image
+    assert det.card["published"]["licence"] == "CC-BY-NC-SA-4.0"
+    img = RNG.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     net.eval()
     with torch.no_grad():
-        assert det.net(x).item() == pytest.approx(net((x - mean) / std).item(), rel=1e-4, abs=1e-5)
+        assert det.score(img).logit == pytest.approx(net((x - mean) / std).item(), rel=1e-5, abs=1e-5)
     det.save(tmp_path / "art")
-    assert load_detector(tmp_path / "art", device="cpu").family == "resnet50"
+    assert load_detector(tmp_path / "art", device="cpu").family == "cnndetection"
+
+
+def test_legacy_resnet50_artifact_still_loads_and_tiles(tmp_path):
+    """Artifacts made with the old tile form keep their family and their tile scoring."""
+    det = Detector.create("resnet50", device="cpu")
+    det.save(tmp_path / "old")
+    old = load_detector(tmp_path / "old", device="cpu")
+    assert old.family == "resnet50" and not old.whole_image
+    assert old.score(RNG.integers(0, 256, (224, 448, 3), dtype=np.uint8)).tiles == 2
 
 
 def test_import_npr_raw_state_dict(tmp_path):
@@ -273,6 +300,7 @@ def test_import_npr_raw_state_dict(tmp_path):
     torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, f)
     det = import_checkpoint(f, "npr")
     assert det.net_config["width"] == 64 and list(det.net_config["blocks"]) == [3, 4]
+    assert det.net_config["whole_image"] and det.whole_image  # the published form
     for k, v in net.state_dict().items():
         assert torch.equal(det.net.state_dict()[k], v)
 
@@ -349,7 +377,7 @@ def test_optimized_inference_matches_eager_and_keeps_gradients():
     assert gradcam(det, x[0]).shape == (32, 32)  # the eager network still takes gradients
 
 
-@pytest.mark.parametrize("family", [f for f in list_families() if f != "resnet50"])
+@pytest.mark.parametrize("family", [f for f in list_families() if f != "resnet50" and not whole_image_family(f)])
 def test_folded_network_gives_the_frozen_graphs_logits(family):
     """The default CPU form (batch norms folded, eager, channels-last) gives the TorchScript
     graph's logits where a family folds every batch norm it holds (else ``auto`` builds the

@@ -67,7 +67,7 @@ def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to 
 @app.command("import")
 def import_cmd(
     checkpoint: Path = typer.Argument(..., help="A published checkpoint (.pth/.pt state dict or .safetensors)."),
-    arch: str = typer.Option(..., help="A family that reads published checkpoints: resnet50 (CNNDetection layout) or npr (NPR raw state dict)."),
+    arch: str = typer.Option(..., help="A family that reads published checkpoints, e.g. cnndetection (CNNDetection), npr (NPR), safe (SAFE); resnet50 is cnndetection's old name."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Artifact folder to write."),
     patch: int | None = typer.Option(None, help="Input side for tiling (default 224)."),
 ):
@@ -77,8 +77,11 @@ def import_cmd(
 
     with friendly_errors(CheckpointImportError, *_ERRORS):
         det = import_checkpoint(checkpoint, arch, patch=patch)
-        sha = det.save(out_dir, card={"name": out_dir.name, "summary": f"imported {arch} checkpoint (uncalibrated)"})
-    err.print(f"wrote {arch} detector to {out_dir} (weights sha256 {sha[:16]}…)")
+        if det.family != arch:
+            err.print(f"[yellow]{arch} is the old name of {det.family}: imported as {det.family}[/]")
+        sha = det.save(out_dir, card={"name": out_dir.name, "summary": f"imported {det.family} checkpoint (uncalibrated)"})
+    how = "whole images, the publication's preprocessing" if det.whole_image else f"{det.patch}px tiles"
+    err.print(f"wrote {det.family} detector to {out_dir} ({how}; weights sha256 {sha[:16]}…)")
 
 
 @app.command("explain")

@@ -182,8 +182,9 @@ def _write_scan_html(path: Path, results: list[dict], detector, limit: int = 200
                     img = load_image(r["input"]).array
                     boxes = local_boxes(r.get("detector"))  # faces and a region that stands out
                     pics["image"] = draw_boxes(thumbnail(img), boxes, img.shape)
-                    pics["heat"] = heat_map(detector, img)
-                    pics["heat"]["picture"] = draw_boxes(pics["heat"]["picture"], boxes, img.shape)
+                    if not getattr(detector, "whole_image", False):  # a published detector has no tile map
+                        pics["heat"] = heat_map(detector, img)
+                        pics["heat"]["picture"] = draw_boxes(pics["heat"]["picture"], boxes, img.shape)
                     pics["spectrum"] = spectrum_image(img)
                 except (ImageLoadError, ValueError):
                     pass

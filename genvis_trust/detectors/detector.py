@@ -5,6 +5,12 @@ tiles on a grid (plus edge-aligned tiles so every pixel is covered); when there 
 than ``max_tiles`` tiles, an evenly spaced subset is kept. Images smaller than a patch are
 enlarged (bicubic) to one patch and the result says so. **Aggregation**: the mean of the
 tile logits, then calibration; the per-tile logits are kept as a patch-score map.
+
+A family that reproduces a published detector (see :mod:`.registry`) is scored instead the
+way its authors score: :meth:`Detector.inputs` gives the network's own ``prepare_input`` of the
+whole image (one ``1 x 3 x H' x W'`` float tensor), one logit per image (``tiles=1``, grid
+``(1, 1)``), in float32 on every device (no autocast, no TF32, no folded or traced graph:
+fidelity to the reference code first). ``Detector.whole_image`` says which way a detector scores.
 """
 
 from __future__ import annotations
@@ -205,7 +211,7 @@ class Detector:
         self.inference_backend = "eager"  # on CPU after optimize_for_inference: "torchscript" / "onnxruntime"
         self.device = resolve_device(device)
         self.net.to(self.device).eval()
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and not self.whole_image:
             self.net.to(memory_format=torch.channels_last)
 
     # -- construction
@@ -224,6 +230,21 @@ class Detector:
     def calibrated(self) -> bool:
         return self.calibration.get("method", "none") != "none"
 
+    @property
+    def whole_image(self) -> bool:
+        """Whether this detector scores whole images through its network's ``prepare_input``
+        (a published family, reproducing its reference code) rather than the toolkit's tiles.
+        A network says so itself (``whole_image``, for a class that serves both ways, e.g.
+        NPR), else a class carrying a ``published`` card does."""
+        return whole_image_net(self.net)
+
+    @property
+    def published(self) -> dict[str, Any] | None:
+        """The family's :class:`~genvis_trust.detectors.published.PublishedCard` as a dict, when
+        this detector reproduces a publication."""
+        card = getattr(type(self.net), "published", None)
+        return card.to_dict() if card is not None and self.whole_image else None
+
     # -- scoring
     @torch.no_grad()
     def logits(self, tiles: np.ndarray, batch_size: int = 256, *, members: bool = False):
@@ -231,6 +252,9 @@ class Detector:
         ``(logits, N x M member logits)`` of the same pass (``None`` for a net that is not a
         stack), which a domain head combines (:meth:`aggregate`)."""
         self.net.eval()
+        if self.whole_image:  # each entry a whole image: the reference preprocessing, then the net
+            z = self.logits_prepared([self.net.prepare_input(self.prepare(np.asarray(im))) for im in tiles], batch_size)
+            return (z, None) if members else z
         zs, ms = [], []
         for i in range(0, len(tiles), batch_size):
             z, m = self._forward(torch.from_numpy(np.ascontiguousarray(tiles[i : i + batch_size])))
@@ -240,6 +264,39 @@ class Detector:
         if not members:
             return z
         return z, (np.concatenate(ms) if ms and ms[0] is not None else None)
+
+    @torch.no_grad()
+    def logits_prepared(self, inputs: list[torch.Tensor], batch_size: int = 8) -> np.ndarray:
+        """Logits of a whole-image detector for inputs already through ``prepare_input``
+        (each ``3 x H x W`` float32, or ``1 x 3 x H x W``), in input order. Inputs of one shape
+        share a forward pass (up to ``batch_size``); the others run one by one, unpadded."""
+        xs = [x[0] if x.dim() == 4 else x for x in inputs]
+        out = np.zeros(len(xs), np.float32)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, x in enumerate(xs):
+            groups.setdefault(tuple(x.shape), []).append(i)
+        for idx in groups.values():
+            for j in range(0, len(idx), batch_size):
+                part = idx[j : j + batch_size]
+                out[part] = self._forward_float(torch.stack([xs[i] for i in part]))
+        return out
+
+    def _forward_float(self, x: torch.Tensor) -> np.ndarray:
+        """One float32 batch through the network, in float32 on any device: a published
+        detector's logits must be its reference code's (TF32 convolutions and matmuls differ
+        from them in the third decimal, so they are off here)."""
+        x = x.to(self.device, dtype=torch.float32)
+        if self.device.type == "cuda":
+            with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False):
+                prec = torch.backends.cuda.matmul.allow_tf32
+                torch.backends.cuda.matmul.allow_tf32 = False
+                try:
+                    z = self.net(x)
+                finally:
+                    torch.backends.cuda.matmul.allow_tf32 = prec
+        else:
+            z = self.net(x)
+        return z.reshape(-1).float().cpu().numpy()
 
     def forward_uint8(self, batch: torch.Tensor) -> np.ndarray:
         """``N x H x W x 3`` uint8 tensor (any device) -> logits as float32 numpy."""
@@ -289,6 +346,8 @@ class Detector:
             raise ValueError(f"unknown inference backend {backend!r} (auto, folded, torchscript, onnxruntime)")
         if self.device.type != "cpu" or self._infer is not None:
             return self._infer is not None
+        if self.whole_image:  # fidelity first: folding or tracing moves the logits off the reference code's
+            return False
         self.net.eval()
         if backend in ("auto", "folded"):
             folded = _folded(self.net)
@@ -365,7 +424,23 @@ class Detector:
 
     def tiles(self, image: np.ndarray, max_tiles: int | None = None):
         """``tile_image`` of the prepared image: (tiles, positions, grid, notes)."""
+        if self.whole_image:
+            raise ValueError(f"detector {self.name!r} ({self.family}) reads whole images with its "
+                             "publication's preprocessing: it has no tiles to map")
         return tile_image(self.prepare(image), self.patch, max_tiles or self.max_tiles)
+
+    def inputs(self, image: np.ndarray, max_tiles: int | None = None):
+        """What the network reads for ``image``, as ``(inputs, positions, grid, notes)``: the
+        uint8 tiles (``N x P x P x 3``) of a tile detector, or for a whole-image detector its
+        ``prepare_input`` of the whole image, a ``1 x 3 x H' x W'`` float32 tensor, at position
+        ``(0, 0)`` of a ``(1, 1)`` grid. Run in the scoring engine's decode workers."""
+        if not self.whole_image:
+            return self.tiles(image, max_tiles)
+        x = self.net.prepare_input(self.prepare(image))
+        h, w = image.shape[:2]
+        notes = [f"whole image {w}x{h} read as the publication's code reads it "
+                 f"(network input {x.shape[-1]}x{x.shape[-2]}): {self.family} preprocessing, no tiles"]
+        return x[None], [(0, 0)], (1, 1), notes
 
     def domain_check(self, image: np.ndarray, fmt: str | None = None, n_bytes: int | None = None) -> list[dict[str, str]]:
         """Why ``image`` is outside what this detector was trained on (see :func:`domain_check`)."""
@@ -381,11 +456,15 @@ class Detector:
         return self.score_many([image])[0]
 
     def score_many(self, images: list[np.ndarray], batch_size: int = 256) -> list[DetectionScore]:
-        """Tile every image, score all tiles in shared batches, aggregate per image."""
-        tiled = [self.tiles(im) for im in images]
+        """Tile every image, score all tiles in shared batches, aggregate per image (a
+        whole-image detector: one prepared input per image, equal shapes batched)."""
+        tiled = [self.inputs(im) for im in images]
         if not tiled:
             return []
-        all_logits, all_members = self.logits(np.concatenate([t[0] for t in tiled]), batch_size, members=True)
+        if self.whole_image:
+            all_logits, all_members = self.logits_prepared([t[0] for t in tiled], min(batch_size, 8)), None
+        else:
+            all_logits, all_members = self.logits(np.concatenate([t[0] for t in tiled]), batch_size, members=True)
         out, pos = [], 0
         for im, (tiles, positions, grid, notes) in zip(images, tiled, strict=True):
             z = all_logits[pos : pos + len(tiles)]
@@ -505,6 +584,14 @@ class _WithMembers(torch.nn.Module):
 def _outputs(net: torch.nn.Module) -> torch.nn.Module:
     """What scoring runs: a stack with its member logits beside its logits, any other net as it is."""
     return _WithMembers(net).train(net.training) if hasattr(net, "forward_with_members") else net
+
+
+def whole_image_net(net: torch.nn.Module) -> bool:
+    """Whether ``net`` scores whole images (see :attr:`Detector.whole_image`)."""
+    own = getattr(net, "whole_image", None)
+    if own is not None:
+        return bool(own)
+    return getattr(type(net), "published", None) is not None
 
 
 def _folded(net: torch.nn.Module) -> torch.nn.Module | None:

@@ -37,6 +37,9 @@ def _last_conv(net: torch.nn.Module) -> torch.nn.Module:
 
 def gradcam(det: Detector, patch: np.ndarray) -> np.ndarray:
     """Grad-CAM map in [0, 1] at the input's resolution, for the 'generated' logit."""
+    if det.whole_image:  # its network reads prepare_input's tensors, not [0, 1] tiles
+        raise ValueError(f"detector {det.name!r} ({det.family}) reads whole images with its publication's "
+                         "preprocessing: no Grad-CAM or tile map for it here")
     patch = det.prepare(patch)
     layer = _last_conv(det.net)
     acts: list[torch.Tensor] = []

@@ -1,12 +1,17 @@
 """Import published detector checkpoints into the toolkit's artifact format.
 
 Any family with a ``checkpoint_filter_fn`` beside it (see :mod:`.registry`) can be
-imported; today ``resnet50`` (CNNDetection, Wang et al. 2020: ``torch.save({'model':
-state_dict, ...})`` of torchvision ``resnet50`` with ``fc`` -> 1 logit) and ``npr`` (Tan et
-al. 2024: a raw state dict). Keys may carry a ``module.`` prefix.
+imported; among them the published families, e.g. ``cnndetection`` (Wang et al. 2020:
+``torch.save({'model': state_dict, ...})`` of torchvision ``resnet50`` with ``fc`` -> 1 logit),
+``npr`` (Tan et al. 2024: a raw state dict) and ``safe`` (Li et al. 2025: under ``'model'``).
+Keys may carry a ``module.`` prefix. A family renamed since (``renamed_to``: ``resnet50`` ->
+``cnndetection``) imports as its new name.
 
 Files are read with ``torch.load(weights_only=True)``: tensors and plain containers only,
-never arbitrary pickled objects. ``.safetensors`` files are read directly.
+never arbitrary pickled objects. ``argparse.Namespace`` is allowed as data (training scripts
+save their arguments beside the weights, e.g. SAFE's ``checkpoint-best.pth``): it only holds
+attributes, whose values the weights-only reader still restricts. ``.safetensors`` files are
+read directly.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from genvis_trust.io import sha256_file
 from .detector import Detector
 from .registry import CheckpointImportError, list_families
 
-__all__ = ["CheckpointImportError", "import_checkpoint", "importable_families", "read_state_dict"]
+__all__ = ["CheckpointImportError", "import_checkpoint", "importable_families", "read_state_dict", "resolve_arch"]
 
 
 def importable_families() -> list[str]:
@@ -38,8 +43,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
+    import argparse
+
     try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling refused or malformed: say so, never fall back to full pickle
         raise CheckpointImportError(f"{path}: not a loadable weights-only checkpoint ({type(e).__name__}: {e})") from None
     for key in ("model", "state_dict", "net"):
@@ -51,11 +59,23 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def resolve_arch(arch: str) -> str:
+    """The family a published checkpoint of ``arch`` is imported as (``renamed_to`` followed)."""
+    fams = list_families()
+    seen = {arch}
+    while arch in fams and (new := getattr(fams[arch].cls, "renamed_to", None)) and new not in seen:
+        arch = new
+        seen.add(arch)
+    return arch
+
+
 def import_checkpoint(path: str | os.PathLike, arch: str, *, patch: int | None = None) -> Detector:
-    """Build a :class:`Detector` of ``arch`` from a published checkpoint file (uncalibrated)."""
+    """Build a :class:`Detector` of ``arch`` from a published checkpoint file (uncalibrated).
+    A published family's artifact card carries its :class:`~.published.PublishedCard`."""
     archs = importable_families()
+    asked, arch = arch, resolve_arch(arch)
     if arch not in archs:
-        raise CheckpointImportError(f"--arch must be one of {tuple(archs)}, got {arch!r}")
+        raise CheckpointImportError(f"--arch must be one of {tuple(archs)}, got {asked!r}")
     state = read_state_dict(path)
     try:
         state, config = list_families()[arch].checkpoint_filter_fn(state)
@@ -77,4 +97,8 @@ def import_checkpoint(path: str | os.PathLike, arch: str, *, patch: int | None =
             raise CheckpointImportError(f"{path}: {k} has shape {tuple(v.shape)}, {arch} expects {tuple(expected[k].shape)}")
     det.net.load_state_dict(state)
     det.card = {"imported_from": str(path), "source_sha256": sha256_file(path), "arch": arch}
+    if asked != arch:
+        det.card["renamed_from"] = asked
+    if det.published is not None:
+        det.card["published"] = det.published
     return det

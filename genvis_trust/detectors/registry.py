@@ -15,6 +15,9 @@ do: its network has ``prepare_input(image) -> tensor``, which turns one ``H x W 
 RGB image into exactly the ``3 x H' x W'`` float tensor the reference code feeds its network
 (its resizing, cropping and normalisation, nothing of the toolkit's tiling), and its
 ``forward`` takes a batch of those. ``Detector`` then scores whole images, one logit each.
+A class that also serves as one of the toolkit's own tile members says per instance which it is
+(a ``whole_image`` attribute set from its config: ``npr``, whose ``checkpoint_filter_fn`` asks for
+the published form). Published families are imported, not trained on tiles.
 """
 
 from __future__ import annotations

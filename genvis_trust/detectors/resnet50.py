@@ -1,7 +1,8 @@
-"""ResNet-50 with a one-logit head, in the layout of the published CNNDetection checkpoints
-(Wang et al., CVPR 2020): torchvision ``resnet50`` with ``fc`` -> 1 logit, ImageNet
-normalisation. Checkpoints keep the state dict under ``'model'``; ``detectors import``
-converts them with :meth:`ResNet50Detector.checkpoint_filter_fn`.
+"""ResNet-50 with a one-logit head in the CNNDetection layout, scored on the toolkit's 224 px
+tiles: the old name and form of CNNDetection, kept so that artifacts made with it load and score
+as they did. A published CNNDetection file is now imported as ``cnndetection``
+(:mod:`.cnndetection`: the whole image, the publication's preprocessing); ``detectors import
+--arch resnet50`` does that and says so (``renamed_to``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from .npr import IMAGENET_MEAN, IMAGENET_STD
 from .registry import register_detector
 
 
-@register_detector("resnet50", "ResNet-50 binary head, CNNDetection checkpoint layout", patch=224)
+@register_detector("resnet50", "ResNet-50 binary head on 224 px tiles (the old form of CNNDetection, "
+                   "kept for artifacts made with it; published files import as cnndetection)", patch=224)
 class ResNet50Detector(nn.Module):
+    renamed_to = "cnndetection"  # where ``detectors import --arch resnet50`` now goes
+
     def __init__(self):
         super().__init__()
         # imported here, not at module import: the registry imports every family, and

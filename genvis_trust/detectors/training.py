@@ -352,6 +352,10 @@ def train_detector(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     det = Detector.create(family, patch=patch, device=device, **(net_config or {}))
+    if det.whole_image:
+        raise TrainingError(f"{family} reproduces a published detector that reads whole images its authors' way; "
+                            f"training it on the toolkit's tiles would not be that detector: bring its published "
+                            f"weights in with `genvis-trust detectors import --arch {family}`")
     dev = resolve_device(device)
     P = det.patch
 

@@ -9,6 +9,10 @@ bounded window of in-flight images keeps memory constant however long the stream
 On CUDA the detector runs in float16 autocast with channels-last tensors from pinned
 host memory (see :meth:`Detector.forward_uint8`); on CPU torch uses every core.
 
+A detector that reproduces a published model (``Detector.whole_image``) reads whole images:
+the worker runs its ``prepare_input`` (the reference code's preprocessing) instead of tiling,
+the main thread scores inputs of equal shape together and any other one alone, in float32.
+
 >>> import numpy as np
 >>> from genvis_trust.detectors import Detector
 >>> eng = ScoringEngine(Detector.create("cnn", device="cpu"))
@@ -63,7 +67,7 @@ class ScoreRecord:
 @dataclass
 class _Prepared:
     input: str
-    tiles: np.ndarray | None
+    tiles: Any  # uint8 tiles N x P x P x 3, or a whole-image detector's 1 x 3 x H x W float tensor
     meta: tuple | None  # (positions, grid, notes)
     image: dict[str, Any]
     error: dict[str, Any] | None
@@ -105,11 +109,15 @@ class ScoringEngine:
         # measured at 4, keep 16); GPU: large batches
         cpu_batch = 4 if ncores == 1 and self.detector.patch >= 128 else 16
         self.batch_size = batch_size or (cpu_batch if self.detector.device.type == "cpu" else 1024)
+        if self.detector.whole_image and not batch_size:
+            # whole images of a published detector: a batch is images of one shape, each input
+            # ~12 bytes a pixel as float32 (a 1500 px photograph ~27 MB); keep few in flight
+            self.batch_size = 4 if self.detector.device.type == "cpu" else 16
         self.optimized = self.detector.optimize_for_inference() if optimize else False
         # decode threads share the cores with torch's own threads: half of them (at least one)
         self.workers = workers or max(1, ncores // 2)
         self.max_pixels = max_pixels
-        self.window = window or max(64, 4 * self.workers)
+        self.window = window or (max(8, 2 * self.workers) if self.detector.whole_image else max(64, 4 * self.workers))
         self.keep_images = keep_images
         self.hook = hook
 
@@ -122,7 +130,7 @@ class ScoringEngine:
             else:
                 data = bytes(item) if isinstance(item, (bytes, bytearray, memoryview)) else read_bytes(item)
                 loaded = decode_image(data, path=name, max_pixels=self.max_pixels)
-            tiles, positions, grid, notes = self.detector.tiles(loaded.array)
+            tiles, positions, grid, notes = self.detector.inputs(loaded.array)
             ood = self.detector.domain_check(loaded.array, loaded.format, len(data) if data is not None else None)
             facts = {
                 "width": loaded.width,
@@ -182,9 +190,12 @@ class ScoringEngine:
         batch = list(ready)
         ready.clear()
         stacks = [p.tiles for p in batch if p.tiles is not None]
-        # one pass: a stack's member logits come with its logits, for inputs a domain head decides
-        logits, members = (self.detector.logits(np.concatenate(stacks), self.batch_size, members=True)
-                           if stacks else (np.zeros(0), None))
+        if self.detector.whole_image:  # one prepared input per image; equal shapes share a pass
+            logits, members = self.detector.logits_prepared(stacks, self.batch_size), None
+        else:
+            # one pass: a stack's member logits come with its logits, for inputs a domain head decides
+            logits, members = (self.detector.logits(np.concatenate(stacks), self.batch_size, members=True)
+                               if stacks else (np.zeros(0), None))
         pos = 0
         for p in batch:
             if p.tiles is None:
