@@ -273,13 +273,16 @@ def fetch_detector(
         os.replace(done, path)
         origin = src.url
         cleanup = path
+    hint = (f"; for another checkpoint in this layout: genvis-trust detectors import --arch {family}" if from_file is not None else "")
     try:
         size = path.stat().st_size
         if src is not None and src.size is not None and size != src.size:
-            raise FetchError(f"{origin}: {size} bytes, the family's card says {src.size}: not the published file (nothing installed)")
+            raise FetchError(f"{origin}: {size} bytes, the family's card says {src.size} for {chosen_variant!r}: "
+                             f"not the published file (nothing installed){hint}")
         sha = sha256_file(path)
         if src is not None and src.sha256 and sha != src.sha256.lower():
-            raise FetchError(f"{origin}: sha256 {sha}, the family's card says {src.sha256}: not the published file (nothing installed)")
+            raise FetchError(f"{origin}: sha256 {sha}, the family's card says {src.sha256} for {chosen_variant!r}: "
+                             f"not the published file (nothing installed){hint}")
         try:
             det = import_checkpoint(path, family, key=card.checkpoint_key if card else None)
         except CheckpointImportError as e:
