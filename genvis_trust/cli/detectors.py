@@ -223,11 +223,11 @@ def stack_cmd(
                 bar.stop()
         for s in fit.skipped:
             err.print(f"[yellow]skipped[/] {escape(s)}", highlight=False)
-        members = [m.describe() for m in fit.members]
-        non_commercial = [m["name"] for m in members if m["commercial_use"] is False]
+        members = {m.name: m.describe() for m in fit.members}
+        non_commercial = [n for n, m in members.items() if m["commercial_use"] is False]
         card = {
             "name": name if out_dir is None else out_dir.name,
-            "summary": f"stack of {', '.join(m['name'] for m in members)} refitted on the user's images "
+            "summary": f"stack of {', '.join(members)} refitted on the user's images "
                        f"(threshold at {fpr:.0%} false positives on their photographs)",
             "domain": fit.detector.card.get("domain"),
             "members": members,
@@ -236,7 +236,7 @@ def stack_cmd(
             "stacking": {
                 "level": "image (one logit per member per image: the mean of its tile logits; the stack's per-tile combination "
                          "averages to the same)",
-                "members": [m["name"] for m in members], "weights": fit.weights, "bias": fit.bias,
+                "members": list(members), "weights": fit.weights, "bias": fit.bias,
                 "threshold_logit": fit.threshold_logit, "fpr_budget": fpr, "free_voided": free_voided,
                 "fitted_on": fit.counts, "skipped_files": fit.skipped,
                 "heads": None,
@@ -253,8 +253,8 @@ def stack_cmd(
         t = Table(title=f"stack {card['name']}: weights per member (threshold logit {fit.threshold_logit:.3f})")
         for c in ("member", "family", "weight", "licence"):
             t.add_column(c)
-        for m, w in zip(members, fit.weights, strict=True):
-            t.add_row(escape(m["name"]), m["family"], f"{w:.4f}", escape(m["licence"]))
+        for (n, m), w in zip(members.items(), fit.weights, strict=True):
+            t.add_row(escape(n), m["family"], f"{w:.4f}", escape(m["licence"]))
         out.print(t)
         ins = fit.in_sample
         err.print("in-sample (the images it was fitted on, not held out): FPR " + ", ".join(f"{k} {v:.3f}" for k, v in ins["real_fpr"].items())

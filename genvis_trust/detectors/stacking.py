@@ -146,7 +146,8 @@ class StackMember:
     source: Any = None  # the published file it was installed from, when it was
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "family": self.family, "sha256": self.sha256, "licence": self.licence,
+        """The member's entry in a stack's card (``weights_sha256`` as in the bundled default's card)."""
+        return {"family": self.family, "weights_sha256": self.sha256, "licence": self.licence,
                 "commercial_use": self.commercial_use, **({"source": self.source} if self.source else {})}
 
 
