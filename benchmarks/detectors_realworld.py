@@ -29,10 +29,9 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from genvis_trust.detectors.stacking import GENERATED_FORMS, REAL_FORMS
+from genvis_trust.detectors.stacking import GENERATED_FORMS, HEAD_FORMS, REAL_FORMS
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,11 +40,7 @@ GEN_ENCODINGS = GENERATED_FORMS
 REAL_VARIANTS = REAL_FORMS
 # validation photographs only (``--with-val``): more up-scaled forms, for fitting a detector's
 # up-scaled head (``scripts/stack_realworld.py --upscaled-head``); never in the test sets
-HEAD_VAL_VARIANTS = {
-    "head_upscale1.5x": lambda im: cv2.resize(im, (round(im.shape[1] * 1.5), round(im.shape[0] * 1.5)), interpolation=cv2.INTER_CUBIC),
-    "head_upscale2x_linear": lambda im: cv2.resize(im, (im.shape[1] * 2, im.shape[0] * 2), interpolation=cv2.INTER_LINEAR),
-    "head_upscale3x_lanczos": lambda im: cv2.resize(im, (im.shape[1] * 3, im.shape[0] * 3), interpolation=cv2.INTER_LANCZOS4),
-}
+HEAD_VAL_VARIANTS = HEAD_FORMS
 
 
 def load(path: Path) -> np.ndarray:

@@ -146,3 +146,28 @@ def test_member_licence_comes_from_its_card(data, tmp_path):
     assert d[str(tmp_path / "nc")]["licence"] == "CC-BY-NC-4.0" and d[str(tmp_path / "nc")]["commercial_use"] is False
     assert d[str(tmp_path / "nc")]["source"] == {"sha256": "ab" * 32}
     assert d[str(paths["z"])]["commercial_use"] is True
+
+
+def test_stack_upscaled_head(data, home, tmp_path):
+    tmp, paths, _ = data
+    rng = np.random.default_rng(1)
+    # the domain member declares the up-scaled check; generated samples: half sharp, half smooth
+    dom = load_detector(str(paths["a"]), device="cpu")
+    dom.save(tmp_path / "a-dom", card={"domain": {"min_hf_share": 0.02}})
+    sharp = [cv2.resize(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (128, 96), interpolation=cv2.INTER_NEAREST) for _ in range(12)]
+    smooth = [cv2.resize(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (128, 96), interpolation=cv2.INTER_CUBIC) for _ in range(12)]
+    _write(tmp_path / "gen", sharp + smooth)
+    r = runner.invoke(app, ["detectors", "stack", "--member", str(tmp_path / "a-dom"), "--member", str(paths["z"]),
+                            "--real", str(tmp / "real"), "--generated", str(tmp_path / "gen"), "--upscaled-head", "--name", "headed", "--json"])
+    assert r.exit_code == 0, r.output
+    det = load_detector("headed", device="cpu")
+    head = det.card["stacking"]["heads"]
+    assert head["name"] == "upscaled" and det.calibration["heads"]["upscaled"]["weights"] == pytest.approx(head["weights"])
+    assert det.card["domain"] == {"min_hf_share": 0.02}
+    fo = det.card["stacking"]["fitted_on"]["real"]
+    assert fo["forms"][-3:] == ["head_upscale1.5x", "head_upscale2x_linear", "head_upscale3x_lanczos"] and fo["inputs"] == 12 * 11
+    ins = det.card["in_sample"]
+    assert ins["head"]["real_inputs"] >= 10 and ins["head"]["generated_inputs"] >= 10
+    # a smooth sample is decided by the head, as scan will decide it
+    s = det.score(smooth[0])
+    assert s.head == "upscaled" and not s.out_of_domain

@@ -185,6 +185,8 @@ def stack_cmd(
     out_dir: Path | None = typer.Option(None, "--out", "-o", help="Write the artifact here instead of the installed-detectors folder."),
     fpr: float = typer.Option(0.05, help="False-positive budget on the photographs, every re-shipped form included."),
     free_voided: bool = typer.Option(False, "--free-voided", help="Photographs outside the domain do not constrain the threshold."),
+    upscaled_head: bool = typer.Option(False, "--upscaled-head", help="Also fit a head for inputs the domain voids only as up-scaled "
+                                       "(as the bundled default has; the domain member must declare min_hf_share)."),
     domain_from: str | None = typer.Option(None, help="The member whose domain the stack declares (default: the first)."),
     max_images: int | None = typer.Option(None, help="At most this many images from each folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the fit (weights, threshold, counts, in-sample rates) as JSON."),
@@ -217,7 +219,7 @@ def stack_cmd(
         target = out_dir if out_dir is not None else installed_dir(name)
         try:
             fit = refit_stack(member, [str(p) for p in real], [str(p) for p in generated], fpr=fpr, free_voided=free_voided,
-                              domain_from=domain_from, max_images=max_images, progress=on_progress)
+                              upscaled_head=upscaled_head, domain_from=domain_from, max_images=max_images, progress=on_progress)
         finally:
             if tasks:
                 bar.stop()
@@ -239,7 +241,7 @@ def stack_cmd(
                 "members": list(members), "weights": fit.weights, "bias": fit.bias,
                 "threshold_logit": fit.threshold_logit, "fpr_budget": fpr, "free_voided": free_voided,
                 "fitted_on": fit.counts, "skipped_files": fit.skipped,
-                "heads": None,
+                "heads": fit.head,
             },
             "in_sample": fit.in_sample,
             "reserved_sources_used": "not checked: the user's folders",

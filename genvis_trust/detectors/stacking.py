@@ -46,6 +46,7 @@ from .detector import Detector, load_detector
 __all__ = [
     "GENERATED_FORMS",
     "HEAD",
+    "HEAD_FORMS",
     "REAL_FORMS",
     "StackFit",
     "StackMember",
@@ -104,6 +105,12 @@ REAL_FORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "crop60": lambda im: im[: max(1, int(im.shape[0] * 0.6)), : max(1, int(im.shape[1] * 0.6))],
     "letterbox16x9": letterbox,
     "png_resave": png_resave,
+}
+# more up-scaled forms of the validation photographs, only for fitting the up-scaled head
+HEAD_FORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "head_upscale1.5x": lambda im: cv2.resize(im, (round(im.shape[1] * 1.5), round(im.shape[0] * 1.5)), interpolation=cv2.INTER_CUBIC),
+    "head_upscale2x_linear": lambda im: cv2.resize(im, (im.shape[1] * 2, im.shape[0] * 2), interpolation=cv2.INTER_LINEAR),
+    "head_upscale3x_lanczos": lambda im: cv2.resize(im, (im.shape[1] * 3, im.shape[0] * 3), interpolation=cv2.INTER_LANCZOS4),
 }
 
 
@@ -222,6 +229,7 @@ class StackFit:
     counts: dict[str, Any]  # images and inputs per class and form
     in_sample: dict[str, Any]  # FPR / TPR on the images it was fitted on (not held out)
     skipped: list[str] = field(default_factory=list)  # unreadable files, each with why
+    head: dict[str, Any] | None = None  # the up-scaled head, when fitted
 
 
 def _void(codes: list[str]) -> bool:
@@ -264,6 +272,7 @@ def refit_stack(
     *,
     fpr: float = 0.05,
     free_voided: bool = False,
+    upscaled_head: bool = False,
     domain_from: str | None = None,
     max_images: int | None = None,
     max_pixels: int | None = None,
@@ -272,7 +281,10 @@ def refit_stack(
     """Fit a stack of ``member_names`` on the user's validation photographs (``real`` folders,
     class 0, every re-shipped form) and generated samples (``generated`` folders, class 1),
     keeping ``fpr`` false positives on the photographs. ``free_voided``: photographs the domain
-    voids do not constrain the threshold (by default they do, the conservative choice)."""
+    voids do not constrain the threshold (by default they do, the conservative choice).
+    ``upscaled_head``: also fit the up-scaled head (inputs the domain voids only as up-scaled:
+    photographs in that state, :data:`HEAD_FORMS` included, vs generated samples in that state,
+    with its own ``fpr`` budget), as the bundled default has."""
     members, dets = resolve_members(member_names)
     if domain_from is not None and domain_from not in member_names:
         raise ValueError(f"--domain-from {domain_from!r} is not one of the members {member_names}")
@@ -286,21 +298,22 @@ def refit_stack(
     skipped: list[str] = []
     x0: list[np.ndarray] = []
     forms0: list[str] = []
-    void0: list[bool] = []
+    codes0: list[list[str]] = []
     real_images = 0
+    real_forms = {**REAL_FORMS, **(HEAD_FORMS if upscaled_head else {})}
     for folder in real:
         for _, img in _images(Path(folder), max_images, skipped, max_pixels):
             real_images += 1
-            for form, fn in REAL_FORMS.items():
+            for form, fn in real_forms.items():
                 f, codes = _features(det, fn(img))
                 x0.append(f)
                 forms0.append(form)
-                void0.append(_void(codes))
+                codes0.append(codes)
             if progress:
                 progress("real", real_images)
     x1: list[np.ndarray] = []
     forms1: list[str] = []
-    void1: list[bool] = []
+    codes1: list[list[str]] = []
     gen_images = 0
     for folder in generated:
         for _, img in _images(Path(folder), max_images, skipped, max_pixels):
@@ -309,21 +322,34 @@ def refit_stack(
                 f, codes = _features(det, fn(img))
                 x1.append(f)
                 forms1.append(form)
-                void1.append(_void(codes))
+                codes1.append(codes)
             if progress:
                 progress("generated", gen_images)
     if real_images < 10 or gen_images < 10:
         raise ValueError(f"too few images to fit a stack: {real_images} photographs and {gen_images} generated (at least 10 each)")
     X0, X1 = np.stack(x0), np.stack(x1)
-    V0, V1 = np.array(void0), np.array(void1)
+    V0, V1 = np.array([_void(c) for c in codes0]), np.array([_void(c) for c in codes1])
+    H0, H1 = np.array([c == [HEAD] for c in codes0]), np.array([c == [HEAD] for c in codes1])
     F0, F1 = np.array(forms0), np.array(forms1)
-    keep0 = ~V0 if free_voided else np.ones(len(X0), bool)
+    main0 = np.isin(F0, list(REAL_FORMS))  # the head's extra forms feed only the head
+    keep0 = main0 & (~V0 if free_voided else True)
     if (~V1).sum() < 10:
         raise ValueError(f"only {(~V1).sum()} generated inputs are inside the members' domain (at least 10 needed)")
     w, b, z_t = fit_logistic(X0[keep0], X1[~V1], fpr)
-    final = build_stack(members, w, b, z_t, fpr, domain=dom.card.get("domain"), max_tiles=dom.max_tiles, preprocess=next(iter(pre)))
+    head = None
+    if upscaled_head:
+        if H0.sum() < 10 or H1.sum() < 10:
+            raise ValueError(f"too few inputs that look up-scaled for a head: {int(H0.sum())} photographs, {int(H1.sum())} generated "
+                             "(at least 10 each; the domain member must declare min_hf_share)")
+        head = fit_logistic(X0[H0], X1[H1], fpr)
+    final = build_stack(members, w, b, z_t, fpr, domain=dom.card.get("domain"), max_tiles=dom.max_tiles, preprocess=next(iter(pre)),
+                        head=head, head_fitted_on="the user's validation photographs that look up-scaled (re-shipped forms)")
     flagged0 = (X0 @ w + b >= z_t) & ~V0
     flagged1 = (X1 @ w + b >= z_t) & ~V1
+    if head is not None:
+        hw, hb, hz = head
+        flagged0 |= H0 & (X0 @ hw + hb >= hz)
+        flagged1 |= H1 & (X1 @ hw + hb >= hz)
     in_sample = {
         "what": "on the images the stack was fitted on (in-sample: not an estimate for unseen generators or photographs)",
         "real_fpr": {f: round(float(flagged0[F0 == f].mean()), 4) for f in REAL_FORMS},
@@ -331,8 +357,13 @@ def refit_stack(
         "real_voided": {f: round(float(V0[F0 == f].mean()), 4) for f in REAL_FORMS},
         "generated_voided": {f: round(float(V1[F1 == f].mean()), 4) for f in GENERATED_FORMS},
     }
-    counts = {"real": {"folders": [str(p) for p in real], "images": real_images, "inputs": len(X0), "forms": list(REAL_FORMS),
+    if head is not None:
+        in_sample["head"] = {"real_fpr": round(float(flagged0[H0].mean()), 4), "generated_tpr": round(float(flagged1[H1].mean()), 4),
+                             "real_inputs": int(H0.sum()), "generated_inputs": int(H1.sum())}
+    counts = {"real": {"folders": [str(p) for p in real], "images": real_images, "inputs": len(X0), "forms": list(real_forms),
                        "constraining_threshold": int(keep0.sum())},
               "generated": {"folders": [str(p) for p in generated], "images": gen_images, "inputs": len(X1),
                             "forms": list(GENERATED_FORMS), "fitted": int((~V1).sum())}}
-    return StackFit(final, members, [float(v) for v in w], float(b), float(z_t), fpr, counts, in_sample, skipped)
+    return StackFit(final, members, [float(v) for v in w], float(b), float(z_t), fpr, counts, in_sample, skipped,
+                    None if head is None else {"name": HEAD, "weights": [float(v) for v in head[0]], "bias": float(head[1]),
+                                               "threshold": float(head[2])})
