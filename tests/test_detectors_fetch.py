@@ -60,6 +60,12 @@ def _torch_bytes(obj) -> bytes:
     return buf.getvalue()
 
 
+def _safetensors_bytes(state) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.contiguous() for k, v in state.items()})
+
+
 class _Evil:
     """Unpickling this runs code: it would write ``marker``."""
 
@@ -174,14 +180,16 @@ def published(server, tmp_path):
         "raw": (_torch_bytes(raw), "ok"),
         "model": (_torch_bytes({"model": _state(1), "epoch": 3}), "ok"),
         "module": (_torch_bytes({f"module.{k}": v for k, v in _state(2).items()}), "ok"),
+        "st": (_safetensors_bytes(_state(7)), "ok"),
         "truncated": (_torch_bytes(_state(3)), "truncate_once"),
         "stall": (_torch_bytes(_state(4)), "stall"),
         "evil": (_torch_bytes({"model": _state(5), "x": _Evil(str(tmp_path / "PWNED"))}), "ok"),
     }
     srcs = []
     for variant, (data, mode) in files.items():
-        url = server.put(f"/w/{variant}.pth", data, mode)
-        srcs.append(WeightsSource(url, f"{variant}.pth", hashlib.sha256(data).hexdigest(), len(data), variant))
+        fname = f"{variant}.safetensors" if variant == "st" else f"{variant}.pth"
+        url = server.put(f"/w/{fname}", data, mode)
+        srcs.append(WeightsSource(url, fname, hashlib.sha256(data).hexdigest(), len(data), variant))
     good = files["raw"][0]
     srcs.append(WeightsSource(server.put("/w/wrongsize.pth", good), "wrongsize.pth", None, len(good) + 10, "wrongsize"))
     srcs.append(WeightsSource(server.put("/w/wrongsha.pth", good), "wrongsha.pth", "ab" * 32, len(good), "wrongsha"))
@@ -208,7 +216,7 @@ def _nothing_installed(home: Path) -> bool:
     return not d.exists() or not [p for p in d.iterdir() if (p / "config.json").exists()]
 
 
-@pytest.mark.parametrize("variant,seed", [("raw", 0), ("model", 1), ("module", 2)])
+@pytest.mark.parametrize("variant,seed", [("raw", 0), ("model", 1), ("module", 2), ("st", 7)])
 def test_fetch_published_layouts_end_to_end(home, published, server, variant, seed):
     src = published["sources"][variant]
     r = _fetch(FAMILY, "--variant", variant)
@@ -439,3 +447,15 @@ def test_list_shows_origin_licence_fidelity_and_claim(home, published, monkeypat
     r = runner.invoke(app, ["detectors", "list"])
     assert r.exit_code == 0
     assert "publisher" in r.output and "non-commercial" in r.output and "3.2e-06" in r.output and "not measured" not in r.output.split(FAMILY)[1].split("\n")[0]
+
+
+def test_packaged_fidelity_copy_matches_the_benchmark():
+    """The package ships a copy of the fidelity results (an installed wheel has no benchmarks/):
+    when both exist they must agree."""
+    from genvis_trust.detectors import catalogue
+
+    packaged, bench = catalogue.FIDELITY_FILES
+    if not bench.is_file():
+        pytest.skip("no benchmarks/results/published-fidelity.json in this checkout yet")
+    assert packaged.is_file(), f"copy {bench} to {packaged}"
+    assert json.loads(packaged.read_text()) == json.loads(bench.read_text())

@@ -44,7 +44,7 @@ def read_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:  # refused by weights_only: never fall back to full pickle
-        raise CheckpointImportError(f"{path}: refused, it holds more than tensors and plain containers "
+        raise CheckpointImportError(f"{path}: refused, not a weights-only checkpoint: it holds more than tensors and plain containers "
                                     f"({_refusal_reason(e)}); unpickling it could run code from the file") from None
     except Exception as e:  # malformed
         raise CheckpointImportError(f"{path}: not a loadable weights-only checkpoint ({type(e).__name__}: {e})") from None
