@@ -276,6 +276,20 @@ def test_server_ignoring_range_restarts_cleanly(home, published, server):
     assert json.loads(r.stdout)["sha256"] == src.sha256
 
 
+def test_part_longer_than_the_file_on_the_server_starts_over(home, published, server):
+    data = published["files"]["raw"][0]
+    big = _torch_bytes(_state(8, width=64))
+    assert len(big) // 2 > len(data)
+    server.files["/w/unknown.pth"] = big
+    server.behaviour["/w/unknown.pth"] = "truncate_once"
+    assert _fetch(FAMILY, "--variant", "unknown").exit_code == 1  # leaves half of the big file
+    server.files["/w/unknown.pth"] = data  # the file changed upstream, now shorter than our part
+    r = _fetch(FAMILY, "--variant", "unknown", "--json")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)
+    assert rec["sha256"] == hashlib.sha256(data).hexdigest() and rec["resumed_from"] == 0
+
+
 def test_wrong_size_refused(home, published):
     r = _fetch(FAMILY, "--variant", "wrongsize")
     assert r.exit_code == 1

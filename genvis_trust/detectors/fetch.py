@@ -162,8 +162,12 @@ def download(url: str, part: Path, *, expected_size: int | None = None, timeout:
     try:
         resp = urlopen(req, timeout=timeout)  # noqa: S310 - the scheme is checked above
     except HTTPError as e:
-        if e.code == 416 and start:  # nothing left to send: the .part may be complete already
-            return part, resumed
+        if e.code == 416 and start:  # nothing left to send from there
+            cr = re.match(r"bytes\s+\*/(\d+)", e.headers.get("Content-Range") or "")
+            if cr is None or int(cr[1]) == start:
+                return part, resumed  # complete already (or the server does not say): the checks decide
+            part.unlink()  # the file on the server is shorter than our part: it changed, start over
+            return download(url, part, expected_size=expected_size, timeout=timeout, progress=progress)
         raise FetchError(f"{url}: HTTP {e.code} {e.reason}") from None
     except TimeoutError:
         raise stalled() from None
