@@ -211,6 +211,11 @@ def _fetch(*args: str):
     return runner.invoke(app, ["detectors", "fetch", *args])
 
 
+def _downloads_left(home: Path) -> list[Path]:
+    """Files left in the downloads folder, besides the (empty) lock files."""
+    return [p for p in (home / "downloads").rglob("*") if p.is_file() and p.suffix != ".lock"]
+
+
 def _nothing_installed(home: Path) -> bool:
     d = home / "detectors"
     return not d.exists() or not [p for p in d.iterdir() if (p / "config.json").exists()]
@@ -236,7 +241,7 @@ def test_fetch_published_layouts_end_to_end(home, published, server, variant, se
     assert all(torch.equal(got[k], want[k]) for k in want)
     assert det.name == name and det.family == FAMILY
     # the downloaded file is not kept (the artifact holds the weights), no .part left
-    assert not [p for p in (home / "downloads").rglob("*") if p.is_file()]
+    assert not _downloads_left(home)
 
 
 def test_fetch_unknown_sha_recorded_and_json(home, published):
@@ -267,6 +272,19 @@ def test_truncated_download_then_rerun_resumes(home, published, server):
     assert torch.equal(det.net.state_dict()["conv.weight"], _state(3)["conv.weight"])
 
 
+def test_a_second_fetch_of_the_same_file_waits_its_turn(home, published):
+    import fcntl
+
+    assert _fetch(FAMILY, "--variant", "truncated").exit_code == 1
+    (lock,) = list((home / "downloads").rglob("*.lock"))
+    with open(lock) as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process fetching it
+        r = _fetch(FAMILY, "--variant", "truncated")
+        assert r.exit_code == 1 and "another fetch of this file is running" in r.output
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    assert _fetch(FAMILY, "--variant", "truncated").exit_code == 0
+
+
 def test_server_ignoring_range_restarts_cleanly(home, published, server):
     src = published["sources"]["truncated"]
     assert _fetch(FAMILY, "--variant", "truncated").exit_code == 1
@@ -295,7 +313,7 @@ def test_wrong_size_refused(home, published):
     assert r.exit_code == 1
     assert "bytes" in r.output and "not the published file" in r.output
     assert _nothing_installed(home)
-    assert not list((home / "downloads").rglob("*.part*"))
+    assert not _downloads_left(home)
 
 
 def test_wrong_sha256_refused(home, published):
@@ -303,7 +321,7 @@ def test_wrong_sha256_refused(home, published):
     assert r.exit_code == 1
     assert "sha256" in r.output and "ab" * 32 in r.output
     assert _nothing_installed(home)
-    assert not [p for p in (home / "downloads").rglob("*") if p.is_file()]  # not resumed into later
+    assert not _downloads_left(home)  # not resumed into later
 
 
 def test_pickle_with_code_is_refused(home, published, tmp_path):
@@ -313,7 +331,7 @@ def test_pickle_with_code_is_refused(home, published, tmp_path):
     assert "refused" in r.output and "exec" in r.output and "nothing installed" in r.output
     assert not marker.exists()
     assert _nothing_installed(home)
-    assert not [p for p in (home / "downloads").rglob("*") if p.is_file()]
+    assert not _downloads_left(home)
     # the same from a local file
     evil = tmp_path / "evil.pth"
     evil.write_bytes(published["files"]["evil"][0])

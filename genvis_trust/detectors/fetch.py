@@ -23,7 +23,8 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,26 @@ def download(url: str, part: Path, *, expected_size: int | None = None, timeout:
 
 # -- install
 
+@contextmanager
+def _exclusive(part: Path, url: str) -> Iterator[None]:
+    """One fetch of a file at a time: a second one would write into the same ``.part``."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    part.parent.mkdir(parents=True, exist_ok=True)
+    with open(part.with_name(part.name + ".lock"), "a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise FetchError(f"{url}: another fetch of this file is running (lock {f.name}); wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def fetch_detector(
     family: str,
     *,
@@ -262,56 +283,58 @@ def fetch_detector(
         name = family if chosen_variant == first else f"{family}-{chosen_variant}"
     target = Path(out) if out is not None else installed_dir(name)
 
-    resumed = 0
-    if from_file is not None:
-        path = Path(from_file)
-        if not path.is_file():
-            raise FetchError(f"{path}: no such file")
-        origin = str(path.resolve())
-        cleanup = None
-    else:
-        assert src is not None
-        part = _part_path(src.url, src.filename, family)
-        done, resumed = download(src.url, part, expected_size=src.size, timeout=timeout or default_timeout(), progress=progress)
-        path = done.with_name(done.name.removesuffix(".part"))  # complete: its own name (and suffix) again
-        os.replace(done, path)
-        origin = src.url
-        cleanup = path
-    hint = (f"; for another checkpoint in this layout: genvis-trust detectors import --arch {family}" if from_file is not None else "")
-    try:
-        size = path.stat().st_size
-        if src is not None and src.size is not None and size != src.size:
-            raise FetchError(f"{origin}: {size} bytes, the family's card says {src.size} for {chosen_variant!r}: "
-                             f"not the published file (nothing installed){hint}")
-        sha = sha256_file(path)
-        if src is not None and src.sha256 and sha != src.sha256.lower():
-            raise FetchError(f"{origin}: sha256 {sha}, the family's card says {src.sha256} for {chosen_variant!r}: "
-                             f"not the published file (nothing installed){hint}")
+    with ExitStack() as stack:  # the download's lock, held until the install is done
+        resumed = 0
+        if from_file is not None:
+            path = Path(from_file)
+            if not path.is_file():
+                raise FetchError(f"{path}: no such file")
+            origin = str(path.resolve())
+            cleanup = None
+        else:
+            assert src is not None
+            part = _part_path(src.url, src.filename, family)
+            stack.enter_context(_exclusive(part, src.url))
+            done, resumed = download(src.url, part, expected_size=src.size, timeout=timeout or default_timeout(), progress=progress)
+            path = done.with_name(done.name.removesuffix(".part"))  # complete: its own name (and suffix) again
+            os.replace(done, path)
+            origin = src.url
+            cleanup = path
+        hint = (f"; for another checkpoint in this layout: genvis-trust detectors import --arch {family}" if from_file is not None else "")
         try:
-            det = import_checkpoint(path, family, key=card.checkpoint_key if card else None)
-        except CheckpointImportError as e:
-            raise FetchError(f"refused {origin}: {e} (nothing installed)") from None
-    except FetchError:
+            size = path.stat().st_size
+            if src is not None and src.size is not None and size != src.size:
+                raise FetchError(f"{origin}: {size} bytes, the family's card says {src.size} for {chosen_variant!r}: "
+                                 f"not the published file (nothing installed){hint}")
+            sha = sha256_file(path)
+            if src is not None and src.sha256 and sha != src.sha256.lower():
+                raise FetchError(f"{origin}: sha256 {sha}, the family's card says {src.sha256} for {chosen_variant!r}: "
+                                 f"not the published file (nothing installed){hint}")
+            try:
+                det = import_checkpoint(path, family, key=card.checkpoint_key if card else None)
+            except CheckpointImportError as e:
+                raise FetchError(f"refused {origin}: {e} (nothing installed)") from None
+        except FetchError:
+            if cleanup is not None and cleanup.exists():
+                cleanup.unlink()  # a file that failed a check is not resumed into
+            raise
+        source = {"url" if from_file is None else "file": origin, "filename": src.filename if src else path.name,
+                  "sha256": sha, "size": size, "variant": chosen_variant,
+                  "sha256_matches_card": (sha == src.sha256.lower()) if src is not None and src.sha256 else None,
+                  "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        art_card = {
+            "name": name,
+            "summary": f"{family}: the publisher's weights ({chosen_variant}), uncalibrated (p = sigmoid of the published logit)",
+            "published": card.to_dict() if card is not None else None,
+            "licence": card.licence if card is not None else "unknown (the family has no published card)",
+            "commercial_use": card.commercial_use if card is not None else None,
+            "licence_accepted": bool(accept_licence) if card is not None and not card.commercial_use else None,
+            "source": source,
+            "command": command,
+        }
+        weights_sha = install_folder(target, lambda tmp: det.save(tmp, card=art_card))
         if cleanup is not None and cleanup.exists():
-            cleanup.unlink()  # a file that failed a check is not resumed into
-        raise
-    source = {"url" if from_file is None else "file": origin, "filename": src.filename if src else path.name,
-              "sha256": sha, "size": size, "variant": chosen_variant,
-              "sha256_matches_card": (sha == src.sha256.lower()) if src is not None and src.sha256 else None,
-              "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    art_card = {
-        "name": name,
-        "summary": f"{family}: the publisher's weights ({chosen_variant}), uncalibrated (p = sigmoid of the published logit)",
-        "published": card.to_dict() if card is not None else None,
-        "licence": card.licence if card is not None else "unknown (the family has no published card)",
-        "commercial_use": card.commercial_use if card is not None else None,
-        "licence_accepted": bool(accept_licence) if card is not None and not card.commercial_use else None,
-        "source": source,
-        "command": command,
-    }
-    weights_sha = install_folder(target, lambda tmp: det.save(tmp, card=art_card))
-    if cleanup is not None and cleanup.exists():
-        cleanup.unlink()  # the artifact holds the same weights; the card, the file's sha256
+            cleanup.unlink()  # the artifact holds the same weights; the card, the file's sha256
     return FetchResult(name=name, family=family, variant=chosen_variant, path=str(target), source=origin, sha256=sha,
                        size=size, weights_sha256=str(weights_sha), resumed_from=resumed,
                        licence=art_card["licence"], commercial_use=art_card["commercial_use"])
