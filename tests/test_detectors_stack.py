@@ -171,3 +171,43 @@ def test_stack_upscaled_head(data, home, tmp_path):
     # a smooth sample is decided by the head, as scan will decide it
     s = det.score(smooth[0])
     assert s.head == "upscaled" and not s.out_of_domain
+
+
+def test_held_out_sensitivity_measures_unseen_generators():
+    """Generator 0 shows in feature 0 only, generator 1 in feature 1 only: a stack fitted without
+    generator 1 does not catch it, so the held-out rate is low where the in-sample one is high."""
+    from genvis_trust.detectors.stacking import GENERATED_FORMS, held_out_sensitivity
+
+    rng = np.random.default_rng(0)
+    forms = list(GENERATED_FORMS)
+    n = 60
+    X0 = rng.normal(0, 1, (n * 3, 2))
+    F0 = np.array(forms * n)
+    I0 = np.repeat(np.arange(n), 3)
+    X1 = np.r_[rng.normal(0, 1, (n * 3, 2)) + [4, 0], rng.normal(0, 1, (n * 3, 2)) + [0, 4]]
+    F1 = np.array(forms * (2 * n))
+    G1 = np.repeat([0, 1], n * 3)
+    none0, none1 = np.zeros(len(X0), bool), np.zeros(len(X1), bool)
+    sens = held_out_sensitivity(X0, F0, none0, none0, I0, ~none0, X1, F1, none1, none1, G1, 0.05, False)
+    assert sens["generators"] == 2 and sens["orig"]["samples"] == 2 * n
+    # each generator held out is caught only by chance (its feature got no weight), not ~100%
+    assert sens["orig"]["tpr_best_generator"] < 0.5
+    assert sens["orig"]["real_fpr"] < 0.15
+    # one generated folder: nothing can be held out
+    assert held_out_sensitivity(X0, F0, none0, none0, I0, ~none0, X1[:n], F1[:n], none1[:n], none1[:n], G1[:n], 0.05, False) is None
+
+
+def test_stack_with_two_generated_folders_writes_a_sensitivity_scan_quotes(data, home, tmp_path):
+    from genvis_trust.scan import weak_negative_note
+
+    tmp, paths, _ = data
+    rng = np.random.default_rng(2)
+    _write(tmp_path / "gen2", [cv2.resize(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (64, 48), interpolation=cv2.INTER_CUBIC)
+                               for _ in range(12)])
+    r = runner.invoke(app, ["detectors", "stack", "--member", str(paths["a"]), "--member", str(paths["z"]), "--real", str(tmp / "real"),
+                            "--generated", str(tmp / "gen"), "--generated", str(tmp_path / "gen2"), "--name", "two", "--json"])
+    assert r.exit_code == 0, r.output
+    sens = load_detector("two", device="cpu").card["sensitivity"]
+    assert sens["generators"] == 2 and sens["orig"]["samples"] == 24 and 0 <= sens["orig"]["real_fpr"] <= 1
+    assert weak_negative_note(sens) is not None
+    assert json.loads(r.stdout)["sensitivity"] == sens

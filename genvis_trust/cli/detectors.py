@@ -180,7 +180,8 @@ def stack_cmd(
     member: list[str] = typer.Option(..., "--member", "-m", help="A member detector: bundled or installed name, or folder; repeat. "
                                      "A stack (e.g. default) brings its own members."),
     real: list[Path] = typer.Option(..., "--real", help="Folder of validation photographs (class 0; each also re-shipped); repeat."),
-    generated: list[Path] = typer.Option(..., "--generated", help="Folder of generated samples (class 1); repeat."),
+    generated: list[Path] = typer.Option(..., "--generated", help="Folder of generated samples (class 1), one generator each; "
+                                         "repeat. With two or more, each is held out in turn to measure what a negative is worth."),
     name: str = typer.Option("stack-custom", help="Installed name (use it as --detector NAME)."),
     out_dir: Path | None = typer.Option(None, "--out", "-o", help="Write the artifact here instead of the installed-detectors folder."),
     fpr: float = typer.Option(0.05, help="False-positive budget on the photographs, every re-shipped form included."),
@@ -244,11 +245,13 @@ def stack_cmd(
                 "heads": fit.head,
             },
             "in_sample": fit.in_sample,
+            **({"sensitivity": fit.sensitivity} if fit.sensitivity else {}),
             "reserved_sources_used": "not checked: the user's folders",
             "command": command_line(ctx),
         }
         sha = install_folder(target, lambda tmp: fit.detector.save(tmp, card=card))
-    rep = {"path": str(target), "weights_sha256": sha, **{k: card[k] for k in ("members", "stacking", "in_sample", "licence")}}
+    rep = {"path": str(target), "weights_sha256": sha, "sensitivity": fit.sensitivity,
+           **{k: card[k] for k in ("members", "stacking", "in_sample", "licence")}}
     if json_out:
         print_json(rep)
     else:
@@ -261,6 +264,12 @@ def stack_cmd(
         ins = fit.in_sample
         err.print("in-sample (the images it was fitted on, not held out): FPR " + ", ".join(f"{k} {v:.3f}" for k, v in ins["real_fpr"].items())
                   + "; TPR " + ", ".join(f"{k} {v:.3f}" for k, v in ins["generated_tpr"].items()), highlight=False)
+        if fit.sensitivity:
+            sv = fit.sensitivity
+            err.print(f"held out (each of {sv['generators']} generated folders in turn, half the photographs): flagged "
+                      + ", ".join(f"{e} {sv[e]['tpr_pooled']:.3f}" for e in ("orig", "jpeg90", "resize512"))
+                      + " of the held-out samples, " + ", ".join(f"{e} {sv[e]['real_fpr']:.3f}" for e in ("orig", "jpeg90", "resize512"))
+                      + " of the held-out photographs", highlight=False)
     err.print(f"wrote {target} (weights sha256 {sha[:16]}…); use it with --detector {card['name'] if out_dir is None else target}",
               highlight=False)
 

@@ -52,6 +52,7 @@ __all__ = [
     "StackMember",
     "build_stack",
     "fit_logistic",
+    "held_out_sensitivity",
     "jpeg",
     "letterbox",
     "long_side",
@@ -230,6 +231,7 @@ class StackFit:
     in_sample: dict[str, Any]  # FPR / TPR on the images it was fitted on (not held out)
     skipped: list[str] = field(default_factory=list)  # unreadable files, each with why
     head: dict[str, Any] | None = None  # the up-scaled head, when fitted
+    sensitivity: dict[str, Any] | None = None  # held-out rates (two or more generated folders), as scan quotes them
 
 
 def _void(codes: list[str]) -> bool:
@@ -299,6 +301,7 @@ def refit_stack(
     x0: list[np.ndarray] = []
     forms0: list[str] = []
     codes0: list[list[str]] = []
+    image0: list[int] = []  # which photograph each input is a form of
     real_images = 0
     real_forms = {**REAL_FORMS, **(HEAD_FORMS if upscaled_head else {})}
     for folder in real:
@@ -309,13 +312,15 @@ def refit_stack(
                 x0.append(f)
                 forms0.append(form)
                 codes0.append(codes)
+                image0.append(real_images)
             if progress:
                 progress("real", real_images)
     x1: list[np.ndarray] = []
     forms1: list[str] = []
     codes1: list[list[str]] = []
+    group1: list[int] = []  # which --generated folder (one generator each) an input comes from
     gen_images = 0
-    for folder in generated:
+    for gi, folder in enumerate(generated):
         for _, img in _images(Path(folder), max_images, skipped, max_pixels):
             gen_images += 1
             for form, fn in GENERATED_FORMS.items():
@@ -323,6 +328,7 @@ def refit_stack(
                 x1.append(f)
                 forms1.append(form)
                 codes1.append(codes)
+                group1.append(gi)
             if progress:
                 progress("generated", gen_images)
     if real_images < 10 or gen_images < 10:
@@ -364,6 +370,53 @@ def refit_stack(
                        "constraining_threshold": int(keep0.sum())},
               "generated": {"folders": [str(p) for p in generated], "images": gen_images, "inputs": len(X1),
                             "forms": list(GENERATED_FORMS), "fitted": int((~V1).sum())}}
+    sens = held_out_sensitivity(X0, F0, V0, H0, np.array(image0), keep0, X1, F1, V1, H1, np.array(group1), fpr, upscaled_head)
     return StackFit(final, members, [float(v) for v in w], float(b), float(z_t), fpr, counts, in_sample, skipped,
                     None if head is None else {"name": HEAD, "weights": [float(v) for v in head[0]], "bias": float(head[1]),
-                                               "threshold": float(head[2])})
+                                               "threshold": float(head[2])}, sens)
+
+
+def held_out_sensitivity(X0, F0, V0, H0, I0, keep0, X1, F1, V1, H1, G1, fpr: float, upscaled_head: bool) -> dict[str, Any] | None:
+    """What a below-threshold score of the refitted stack is worth, measured on data each fit
+    did not see, in the shape of the bundled default's card ``sensitivity`` (which ``scan``
+    quotes): every ``--generated`` folder (one generator each) held out in turn, and half of the
+    photographs (by image, all its forms) held out by a two-fold split; per form, the held-out
+    generators' samples flagged (pooled, median and best generator) and the held-out
+    photographs flagged. None with fewer than two generated folders."""
+    gens = sorted(set(G1.tolist()))
+    if len(gens) < 2:
+        return None
+    half = I0 % 2
+    tp: dict[int, dict[str, list[float]]] = {g: {e: [] for e in GENERATED_FORMS} for g in gens}
+    fp: dict[str, list[float]] = {e: [] for e in GENERATED_FORMS}
+    for g in gens:
+        for h in (0, 1):
+            tr0, tr1 = keep0 & (half != h), ~V1 & (G1 != g)
+            w, b, z_t = fit_logistic(X0[tr0], X1[tr1], fpr)
+            head = None
+            h0, h1 = H0 & (half != h), H1 & (G1 != g)
+            if upscaled_head and h0.sum() >= 10 and h1.sum() >= 10:
+                head = fit_logistic(X0[h0], X1[h1], fpr)
+
+            def flagged(X, V, H, head=head, w=w, b=b, z_t=z_t):
+                out = (X @ w + b >= z_t) & ~V
+                if head is not None:
+                    out |= H & (X @ head[0] + head[1] >= head[2])
+                return out
+
+            f0, f1 = flagged(X0, V0, H0), flagged(X1, V1, H1)
+            for e in GENERATED_FORMS:
+                tp[g][e].append(float(f1[(G1 == g) & (F1 == e)].mean()))
+                fp[e].append(float(f0[(half == h) & (F0 == e)].mean()))
+    out: dict[str, Any] = {
+        "what": "share of each held-out --generated folder's samples flagged at the threshold of a stack fitted without it and "
+                "without half of the photographs (two-fold by image); real_fpr: the held-out photographs flagged",
+        "generators": len(gens), "fpr_budget": fpr}
+    for e in GENERATED_FORMS:
+        rates = [(float(np.mean(tp[g][e])), int(((G1 == g) & (F1 == e)).sum())) for g in gens]
+        n = sum(k for _, k in rates)
+        out[e] = {"tpr_pooled": round(sum(v * k for v, k in rates) / max(n, 1), 3),
+                  "tpr_median_generator": round(float(np.median([v for v, _ in rates])), 3),
+                  "tpr_best_generator": round(max(v for v, _ in rates), 3), "samples": n,
+                  "real_fpr": round(float(np.mean(fp[e])), 3)}
+    return out
