@@ -392,6 +392,17 @@ def test_refetch_replaces_install(home, published, server):
     assert sorted(p.name for p in (home / "detectors").iterdir()) == [FAMILY]  # no temporary folders left
 
 
+def test_missing_requirements_stop_before_the_download(home, published, server, monkeypatch):
+    import dataclasses
+
+    cls = DETECTORS.get(FAMILY).cls
+    monkeypatch.setattr(cls, "published", dataclasses.replace(cls.published, requires=["torch", "no-such-package-xyz>=1"]))
+    n = len(server.requests)
+    r = _fetch(FAMILY)
+    assert r.exit_code == 2 and "pip install no-such-package-xyz>=1" in r.output and "torch" not in r.output.split("needs")[1]
+    assert len(server.requests) == n and _nothing_installed(home)
+
+
 def test_unknown_names_are_usage_errors(home, published):
     assert _fetch("no-such-family").exit_code == 2
     r = _fetch(FAMILY, "--variant", "nope")

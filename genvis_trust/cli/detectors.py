@@ -28,7 +28,7 @@ from .common import (
     progress,
 )
 
-app = typer.Typer(help="Detector families, bundled detectors, checkpoint import, explanations.", no_args_is_help=True)
+app = typer.Typer(help="Detector families, bundled and installed detectors, fetching published weights, checkpoint import, stacks, explanations.", no_args_is_help=True)
 
 _ERRORS = (SourceError, CorpusError, ArtifactError, ValueError, FileNotFoundError)
 

@@ -226,6 +226,20 @@ def download(url: str, part: Path, *, expected_size: int | None = None, timeout:
 
 # -- install
 
+def _missing_requirements(requires: list[str]) -> list[str]:
+    """The card's optional packages (distribution names) that are not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    missing = []
+    for req in requires:
+        name = re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0]
+        try:
+            version(name)
+        except PackageNotFoundError:
+            missing.append(req)
+    return missing
+
+
 @contextmanager
 def _exclusive(part: Path, url: str) -> Iterator[None]:
     """One fetch of a file at a time: a second one would write into the same ``.part``."""
@@ -277,6 +291,9 @@ def fetch_detector(
             raise LicenceNotAccepted(notice)
         if on_licence is not None:
             on_licence(notice)
+    missing = _missing_requirements(card.requires if card is not None else [])
+    if missing:
+        raise ValueError(f"{family} needs {', '.join(missing)} (not installed): pip install {' '.join(missing)}; nothing downloaded")
     chosen_variant = src.variant if src is not None else (variant or "default")
     if name is None:
         first = card.weights[0].variant if card is not None and card.weights else chosen_variant
