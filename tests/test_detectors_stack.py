@@ -148,6 +148,22 @@ def test_member_licence_comes_from_its_card(data, tmp_path):
     assert d[str(paths["z"])]["commercial_use"] is True
 
 
+def test_stack_card_licence_is_the_strictest_of_its_members(data, home, tmp_path):
+    tmp, paths, _ = data
+    det = load_detector(str(paths["a"]), device="cpu")
+    det.save(tmp_path / "unknown", card={"licence": "unknown (the family has no published card)", "commercial_use": None})
+    det.save(tmp_path / "nc", card={"licence": "CC-BY-NC-4.0", "commercial_use": False})
+    common = ["--real", str(tmp / "real"), "--generated", str(tmp / "gen"), "--max-images", "10", "--json"]
+    r = runner.invoke(app, ["detectors", "stack", "--member", str(paths["z"]), "--member", str(tmp_path / "unknown"), "--name", "u", *common])
+    assert r.exit_code == 0, r.output
+    card = load_detector("u", device="cpu").card
+    assert card["commercial_use"] is None and card["licence"] == f"unknown: {tmp_path / 'unknown'}"
+    r = runner.invoke(app, ["detectors", "stack", "--member", str(tmp_path / "nc"), "--member", str(tmp_path / "unknown"), "--name", "n", *common])
+    assert r.exit_code == 0, r.output
+    card = load_detector("n", device="cpu").card
+    assert card["commercial_use"] is False and card["licence"].startswith(f"non-commercial: {tmp_path / 'nc'}")
+
+
 def test_stack_upscaled_head(data, home, tmp_path):
     tmp, paths, _ = data
     rng = np.random.default_rng(1)

@@ -228,14 +228,16 @@ def stack_cmd(
             err.print(f"[yellow]skipped[/] {escape(s)}", highlight=False)
         members = {m.name: m.describe() for m in fit.members}
         non_commercial = [n for n, m in members.items() if m["commercial_use"] is False]
+        unknown = [n for n, m in members.items() if m["commercial_use"] is None]
         card = {
             "name": name if out_dir is None else out_dir.name,
             "summary": f"stack of {', '.join(members)} refitted on the user's images "
                        f"(threshold at {fpr:.0%} false positives on their photographs)",
             "domain": fit.detector.card.get("domain"),
             "members": members,
-            "licence": ("non-commercial: " + ", ".join(non_commercial)) if non_commercial else "every member allows commercial use",
-            "commercial_use": not non_commercial,
+            "licence": "; ".join([*(["non-commercial: " + ", ".join(non_commercial)] if non_commercial else []),
+                                  *(["unknown: " + ", ".join(unknown)] if unknown else [])]) or "every member allows commercial use",
+            "commercial_use": False if non_commercial else (None if unknown else True),
             "stacking": {
                 "level": "image (one logit per member per image: the mean of its tile logits; the stack's per-tile combination "
                          "averages to the same)",
