@@ -381,6 +381,15 @@ def test_from_file_no_network_and_out(home, published, server, tmp_path):
     assert torch.equal(det.net.state_dict()["fc.weight"], _state(1)["fc.weight"])
 
 
+def test_out_never_replaces_a_folder_of_something_else(home, published, tmp_path):
+    precious = tmp_path / "documents"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    r = _fetch(FAMILY, "--variant", "raw", "--out", str(precious))
+    assert r.exit_code == 2 and "not a detector artifact folder" in r.output
+    assert (precious / "thesis.txt").read_text() == "years of work" and sorted(p.name for p in precious.iterdir()) == ["thesis.txt"]
+
+
 def test_refetch_replaces_install(home, published, server):
     assert _fetch(FAMILY, "--variant", "raw").exit_code == 0
     first = (home / "detectors" / FAMILY / "model.safetensors").read_bytes()

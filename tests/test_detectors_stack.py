@@ -132,6 +132,11 @@ def test_stack_refuses_whole_image_members_and_too_few_images(data, home, tmp_pa
     r = runner.invoke(app, ["detectors", "stack", "--member", str(paths["a"]), "--real", str(tmp / "real"),
                             "--generated", str(tmp / "gen"), "--max-images", "5"])
     assert r.exit_code == 2 and "too few images" in r.output
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "keep.txt").write_text("x")
+    r = runner.invoke(app, ["detectors", "stack", "--member", str(paths["a"]), "--real", str(tmp / "real"),
+                            "--generated", str(tmp / "gen"), "--out", str(tmp_path / "docs")])
+    assert r.exit_code == 2 and "not a detector artifact folder" in r.output and (tmp_path / "docs" / "keep.txt").exists()
     assert not (home / "detectors").exists() or not list((home / "detectors").iterdir())
 
 

@@ -163,7 +163,7 @@ def fetch_cmd(
         fail(f"{name}: licence not accepted; nothing downloaded", EXIT_USAGE)
     except FetchError as e:
         fail(str(e), EXIT_PROBLEM)
-    except (ValueError, ArtifactError) as e:
+    except (ValueError, ArtifactError, FileExistsError) as e:
         fail(str(e), EXIT_USAGE)
     if json_out:
         print_json(res.to_dict())
@@ -203,7 +203,7 @@ def stack_cmd(
     images you evaluate on out of these folders.
 
     Example: genvis-trust detectors stack --member default --member npr --real val/photos --generated val/generated"""
-    from genvis_trust.detectors.installed import install_folder, installed_dir
+    from genvis_trust.detectors.installed import check_replaceable, install_folder, installed_dir
     from genvis_trust.detectors.stacking import refit_stack
 
     bar = progress()
@@ -216,8 +216,8 @@ def stack_cmd(
             tasks[kind] = bar.add_task(f"scoring {kind} images (every form)", total=None)
         bar.update(tasks[kind], completed=n)
 
-    with friendly_errors(*_ERRORS):
-        target = out_dir if out_dir is not None else installed_dir(name)
+    with friendly_errors(*_ERRORS, FileExistsError):
+        target = check_replaceable(out_dir if out_dir is not None else installed_dir(name))
         try:
             fit = refit_stack(member, [str(p) for p in real], [str(p) for p in generated], fpr=fpr, free_voided=free_voided,
                               upscaled_head=upscaled_head, domain_from=domain_from, max_images=max_images, progress=on_progress)

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from genvis_trust.io import sha256_file
 
 from .importing import import_checkpoint
-from .installed import downloads_dir, install_folder, installed_dir
+from .installed import check_replaceable, downloads_dir, install_folder, installed_dir
 from .published import PublishedCard, WeightsSource
 from .registry import CheckpointImportError, get_family
 
@@ -298,7 +298,7 @@ def fetch_detector(
     if name is None:
         first = card.weights[0].variant if card is not None and card.weights else chosen_variant
         name = family if chosen_variant == first else f"{family}-{chosen_variant}"
-    target = Path(out) if out is not None else installed_dir(name)
+    target = check_replaceable(Path(out) if out is not None else installed_dir(name))  # before any download
 
     with ExitStack() as stack:  # the download's lock, held until the install is done
         resumed = 0

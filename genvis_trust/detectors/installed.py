@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["detectors_home", "downloads_dir", "install_folder", "installed_dir", "list_installed", "toolkit_home"]
+__all__ = ["check_replaceable", "detectors_home", "downloads_dir", "install_folder", "installed_dir", "list_installed", "toolkit_home"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -62,11 +62,21 @@ def list_installed() -> dict[str, Path]:
     return {p.name: p for p in sorted(home.iterdir()) if not p.name.startswith(".") and (p / "config.json").is_file()}
 
 
+def check_replaceable(target: str | os.PathLike) -> Path:
+    """``target`` as a Path, if an artifact may be written there: nothing, an empty folder or an
+    earlier artifact; never a folder of something else (raises FileExistsError)."""
+    target = Path(target)
+    if target.exists() and not (target.is_dir() and (not any(target.iterdir()) or (target / "config.json").is_file())):
+        raise FileExistsError(f"{target} exists and is not a detector artifact folder: choose another --out")
+    return target
+
+
 def install_folder(target: str | os.PathLike, write: Callable[[Path], object]) -> object:
     """Write an artifact folder with ``write(tmp_folder)`` beside ``target``, then put it in
     ``target``'s place: a reader sees the old folder or the new one, never a mix, and a
-    failure leaves ``target`` as it was. Returns what ``write`` returned."""
-    target = Path(target)
+    failure leaves ``target`` as it was. Only an earlier artifact (a folder with
+    ``config.json``) or an empty folder is replaced. Returns what ``write`` returned."""
+    target = check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     old = None
