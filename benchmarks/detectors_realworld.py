@@ -29,60 +29,18 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from genvis_trust.detectors.stacking import GENERATED_FORMS, HEAD_FORMS, REAL_FORMS
 
 HERE = Path(__file__).resolve().parent
 
-
-def long_side(img: np.ndarray, side: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    if max(h, w) <= side:
-        return img
-    f = side / max(h, w)
-    return cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-
-
-def jpeg(img: np.ndarray, q: int) -> np.ndarray:
-    from genvis_trust.datasets.perturbations import create_perturbation
-
-    return create_perturbation("jpeg", quality=q)(img)
-
-
-def letterbox(img: np.ndarray) -> np.ndarray:
-    h, w = img.shape[:2]
-    H = max(h, round(w * 9 / 16))
-    W = max(w, round(H * 16 / 9))
-    out = np.zeros((H, W, 3), np.uint8)
-    y, x = (H - h) // 2, (W - w) // 2
-    out[y : y + h, x : x + w] = img
-    return out
-
-
-def png_resave(img: np.ndarray) -> np.ndarray:
-    from genvis_trust.io import encode_image, load_image
-
-    return load_image(encode_image(img, "PNG")).array
-
-
-GEN_ENCODINGS = {"orig": lambda im: im, "jpeg90": lambda im: jpeg(im, 90), "resize512": lambda im: long_side(im, 512)}
-REAL_VARIANTS = {
-    "orig": lambda im: im,
-    "jpeg90": lambda im: jpeg(im, 90),
-    "resize512": lambda im: long_side(im, 512),
-    "jpeg40": lambda im: jpeg(im, 40),
-    "upscale2x": lambda im: cv2.resize(im, (im.shape[1] * 2, im.shape[0] * 2), interpolation=cv2.INTER_CUBIC),
-    "crop60": lambda im: im[: max(1, int(im.shape[0] * 0.6)), : max(1, int(im.shape[1] * 0.6))],
-    "letterbox16x9": letterbox,
-    "png_resave": png_resave,
-}
+# the forms are the package's, shared with the stack fit (genvis_trust.detectors.stacking)
+GEN_ENCODINGS = GENERATED_FORMS
+REAL_VARIANTS = REAL_FORMS
 # validation photographs only (``--with-val``): more up-scaled forms, for fitting a detector's
 # up-scaled head (``scripts/stack_realworld.py --upscaled-head``); never in the test sets
-HEAD_VAL_VARIANTS = {
-    "head_upscale1.5x": lambda im: cv2.resize(im, (round(im.shape[1] * 1.5), round(im.shape[0] * 1.5)), interpolation=cv2.INTER_CUBIC),
-    "head_upscale2x_linear": lambda im: cv2.resize(im, (im.shape[1] * 2, im.shape[0] * 2), interpolation=cv2.INTER_LINEAR),
-    "head_upscale3x_lanczos": lambda im: cv2.resize(im, (im.shape[1] * 3, im.shape[0] * 3), interpolation=cv2.INTER_LANCZOS4),
-}
+HEAD_VAL_VARIANTS = HEAD_FORMS
 
 
 def load(path: Path) -> np.ndarray:

@@ -36,9 +36,17 @@ from pathlib import Path
 
 import numpy as np
 
+from genvis_trust.detectors.stacking import (
+    HEAD,
+    build_stack,
+    fit_logistic,
+    resolve_members,
+    threshold_only,
+)
+
 ENCODINGS = ("orig", "jpeg90", "resize512")
 SKIP = ("bundled:", "bundled_val:")  # the toolkit's own generators: not outside generators
-HEAD = "upscaled"  # inputs voided for this reason alone get their own head (--upscaled-head)
+# HEAD ("upscaled"): inputs voided for this reason alone get their own head (--upscaled-head)
 
 
 def own(name: str) -> bool:
@@ -90,21 +98,8 @@ def flagged(members: dict, dom: dict, set_name: str, enc: str, w, b, z_t, head=N
     return out
 
 
-def fit(x0: np.ndarray, x1: np.ndarray, fpr: float):
-    """Logistic regression (balanced classes) + threshold at ``fpr`` on ``x0``: (w, b, z_t)."""
-    from sklearn.linear_model import LogisticRegression
-
-    lr = LogisticRegression(class_weight="balanced", C=1.0, max_iter=1000)
-    lr.fit(np.r_[x0, x1], np.r_[np.zeros(len(x0)), np.ones(len(x1))])
-    w, b = lr.coef_[0], float(lr.intercept_[0])
-    z_t = float(np.quantile(x0 @ w + b, 1.0 - fpr))
-    return w, b, z_t
-
-
-def threshold_only(x0: np.ndarray, col: int, fpr: float):
-    w = np.zeros(x0.shape[1])
-    w[col] = 1.0
-    return w, 0.0, float(np.quantile(x0[:, col], 1.0 - fpr))
+# the fit itself lives in the package, shared with `genvis-trust detectors stack`
+fit = fit_logistic
 
 
 def evaluate(members, dom, w, b, z_t, held: list[str], head=None) -> dict:
@@ -269,23 +264,9 @@ def sensitivity(res: dict) -> dict:
 
 
 def build_default(args, w, b, z_t, res, head=None) -> None:
-    from genvis_trust.detectors import Detector, load_detector
-
-    dets = [load_detector(m, device="cpu") for m in args.member]
+    members, dets = resolve_members(args.member)
     dom = dets[args.member.index(args.domain_from)] if args.domain_from else dets[0]
-    specs = [{"family": d.family, "config": d.net_config, "patch": d.patch} for d in dets]
-    patch = max(d.patch for d in dets)
-    det = Detector.create("stack", patch=patch, device="cpu", members=specs, weights=[float(v) for v in w], bias=float(b))
-    for net, d in zip(det.net.members, dets, strict=True):
-        net.load_state_dict(d.net.state_dict())
-    det.max_tiles = dom.max_tiles
-    # p = 0.5 at the threshold that keeps the FPR budget on validation photos
-    det.calibration = {"method": "platt", "a": 1.0, "b": -z_t, "fpr_budget": args.fpr, "threshold_logit": z_t}
-    if head is not None:  # inputs voided only as up-scaled: their own combination and threshold
-        hw, hb, hz = head
-        det.calibration["heads"] = {HEAD: {"weights": [float(v) for v in hw], "bias": float(hb), "a": 1.0, "b": -float(hz),
-                                           "threshold_logit": float(hz), "fpr_budget": args.fpr,
-                                           "fitted_on": "validation photographs that look up-scaled (2x bicubic and other re-shipped forms)"}}
+    det = build_stack(members, w, b, z_t, args.fpr, max_tiles=dom.max_tiles, head=head)
     names = res["member_names"]
     card = {
         "name": "default",

@@ -15,9 +15,20 @@ from genvis_trust.artifacts import ArtifactError
 from genvis_trust.datasets import SourceError, get_source
 from genvis_trust.datasets.corpus import CorpusError
 
-from .common import command_line, err, friendly_errors, out, phase, print_json, progress
+from .common import (
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    command_line,
+    err,
+    fail,
+    friendly_errors,
+    out,
+    phase,
+    print_json,
+    progress,
+)
 
-app = typer.Typer(help="Detector families, bundled detectors, checkpoint import, explanations.", no_args_is_help=True)
+app = typer.Typer(help="Detector families, bundled and installed detectors, fetching published weights, checkpoint import, stacks, explanations.", no_args_is_help=True)
 
 _ERRORS = (SourceError, CorpusError, ArtifactError, ValueError, FileNotFoundError)
 
@@ -39,29 +50,230 @@ def data_source(spec: str, split: str | None, *, patch: int | None, n: int | Non
 
 @app.command("list")
 def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON to stdout.")):
-    """Show detector families and the detectors bundled with the package."""
-    from genvis_trust.detectors import list_bundled, list_families
+    """Show detector families (installed or not, licence, fidelity measured against the reference
+    code, accuracy as the publisher claims it) and the bundled and installed detectors."""
+    from genvis_trust.detectors import list_bundled
+    from genvis_trust.detectors.catalogue import family_catalogue
+    from genvis_trust.detectors.installed import detectors_home, list_installed
 
-    fams = {n: {"description": f.description, "patch": f.patch, "defaults": f.defaults} for n, f in list_families().items()}
-    bundled = {}
-    for name, path in list_bundled().items():
-        card = json.loads((path / "card.json").read_text())
-        bundled[name] = {"path": str(path), "family": card.get("family"), "summary": card.get("summary", "")}
+    with friendly_errors(*_ERRORS):
+        rows = family_catalogue()
+    bundled, installed = {}, {}
+    for dest, items in ((bundled, list_bundled()), (installed, list_installed())):
+        for name, path in items.items():
+            try:
+                card = json.loads((path / "card.json").read_text())
+                family = json.loads((path / "config.json").read_text()).get("family")
+            except (OSError, ValueError) as e:
+                dest[name] = {"path": str(path), "error": f"unreadable artifact ({e})"}
+                continue
+            dest[name] = {"path": str(path), "family": family, "summary": card.get("summary", ""),
+                          "licence": card.get("licence", "the toolkit's"), "source": card.get("source")}
     if json_out:
-        print_json({"families": fams, "bundled": bundled})
+        print_json({"families": {r["family"]: r for r in rows}, "bundled": bundled, "installed": installed,
+                    "installed_home": str(detectors_home())})
         return
-    t = Table(title="detector families")
-    for c in ("family", "input", "description"):
+    t = Table(title="detector families (accuracy: the publisher's claim, not measured here; fidelity: measured against the reference code)")
+    for c in ("family", "origin", "input", "installed", "licence", "fidelity", "accuracy (publisher's claim)"):
         t.add_column(c)
-    for n, f in fams.items():
-        t.add_row(n, f"{f['patch']}px", f["description"])
+    for r in rows:
+        inst = ", ".join(r["installed"] + [f"{b} (bundled)" for b in r["bundled"]]) or "no"
+        if r["origin"] == "published":
+            lic = f"{r['licence']} ({'commercial use allowed' if r['commercial_use'] else 'non-commercial'})"
+            acc = r["claimed_accuracy"]["claim"]
+        else:
+            lic, acc = "the toolkit's (Apache-2.0)", "- (the toolkit's own: see its card's measured results)"
+        t.add_row(r["family"], "published" if r["origin"] == "published" else "toolkit's own", r["input"], escape(inst),
+                  escape(lic), escape(r["fidelity"]["text"]), escape(acc))
     out.print(t)
     t2 = Table(title="bundled detectors (use by name: --detector NAME)")
     for c in ("name", "family", "summary"):
         t2.add_column(c)
     for n, b in bundled.items():
-        t2.add_row(n, b["family"], b["summary"])
+        t2.add_row(n, b.get("family") or "?", escape(b.get("summary") or b.get("error", "")))
     out.print(t2)
+    t3 = Table(title=f"installed detectors in {detectors_home()} (use by name: --detector NAME)")
+    for c in ("name", "family", "licence", "source sha256"):
+        t3.add_column(c)
+    for n, b in installed.items():
+        src = b.get("source") or {}
+        t3.add_row(n, b.get("family") or "?", escape(str(b.get("licence") or b.get("error", ""))), str(src.get("sha256") or "-"))
+    if installed:
+        out.print(t3)
+    else:
+        err.print(f"no installed detectors in {detectors_home()} (genvis-trust detectors fetch NAME)")
+
+
+@app.command("fetch")
+def fetch_cmd(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A published family (see `detectors list`)."),
+    variant: str | None = typer.Option(None, help="Which of the family's published weights (default: the first its card lists)."),
+    from_file: Path | None = typer.Option(None, "--from", help="Install from this file instead of downloading (no network)."),
+    accept_licence: bool = typer.Option(False, "--accept-licence", help="Accept a non-commercial licence (shown without this flag)."),
+    out_dir: Path | None = typer.Option(None, "--out", "-o", help="Artifact folder to write (default: the installed-detectors folder, "
+                                        "$GENVIS_TRUST_HOME/detectors/NAME)."),
+    timeout: float | None = typer.Option(None, help="Seconds without data before giving up on a stalled server "
+                                         "(default: $GENVIS_TRUST_FETCH_TIMEOUT or 60)."),
+    json_out: bool = typer.Option(False, "--json", help="Print what was installed as JSON to stdout."),
+):
+    """Download a published detector's weights from where its publisher put them, check them,
+    and install them as a toolkit artifact usable as `scan --detector NAME`.
+
+    The download resumes when rerun. The file's size and sha256 are checked against the
+    family's card when it records them, and printed. Only a file that loads with
+    weights_only=True (tensors and plain containers; no pickled code) is installed. Weights
+    under a non-commercial licence need --accept-licence. Exit codes: 0 installed, 1 the
+    download or the file failed a check (nothing installed), 2 usage (unknown name, licence
+    not accepted).
+
+    Example: genvis-trust detectors fetch npr --from NPR.pth"""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from genvis_trust.detectors.fetch import FetchError, LicenceNotAccepted, fetch_detector
+
+    bar = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), DownloadColumn(),
+                   TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=False)
+    task = None
+
+    def on_progress(done: int, total: int | None) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(f"fetching {name}", total=total, completed=done)
+        bar.update(task, completed=done, total=total)
+
+    try:
+        try:
+            res = fetch_detector(name, variant=variant, from_file=from_file, accept_licence=accept_licence, out=out_dir,
+                                 timeout=timeout, progress=on_progress, command=command_line(ctx),
+                                 on_licence=lambda text: err.print(escape(text), highlight=False))
+        finally:
+            if task is not None:
+                bar.stop()
+    except LicenceNotAccepted as e:
+        err.print(escape(str(e)), highlight=False)
+        fail(f"{name}: licence not accepted; nothing downloaded", EXIT_USAGE)
+    except FetchError as e:
+        fail(str(e), EXIT_PROBLEM)
+    except (ValueError, ArtifactError, FileExistsError) as e:
+        fail(str(e), EXIT_USAGE)
+    if json_out:
+        print_json(res.to_dict())
+    if res.resumed_from:
+        err.print(f"resumed from byte {res.resumed_from}", highlight=False)
+    err.print(f"installed {res.name} ({res.family}, {res.variant}) in {res.path}", highlight=False)
+    err.print(f"sha256 {res.sha256}  size {res.size} bytes  licence {res.licence}", highlight=False)
+    err.print(f"use it with: genvis-trust scan --detector {res.name if out_dir is None else res.path} FILES", highlight=False)
+
+
+@app.command("stack")
+def stack_cmd(
+    ctx: typer.Context,
+    member: list[str] = typer.Option(..., "--member", "-m", help="A member detector: bundled or installed name, or folder; repeat. "
+                                     "A stack (e.g. default) brings its own members."),
+    real: list[Path] = typer.Option(..., "--real", help="Folder of validation photographs (class 0; each also re-shipped); repeat."),
+    generated: list[Path] = typer.Option(..., "--generated", help="Folder of generated samples (class 1), one generator each; "
+                                         "repeat. With two or more, each is held out in turn to measure what a negative is worth."),
+    name: str = typer.Option("stack-custom", help="Installed name (use it as --detector NAME)."),
+    out_dir: Path | None = typer.Option(None, "--out", "-o", help="Write the artifact here instead of the installed-detectors folder."),
+    fpr: float = typer.Option(0.05, help="False-positive budget on the photographs, every re-shipped form included."),
+    free_voided: bool = typer.Option(False, "--free-voided", help="Photographs outside the domain do not constrain the threshold."),
+    upscaled_head: bool = typer.Option(False, "--upscaled-head", help="Also fit a head for inputs the domain voids only as up-scaled "
+                                       "(as the bundled default has; the domain member must declare min_hf_share)."),
+    domain_from: str | None = typer.Option(None, help="The member whose domain the stack declares (default: the first)."),
+    max_images: int | None = typer.Option(None, help="At most this many images from each folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print the fit (weights, threshold, counts, in-sample rates) as JSON."),
+):
+    """Refit a calibrated stack over any members on your own validation photographs and
+    generated samples, with the false-positive budget and re-shipped forms of the bundled
+    default's fit (scripts/stack_realworld.py).
+
+    Each photograph counts as stored and re-shipped (JPEG 90 and 40, long side 512, up-scaled 2x,
+    60% crop, 16:9 letterbox, PNG re-save); each generated sample as stored, JPEG 90 and long
+    side 512. The threshold keeps --fpr false positives on the photographs; p = 0.5 there. The
+    card lists every member (name, sha256, licence) and what the stack was fitted on. Keep the
+    images you evaluate on out of these folders.
+
+    Example: genvis-trust detectors stack --member default --member npr --real val/photos --generated val/generated"""
+    from genvis_trust.detectors.installed import check_replaceable, install_folder, installed_dir
+    from genvis_trust.detectors.stacking import refit_stack
+
+    bar = progress()
+    tasks: dict[str, int] = {}
+
+    def on_progress(kind: str, n: int) -> None:
+        if kind not in tasks:
+            if not tasks:
+                bar.start()
+            tasks[kind] = bar.add_task(f"scoring {kind} images (every form)", total=None)
+        bar.update(tasks[kind], completed=n)
+
+    with friendly_errors(*_ERRORS, FileExistsError):
+        target = check_replaceable(out_dir if out_dir is not None else installed_dir(name))
+        try:
+            fit = refit_stack(member, [str(p) for p in real], [str(p) for p in generated], fpr=fpr, free_voided=free_voided,
+                              upscaled_head=upscaled_head, domain_from=domain_from, max_images=max_images, progress=on_progress)
+        finally:
+            if tasks:
+                bar.stop()
+        for s in fit.skipped:
+            err.print(f"[yellow]skipped[/] {escape(s)}", highlight=False)
+        members = {m.name: m.describe() for m in fit.members}
+        non_commercial = [n for n, m in members.items() if m["commercial_use"] is False]
+        unknown = [n for n, m in members.items() if m["commercial_use"] is None]
+        card = {
+            "name": name if out_dir is None else out_dir.name,
+            "summary": f"stack of {', '.join(members)} refitted on the user's images "
+                       f"(threshold at {fpr:.0%} false positives on their photographs)",
+            "domain": fit.detector.card.get("domain"),
+            "members": members,
+            "licence": "; ".join([*(["non-commercial: " + ", ".join(non_commercial)] if non_commercial else []),
+                                  *(["unknown: " + ", ".join(unknown)] if unknown else [])]) or "every member allows commercial use",
+            "commercial_use": False if non_commercial else (None if unknown else True),
+            "stacking": {
+                "level": "image (one logit per member per image: the mean of its tile logits; the stack's per-tile combination "
+                         "averages to the same)",
+                "members": list(members), "weights": fit.weights, "bias": fit.bias,
+                "threshold_logit": fit.threshold_logit, "fpr_budget": fpr, "free_voided": free_voided,
+                "fitted_on": fit.counts, "skipped_files": fit.skipped,
+                "heads": fit.head,
+            },
+            "in_sample": fit.in_sample,
+            **({"sensitivity": fit.sensitivity} if fit.sensitivity else {}),
+            "reserved_sources_used": "not checked: the user's folders",
+            "command": command_line(ctx),
+        }
+        sha = install_folder(target, lambda tmp: fit.detector.save(tmp, card=card))
+    rep = {"path": str(target), "weights_sha256": sha, "sensitivity": fit.sensitivity,
+           **{k: card[k] for k in ("members", "stacking", "in_sample", "licence")}}
+    if json_out:
+        print_json(rep)
+    else:
+        t = Table(title=f"stack {card['name']}: weights per member (threshold logit {fit.threshold_logit:.3f})")
+        for c in ("member", "family", "weight", "licence"):
+            t.add_column(c)
+        for (n, m), w in zip(members.items(), fit.weights, strict=True):
+            t.add_row(escape(n), m["family"], f"{w:.4f}", escape(m["licence"]))
+        out.print(t)
+        ins = fit.in_sample
+        err.print("in-sample (the images it was fitted on, not held out): FPR " + ", ".join(f"{k} {v:.3f}" for k, v in ins["real_fpr"].items())
+                  + "; TPR " + ", ".join(f"{k} {v:.3f}" for k, v in ins["generated_tpr"].items()), highlight=False)
+        if fit.sensitivity:
+            sv = fit.sensitivity
+            err.print(f"held out (each of {sv['generators']} generated folders in turn, half the photographs): flagged "
+                      + ", ".join(f"{e} {sv[e]['tpr_pooled']:.3f}" for e in ("orig", "jpeg90", "resize512"))
+                      + " of the held-out samples, " + ", ".join(f"{e} {sv[e]['real_fpr']:.3f}" for e in ("orig", "jpeg90", "resize512"))
+                      + " of the held-out photographs", highlight=False)
+    err.print(f"wrote {target} (weights sha256 {sha[:16]}…); use it with --detector {card['name'] if out_dir is None else target}",
+              highlight=False)
 
 
 @app.command("import")

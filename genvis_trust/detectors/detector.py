@@ -613,14 +613,24 @@ def list_bundled() -> dict[str, Path]:
 
 
 def load_detector(name_or_path: str | os.PathLike = "default", device="auto") -> Detector:
-    """A bundled detector by name (``default``) or an artifact folder by path."""
+    """A detector by name or path: a bundled one (``default``) first, then one the user
+    installed (``detectors fetch`` / ``detectors stack``, see :mod:`.installed`), then an
+    artifact folder at that path."""
+    from .installed import list_installed
+
     bundled = list_bundled()
     if str(name_or_path) in bundled:
         det = Detector.load(bundled[str(name_or_path)], device=device)
+        det.name = str(name_or_path)
+        return det
+    installed = list_installed()
+    if str(name_or_path) in installed:
+        det = Detector.load(installed[str(name_or_path)], device=device)
         det.name = str(name_or_path)
         return det
     p = Path(name_or_path)
     if p.is_dir():
         return Detector.load(p, device=device)
     known = ", ".join(bundled) or "none bundled"
-    raise ArtifactError(f"no detector named {str(name_or_path)!r} (bundled: {known}) and no folder at that path")
+    inst = ", ".join(installed) or "none (genvis-trust detectors fetch NAME)"
+    raise ArtifactError(f"no detector named {str(name_or_path)!r} (bundled: {known}; installed: {inst}) and no folder at that path")

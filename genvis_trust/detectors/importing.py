@@ -17,6 +17,7 @@ read directly.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ def importable_families() -> list[str]:
     return [n for n, f in list_families().items() if f.checkpoint_filter_fn is not None]
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str, torch.Tensor]:
+    """The state dict in a published file: at ``key`` (the family card's ``checkpoint_key``)
+    when given, else at the top level or under ``model`` / ``state_dict`` / ``net``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointImportError(f"{path}: no such file")
@@ -48,15 +51,32 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling refused or malformed: say so, never fall back to full pickle
+    except pickle.UnpicklingError as e:  # refused by weights_only: never fall back to full pickle
+        raise CheckpointImportError(f"{path}: refused, not a weights-only checkpoint: it holds more than tensors and plain containers "
+                                    f"({_refusal_reason(e)}); unpickling it could run code from the file") from None
+    except Exception as e:  # malformed
         raise CheckpointImportError(f"{path}: not a loadable weights-only checkpoint ({type(e).__name__}: {e})") from None
-    for key in ("model", "state_dict", "net"):
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-            break
+    if key is not None:
+        if not (isinstance(obj, dict) and isinstance(obj.get(key), dict)):
+            raise CheckpointImportError(f"{path}: expected the state dict under {key!r} (the published layout)")
+        obj = obj[key]
+    else:
+        for k in ("model", "state_dict", "net"):
+            if isinstance(obj, dict) and k in obj and isinstance(obj[k], dict):
+                obj = obj[k]
+                break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointImportError(f"{path}: expected a state dict of tensors (optionally under 'model')")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _refusal_reason(e: Exception) -> str:
+    """The line of torch's weights_only refusal that names what was refused."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "WeightsUnpickler error:" in ln:
+            return ln.split("WeightsUnpickler error:", 1)[1].split(" Please use", 1)[0].strip()
+    return lines[-1] if lines else type(e).__name__
 
 
 def resolve_arch(arch: str) -> str:
@@ -69,14 +89,15 @@ def resolve_arch(arch: str) -> str:
     return arch
 
 
-def import_checkpoint(path: str | os.PathLike, arch: str, *, patch: int | None = None) -> Detector:
-    """Build a :class:`Detector` of ``arch`` from a published checkpoint file (uncalibrated).
+def import_checkpoint(path: str | os.PathLike, arch: str, *, patch: int | None = None, key: str | None = None) -> Detector:
+    """Build a :class:`Detector` of ``arch`` from a published checkpoint file (uncalibrated);
+    ``key``: where the state dict sits in the file (default: found, see :func:`read_state_dict`).
     A published family's artifact card carries its :class:`~.published.PublishedCard`."""
     archs = importable_families()
     asked, arch = arch, resolve_arch(arch)
     if arch not in archs:
         raise CheckpointImportError(f"--arch must be one of {tuple(archs)}, got {asked!r}")
-    state = read_state_dict(path)
+    state = read_state_dict(path, key)
     try:
         state, config = list_families()[arch].checkpoint_filter_fn(state)
     except CheckpointImportError as e:
