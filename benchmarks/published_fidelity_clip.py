@@ -51,7 +51,7 @@ TINY = {
     "univfd": {"image_size": 224, "patch_size": 32, "width": 64, "layers": 2, "heads": 1, "output_dim": 16},
     "rine": {"image_size": 224, "patch_size": 32, "width": 64, "layers": 2, "heads": 1, "output_dim": 16, "nproj": 2, "proj_dim": 16},
     "commfor": {"img_size": 384, "patch_size": 16, "embed_dim": 64, "depth": 2, "num_heads": 1},
-    "bfree": {"img_size": 504, "patch_size": 14, "embed_dim": 64, "depth": 2, "num_heads": 1},
+    "bfree": {"img_size": 504, "patch_size": 28, "embed_dim": 64, "depth": 2, "num_heads": 1},
 }
 
 
@@ -82,13 +82,14 @@ def state_sha256(state: dict[str, torch.Tensor]) -> str:
 # ------------------------------------------------------------------ test images
 
 
-def make_images(folder: Path, *, large: bool = True) -> list[Path]:
+def make_images(folder: Path, *, large: bool = True, jpeg: bool = True) -> list[Path]:
     """Odd sizes, smaller than 224, around the crop sizes, ~1500 px, grayscale, RGBA, JPEG and PNG."""
     rng = np.random.default_rng(20)
     specs = [("odd_333x251.png", 251, 333, "RGB"), ("small_100x80.png", 80, 100, "RGB"),
              ("tiny_37x45.jpg", 45, 37, "RGB"), ("exact_224.png", 224, 224, "RGB"),
              ("odd_225x227.jpg", 227, 225, "RGB"), ("gray_400x300.jpg", 300, 400, "L"),
-             ("rgba_390x500.png", 500, 390, "RGBA"), ("mid_640x480.jpg", 480, 640, "RGB")]
+             ("rgba_390x500.png", 500, 390, "RGBA"), ("mid_640x480.jpg", 480, 640, "RGB"),
+             ("wide_1000x300.png", 300, 1000, "RGB")]
     if large:
         specs.append(("large_1500x1100.jpg", 1100, 1500, "RGB"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -102,6 +103,8 @@ def make_images(folder: Path, *, large: bool = True) -> list[Path]:
             pil = pil.convert("L")
         elif mode == "RGBA":
             pil = pil.convert("RGBA")
+        if not jpeg:  # lossless only: the test fixtures must not depend on the JPEG codec's build
+            name = name.replace(".jpg", ".png")
         p = folder / name
         pil.save(p, quality=90) if name.endswith(".jpg") else pil.save(p)
         paths.append(p)
@@ -124,6 +127,35 @@ def reference_on_path(root: Path, *modules_to_forget: str):
         for m in list(sys.modules):
             if m.split(".")[0] in modules_to_forget:
                 del sys.modules[m]
+
+
+# ------------------------------------------------------------------ published files
+
+
+def published_files(family: str, state: dict[str, torch.Tensor], work: Path) -> dict:
+    """Write the files a user of ``family`` downloads, from the reference model's whole state (its
+    own key names): the checkpoint, and the CLIP tower as open_clip's safetensors where the
+    published checkpoint holds only heads. Returns ``{"checkpoint": path, "env": {...}}``."""
+    from safetensors.torch import save_file
+
+    work.mkdir(parents=True, exist_ok=True)
+    if family in ("univfd", "rine"):
+        tower = "model." if family == "univfd" else "clip."
+        clip = {k[len(tower):]: v.contiguous() for k, v in state.items() if k.startswith(tower)}
+        save_file(clip, str(work / "clip.safetensors"))
+        if family == "univfd":  # fc_weights.pth: the head's own state dict
+            ckpt, name = {"weight": state["fc.weight"], "bias": state["fc.bias"]}, "fc_weights.pth"
+        else:  # model_2class_trainable.pth: everything but CLIP
+            ckpt, name = {k: v for k, v in state.items() if not k.startswith(tower)}, "model_2class_trainable.pth"
+        torch.save(ckpt, work / name)
+        return {"checkpoint": work / name, "env": {"GENVIS_TRUST_CLIP_WEIGHTS": str(work / "clip.safetensors")}}
+    if family == "commfor":  # the Dropbox checkpoints: torch.save({'model': state_dict, ...})
+        torch.save({"model": state, "epoch": 0}, work / "commfor.pt")
+        return {"checkpoint": work / "commfor.pt"}
+    if family == "bfree":  # model_epoch_best.pth: {'model': <timm ViT state dict>}
+        torch.save({"model": state}, work / "model_epoch_best.pth")
+        return {"checkpoint": work / "model_epoch_best.pth"}
+    raise KeyError(family)
 
 
 # ------------------------------------------------------------------ adapters
@@ -158,12 +190,9 @@ def reference_univfd(repo: Path, work: Path, tiny: bool, seed: int):
             cm.CHANNELS = {**cm.CHANNELS, "ViT-L/14": cfg["output_dim"]}
         model = validate.get_model("CLIP:ViT-L/14").eval()
         if tiny:
-            state = seeded_state({k: v.shape for k, v in model.state_dict().items()}, seed)
-            model.load_state_dict(state)
-        torch.save(model.fc.state_dict(), work / "fc_weights.pth")
-        from safetensors.torch import save_file
-
-        save_file({k: v.contiguous() for k, v in model.model.state_dict().items()}, str(work / "clip.safetensors"))
+            model.load_state_dict(seeded_state({k: v.shape for k, v in model.state_dict().items()}, seed))
+        state = model.state_dict()
+        files = published_files("univfd", state, work)
 
         def score(paths: list[Path]) -> list[float]:
             data = work / "data"
@@ -178,7 +207,7 @@ def reference_univfd(repo: Path, work: Path, tiny: bool, seed: int):
             with torch.no_grad():
                 return [float(model(ds[by_name[p.name]][0][None])[0, 0]) for p in paths]
 
-    return {"checkpoint": work / "fc_weights.pth", "env": {"GENVIS_TRUST_CLIP_WEIGHTS": str(work / "clip.safetensors")}}, score
+    return files, state, score
 
 
 def reference_rine(repo: Path, work: Path, tiny: bool, seed: int):
@@ -201,18 +230,15 @@ def reference_rine(repo: Path, work: Path, tiny: bool, seed: int):
         model = Model(backbone=("ViT-L/14", width), nproj=nproj, proj_dim=proj_dim, device="cpu").eval()
         if tiny:
             model.load_state_dict(seeded_state({k: v.shape for k, v in model.state_dict().items()}, seed))
-        trainable = {k: v for k, v in model.state_dict().items() if not k.startswith("clip.")}
-        torch.save(trainable, work / "model_2class_trainable.pth")
-        from safetensors.torch import save_file
-
-        save_file({k: v.contiguous() for k, v in model.clip.state_dict().items()}, str(work / "clip.safetensors"))
+        state = model.state_dict()
+        files = published_files("rine", state, work)
         transform = get_transforms()[1]
 
         def score(paths: list[Path]) -> list[float]:
             with torch.no_grad():
                 return [float(model(transform(Image.open(p).convert("RGB"))[None])[0][0, 0]) for p in paths]
 
-    return {"checkpoint": work / "model_2class_trainable.pth", "env": {"GENVIS_TRUST_CLIP_WEIGHTS": str(work / "clip.safetensors")}}, score
+    return files, state, score
 
 
 def _stub_modules(*names: str) -> None:
@@ -266,7 +292,8 @@ def reference_commfor(repo: Path, work: Path, tiny: bool, seed: int):
                 model.vit.head = torch.nn.Linear(cfg["embed_dim"], 1)
                 model.load_state_dict(seeded_state({k: v.shape for k, v in model.state_dict().items()}, seed))
             model.eval()
-            torch.save({"model": model.state_dict(), "epoch": 0}, work / "commfor.pt")
+            state = model.state_dict()
+            files = published_files("commfor", state, work)
             transform = dataloader.get_transform(argparse.Namespace(input_size=size), mode="test")
     finally:
         timm.create_model = real_create
@@ -275,10 +302,48 @@ def reference_commfor(repo: Path, work: Path, tiny: bool, seed: int):
         with torch.no_grad():
             return [float(model(transform(Image.open(p).convert("RGB"))[None])[0, 0]) for p in paths]
 
-    return {"checkpoint": work / "commfor.pt"}, score
+    return files, state, score
 
 
-ADAPTERS: dict[str, Callable] = {"univfd": reference_univfd, "rine": reference_rine, "commfor": reference_commfor}
+def reference_bfree(repo: Path, work: Path, tiny: bool, seed: int):
+    """B-Free: ``networks.get_network('timm_c5i504_vit_base_patch14_reg4_dinov2.lvd142m')`` (the
+    published ``config.yaml``'s arch; timm built without the hub download), saved as published
+    (``{'model': <timm state dict>}``, which ``networks.load_weights`` reads back into the
+    reference); scored by ``Compose(get_list_norm('resnet'))`` and ``model(x)`` as ``main_bfree.py``."""
+    import timm
+
+    cfg = TINY["bfree"] if tiny else None
+    real_create = timm.create_model
+    timm.create_model = _patched_timm_create(cfg)
+    code = repo / "code"
+    try:
+        with reference_on_path(code, "networks", "utils"):
+            from networks import get_network, load_weights
+            from torchvision.transforms import Compose
+            from utils.normalization import get_list_norm
+
+            torch.manual_seed(seed)
+            model = get_network("timm_c5i504_vit_base_patch14_reg4_dinov2.lvd142m")
+            published = {**{f"patch_embed.{k}": v for k, v in model.patch_embed.state_dict().items()},
+                         **model.model.state_dict()}  # the layout Wrapper5crops.load_state_dict reads
+            if tiny:
+                published = seeded_state({k: v.shape for k, v in published.items()}, seed)
+            files = published_files("bfree", published, work)
+            model = load_weights(model, str(files["checkpoint"])).eval()
+            with contextlib.redirect_stdout(sys.stderr):
+                transform = Compose(get_list_norm("resnet"))
+    finally:
+        timm.create_model = real_create
+
+    def score(paths: list[Path]) -> list[float]:
+        with torch.no_grad():
+            return [float(model(transform(Image.open(p).convert("RGB"))[None])[0, 0]) for p in paths]
+
+    return files, published, score
+
+
+ADAPTERS: dict[str, Callable] = {"univfd": reference_univfd, "rine": reference_rine, "commfor": reference_commfor,
+                                 "bfree": reference_bfree}
 
 
 # ------------------------------------------------------------------ ours
@@ -313,12 +378,13 @@ def measure(family: str, refs: Path, tiny: bool, seed: int, images: list[Path], 
     repo = refs / REPOS[family]
     fam_work = work / family
     fam_work.mkdir(parents=True, exist_ok=True)
-    files, ref_score = ADAPTERS[family](repo, fam_work, tiny, seed)
+    files, state, ref_score = ADAPTERS[family](repo, fam_work, tiny, seed)
     ref = np.array(ref_score(images))
     mine = np.array(ours(family, files)(images))
     commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     return {"reference": ref, "ours": mine, "commit": commit,
-            "max_abs_logit_diff": float(np.max(np.abs(ref - mine)))}
+            "max_abs_logit_diff": float(np.max(np.abs(ref - mine))),
+            "state_shapes": {k: list(v.shape) for k, v in state.items()}, "state_sha256": state_sha256(state)}
 
 
 def main(argv=None) -> None:
@@ -334,7 +400,7 @@ def main(argv=None) -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="pubclip-") as tmp:
         tmp = Path(tmp)
-        images = make_images(tmp / "images", large=not args.tiny)
+        images = make_images(tmp / "images", large=not args.tiny, jpeg=not args.tiny)
         for fam in args.families:
             r = measure(fam, args.refs, args.tiny, args.seed, images, tmp / "work")
             print(f"{fam}: max |logit diff| {r['max_abs_logit_diff']:.3g} over {len(images)} images "
@@ -351,10 +417,12 @@ def write_fixture(fam: str, r: dict, images: list[Path], args) -> None:
     fixture = {
         "family": fam, "reference_repository": REPOS[fam], "reference_commit": r["commit"],
         "config": TINY[fam], "seed": args.seed,
-        "images": [p.name for p in images],
+        "state_shapes": r["state_shapes"], "state_sha256": r["state_sha256"],
+        "images": {p.name: hashlib.sha256(decoded(p).tobytes()).hexdigest() for p in images},
         "reference_logits": [round(float(v), 7) for v in r["reference"]],
         "note": "made by benchmarks/published_fidelity_clip.py --tiny: the reference code at the reduced "
-                "configuration, weights from seeded_state(published layout, seed); images from make_images",
+                "configuration, weights from seeded_state(state_shapes, seed) (the reference model's own keys), "
+                "written by published_files; images from make_images(jpeg=False) (sha256 of the decoded RGB)",
     }
     (args.fixtures / f"{fam}.json").write_text(json.dumps(fixture, indent=1) + "\n")
 
