@@ -2,7 +2,9 @@
 
 For each family: the reference repository's own code (checked out at a recorded commit, in a
 scratch folder outside this project, imported from there, never copied) builds the reference
-model with random weights from a fixed seed; its state is saved in the published key layout
+model, whose weights are then replaced by random ones from a fixed seed (:func:`seeded_state`,
+scaled so that different images get different logits, which the reference's own initialisation
+of the untrained heads barely does); its state is saved in the published key layout
 (the files a user downloads); the toolkit loads those files through the family's
 ``checkpoint_filter_fn``; both score the same image files, the reference through its own test
 transform and forward, ours through ``prepare_input`` and ``forward``. Recorded: the largest
@@ -43,14 +45,17 @@ REPOS = {
     "univfd": "UniversalFakeDetect",
     "rine": "rine",
     "commfor": "Community-Forensics",
+    "commfor-224": "Community-Forensics",
     "bfree": "B-Free",
 }
+FAMILY = {"commfor-224": "commfor"}  # a measured variant -> the registered family that scores it
 
 # reduced configurations of the same architectures, for the test fixtures
 TINY = {
     "univfd": {"image_size": 224, "patch_size": 32, "width": 64, "layers": 2, "heads": 1, "output_dim": 16},
     "rine": {"image_size": 224, "patch_size": 32, "width": 64, "layers": 2, "heads": 1, "output_dim": 16, "nproj": 2, "proj_dim": 16},
     "commfor": {"img_size": 384, "patch_size": 16, "embed_dim": 64, "depth": 2, "num_heads": 1},
+    "commfor-224": {"img_size": 224, "patch_size": 16, "embed_dim": 64, "depth": 2, "num_heads": 1},
     "bfree": {"img_size": 504, "patch_size": 28, "embed_dim": 64, "depth": 2, "num_heads": 1},
 }
 
@@ -149,7 +154,7 @@ def published_files(family: str, state: dict[str, torch.Tensor], work: Path) -> 
             ckpt, name = {k: v for k, v in state.items() if not k.startswith(tower)}, "model_2class_trainable.pth"
         torch.save(ckpt, work / name)
         return {"checkpoint": work / name, "env": {"GENVIS_TRUST_CLIP_WEIGHTS": str(work / "clip.safetensors")}}
-    if family == "commfor":  # the Dropbox checkpoints: torch.save({'model': state_dict, ...})
+    if family in ("commfor", "commfor-224"):  # the Dropbox checkpoints: torch.save({'model': state_dict, ...})
         torch.save({"model": state, "epoch": 0}, work / "commfor.pt")
         return {"checkpoint": work / "commfor.pt"}
     if family == "bfree":  # model_epoch_best.pth: {'model': <timm ViT state dict>}
@@ -189,8 +194,7 @@ def reference_univfd(repo: Path, work: Path, tiny: bool, seed: int):
 
             cm.CHANNELS = {**cm.CHANNELS, "ViT-L/14": cfg["output_dim"]}
         model = validate.get_model("CLIP:ViT-L/14").eval()
-        if tiny:
-            model.load_state_dict(seeded_state({k: v.shape for k, v in model.state_dict().items()}, seed))
+        model.load_state_dict(seeded_state({k: v.shape for k, v in model.state_dict().items()}, seed))
         state = model.state_dict()
         files = published_files("univfd", state, work)
 
@@ -228,8 +232,7 @@ def reference_rine(repo: Path, work: Path, tiny: bool, seed: int):
         nproj, proj_dim = (cfg["nproj"], cfg["proj_dim"]) if tiny else (4, 128)  # the published 2-class setting
         torch.manual_seed(seed)
         model = Model(backbone=("ViT-L/14", width), nproj=nproj, proj_dim=proj_dim, device="cpu").eval()
-        if tiny:
-            model.load_state_dict(seeded_state({k: v.shape for k, v in model.state_dict().items()}, seed))
+        model.load_state_dict(seeded_state({k: v.shape for k, v in model.state_dict().items()}, seed))
         state = model.state_dict()
         files = published_files("rine", state, work)
         transform = get_transforms()[1]
@@ -270,14 +273,13 @@ def _patched_timm_create(tiny_cfg: dict | None):
     return create
 
 
-def reference_commfor(repo: Path, work: Path, tiny: bool, seed: int):
-    """Community Forensics: ``models.ViTClassifier(input_size=384)`` (timm built without the hub
-    download); saved as the Dropbox checkpoints are (``torch.save({'model': state_dict})``);
+def reference_commfor(repo: Path, work: Path, tiny: bool, seed: int, size: int = 384):
+    """Community Forensics: ``models.ViTClassifier(input_size=384)`` (or 224; timm built without
+    the hub download); saved as the Dropbox checkpoints are (``torch.save({'model': state_dict})``);
     scored by ``dataloader.get_transform(mode='test')`` and ``model(x)``."""
     import timm
 
-    cfg = TINY["commfor"] if tiny else None
-    size = cfg["img_size"] if tiny else 384
+    cfg = TINY["commfor" if size == 384 else f"commfor-{size}"] if tiny else None
     real_create = timm.create_model
     timm.create_model = _patched_timm_create(cfg)
     _stub_modules("wandb", "datasets", "torchmetrics", "torchmetrics.classification")
@@ -290,7 +292,7 @@ def reference_commfor(repo: Path, work: Path, tiny: bool, seed: int):
             model = models.ViTClassifier(model_size="small", input_size=size, patch_size=16, device="cpu")
             if tiny:  # the reference's head is 384 wide (ViT-S); at the reduced width, that width
                 model.vit.head = torch.nn.Linear(cfg["embed_dim"], 1)
-                model.load_state_dict(seeded_state({k: v.shape for k, v in model.state_dict().items()}, seed))
+            model.load_state_dict(seeded_state({k: v.shape for k, v in model.state_dict().items()}, seed))
             model.eval()
             state = model.state_dict()
             files = published_files("commfor", state, work)
@@ -326,8 +328,7 @@ def reference_bfree(repo: Path, work: Path, tiny: bool, seed: int):
             model = get_network("timm_c5i504_vit_base_patch14_reg4_dinov2.lvd142m")
             published = {**{f"patch_embed.{k}": v for k, v in model.patch_embed.state_dict().items()},
                          **model.model.state_dict()}  # the layout Wrapper5crops.load_state_dict reads
-            if tiny:
-                published = seeded_state({k: v.shape for k, v in published.items()}, seed)
+            published = seeded_state({k: v.shape for k, v in published.items()}, seed)
             files = published_files("bfree", published, work)
             model = load_weights(model, str(files["checkpoint"])).eval()
             with contextlib.redirect_stdout(sys.stderr):
@@ -342,8 +343,9 @@ def reference_bfree(repo: Path, work: Path, tiny: bool, seed: int):
     return files, published, score
 
 
-ADAPTERS: dict[str, Callable] = {"univfd": reference_univfd, "rine": reference_rine, "commfor": reference_commfor,
-                                 "bfree": reference_bfree}
+ADAPTERS: dict[str, Callable] = {
+    "univfd": reference_univfd, "rine": reference_rine, "commfor": reference_commfor,
+    "commfor-224": lambda *a: reference_commfor(*a, size=224), "bfree": reference_bfree}
 
 
 # ------------------------------------------------------------------ ours
@@ -380,7 +382,7 @@ def measure(family: str, refs: Path, tiny: bool, seed: int, images: list[Path], 
     fam_work.mkdir(parents=True, exist_ok=True)
     files, state, ref_score = ADAPTERS[family](repo, fam_work, tiny, seed)
     ref = np.array(ref_score(images))
-    mine = np.array(ours(family, files)(images))
+    mine = np.array(ours(FAMILY.get(family, family), files)(images))
     commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     return {"reference": ref, "ours": mine, "commit": commit,
             "max_abs_logit_diff": float(np.max(np.abs(ref - mine))),
@@ -451,12 +453,15 @@ def write_results(results: dict, n_images: int, args, argv) -> None:
     for f, r in out["families"].items():
         lines.append(f"| {f} | {r['max_abs_logit_diff']:.2e} | {r['images']} | {r['reference_repository']} | "
                      f"`{r['reference_commit'][:12]}` | {r['date']} |")
-    lines += ["", f"Command: `{cmd}` (machine: {machine})", ""]
+    lines += ["", "Spread of the reference logits over the images (the comparison is not between constants): "
+              + ", ".join(f"{f} {np.ptp(r['reference']):.3g}" for f, r in results.items()) + ".",
+              "", f"Command: `{cmd}` (machine: {machine})", ""]
     args.out.with_suffix(".md").write_text("\n".join(lines))
 
 
 REFS_GH = {"univfd": "WisconsinAIVision/UniversalFakeDetect", "rine": "mever-team/rine",
-           "commfor": "JeongsooP/Community-Forensics", "bfree": "grip-unina/B-Free"}
+           "commfor": "JeongsooP/Community-Forensics", "commfor-224": "JeongsooP/Community-Forensics",
+           "bfree": "grip-unina/B-Free"}
 
 if __name__ == "__main__":
     main()

@@ -24,7 +24,8 @@ from genvis_trust.detectors.registry import CheckpointImportError, get_family
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "published"
-NEEDS = {"univfd": "open_clip", "rine": "open_clip", "commfor": "timm", "bfree": "timm"}
+NEEDS = {"univfd": "open_clip", "rine": "open_clip", "commfor": "timm", "commfor-224": "timm", "bfree": "timm"}
+FAMILIES = ("univfd", "rine", "commfor", "bfree")
 
 
 def _bench():
@@ -51,7 +52,7 @@ def test_matches_the_reference_codes_logits(family, tmp_path):
     images = BENCH.make_images(tmp_path / "images", large=False, jpeg=False)
     digests = {p.name: hashlib.sha256(BENCH.decoded(p).tobytes()).hexdigest() for p in images}
     assert digests == fx["images"], "generated images differ from the fixture's"
-    ours = BENCH.ours(family, files)(images)
+    ours = BENCH.ours(BENCH.FAMILY.get(family, family), files)(images)
     np.testing.assert_allclose(ours, fx["reference_logits"], rtol=0, atol=1e-4)
     assert np.ptp(fx["reference_logits"]) > 1e-3  # the images are told apart: the comparison is not vacuous
 
@@ -65,8 +66,8 @@ def test_import_checkpoint_builds_the_published_architecture(family, tmp_path, m
     fx, files = _published(family, tmp_path)
     for k, v in files.get("env", {}).items():
         monkeypatch.setenv(k, v)
-    det = import_checkpoint(files["checkpoint"], family)
-    assert det.patch == get_family(family).patch or det.patch == fx["config"].get("img_size", fx["config"].get("image_size"))
+    det = import_checkpoint(files["checkpoint"], BENCH.FAMILY.get(family, family))
+    assert det.patch == fx["config"].get("img_size", fx["config"].get("image_size"))  # read from the file
     image = BENCH.decoded(BENCH.make_images(tmp_path / "images", large=False, jpeg=False)[0])
     with torch.no_grad():
         logit = det.net.cpu().eval()(det.net.prepare_input(image)[None])
@@ -123,8 +124,8 @@ def test_missing_optional_package_is_named(family, module, package, monkeypatch)
 
 
 def test_cards():
-    cards = {f: get_family(f).cls.published for f in NEEDS}
-    assert {f: get_family(f).patch for f in NEEDS} == {"univfd": 224, "rine": 224, "commfor": 384, "bfree": 504}
+    cards = {f: get_family(f).cls.published for f in FAMILIES}
+    assert {f: get_family(f).patch for f in FAMILIES} == {"univfd": 224, "rine": 224, "commfor": 384, "bfree": 504}
     assert not cards["bfree"].commercial_use and all(cards[f].commercial_use for f in ("univfd", "rine", "commfor"))
     for f, card in cards.items():
         assert len(card.commit) == 40 and card.weights and card.requires, f
