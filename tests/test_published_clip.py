@@ -130,3 +130,26 @@ def test_cards():
     for f, card in cards.items():
         assert len(card.commit) == 40 and card.weights and card.requires, f
         assert "publisher" in card.claimed_accuracy, f
+
+
+def test_transformers_clip_layout_gives_the_same_image_embedding():
+    """A CLIP ViT in Hugging Face transformers' layout (``openai/clip-vit-large-patch14``'s
+    ``model.safetensors``), renamed by ``visual_state``: our tower gives transformers' own image
+    embedding (a reduced size of the same architecture, seeded weights)."""
+    pytest.importorskip("open_clip")
+    transformers = pytest.importorskip("transformers")
+    from genvis_trust.detectors.clip_backbone import visual_config, visual_state
+
+    cfg = transformers.CLIPVisionConfig(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=1,
+                                        image_size=224, patch_size=32, projection_dim=16, hidden_act="quick_gelu")
+    hf = transformers.CLIPVisionModelWithProjection(cfg).eval()
+    hf.load_state_dict(BENCH.seeded_state({k: v.shape for k, v in hf.state_dict().items()}, 3))
+    vis = visual_state(hf.state_dict())
+    config = visual_config(vis)
+    assert config == {"image_size": 224, "patch_size": 32, "width": 64, "layers": 2, "heads": 1, "output_dim": 16}
+    net = get_family("univfd").cls(**config).eval()
+    missing = net.load_state_dict({**vis, "fc.weight": torch.zeros(1, 16), "fc.bias": torch.zeros(1)})
+    assert not missing.missing_keys and not missing.unexpected_keys
+    x = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        np.testing.assert_allclose(net.visual(x).numpy(), hf(pixel_values=x).image_embeds.numpy(), rtol=0, atol=1e-4)

@@ -6,7 +6,9 @@ The published UnivFD and RINE files hold only their heads; the frozen CLIP ViT-L
 on comes from a file the user has or, where the network allows, from the Hugging Face hub
 (``timm/vit_large_patch14_clip_224.openai``, open_clip's own copy of OpenAI's weights). The
 file is named by ``$GENVIS_TRUST_CLIP_WEIGHTS``; open_clip's ``open_clip_model.safetensors`` /
-``open_clip_pytorch_model.bin`` and OpenAI's state-dict layout (``visual.*``) are read, always
+``open_clip_pytorch_model.bin``, OpenAI's state-dict layout (``visual.*``) and Hugging Face
+transformers' ``openai/clip-vit-large-patch14`` ``model.safetensors`` (``vision_model.*`` +
+``visual_projection``, renamed here; q/k/v joined into one in-projection) are read, always
 with ``weights_only=True`` (OpenAI's own ``ViT-L-14.pt`` is a TorchScript archive, which is
 code: it is refused; the hub's safetensors copy holds the same weights).
 
@@ -75,12 +77,42 @@ def clip_input(image: np.ndarray, size: int = 224) -> torch.Tensor:
 
 def visual_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The image tower's tensors of a CLIP state dict, renamed to ``visual.*``: OpenAI / open_clip
-    layout (``visual.*``), or nested under a wrapper (``model.visual.*``, ``clip.visual.*``)."""
+    layout (``visual.*``), nested under a wrapper (``model.visual.*``, ``clip.visual.*``), or Hugging
+    Face transformers' ``CLIPModel`` / ``CLIPVisionModelWithProjection`` layout."""
     for prefix in ("visual.", "model.visual.", "clip.visual.", "module.visual."):
         found = {"visual." + k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if found:
             return found
+    if "vision_model.embeddings.patch_embedding.weight" in state:
+        return _from_transformers(state)
     return {}
+
+
+_HF_BLOCK = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
+             "self_attn.out_proj": "attn.out_proj"}
+
+
+def _from_transformers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """transformers' CLIP vision tower in OpenAI's names: the same tensors, q/k/v concatenated in
+    that order (``nn.MultiheadAttention``'s ``in_proj``), the projection transposed."""
+    if "visual_projection.weight" not in state:
+        raise CheckpointImportError("a transformers CLIP vision tower without 'visual_projection' (the image "
+                                    "embedding needs it: use CLIPModel's or CLIPVisionModelWithProjection's weights)")
+    e = "vision_model.embeddings."
+    out = {"visual.class_embedding": state[e + "class_embedding"], "visual.conv1.weight": state[e + "patch_embedding.weight"],
+           "visual.positional_embedding": state[e + "position_embedding.weight"],
+           "visual.proj": state["visual_projection.weight"].t().contiguous()}
+    for hf, ours in (("pre_layrnorm", "ln_pre"), ("post_layernorm", "ln_post")):
+        for p in ("weight", "bias"):
+            out[f"visual.{ours}.{p}"] = state[f"vision_model.{hf}.{p}"]
+    layers = {int(k.split(".")[3]) for k in state if k.startswith("vision_model.encoder.layers.")}
+    for i in sorted(layers):
+        src, dst = f"vision_model.encoder.layers.{i}.", f"visual.transformer.resblocks.{i}."
+        for p in ("weight", "bias"):
+            out[f"{dst}attn.in_proj_{p}"] = torch.cat([state[f"{src}self_attn.{q}_proj.{p}"] for q in "qkv"])
+            for hf, ours in _HF_BLOCK.items():
+                out[f"{dst}{ours}.{p}"] = state[f"{src}{hf}.{p}"]
+    return out
 
 
 def read_clip_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -105,7 +137,7 @@ def read_clip_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointImportError(f"{path}: expected a state dict of tensors")
     vis = visual_state(state)
     if not vis:
-        raise CheckpointImportError(f"{path}: no 'visual.*' tensors: not a CLIP (OpenAI / open_clip) checkpoint")
+        raise CheckpointImportError(f"{path}: no 'visual.*' / 'vision_model.*' tensors: not a CLIP checkpoint")
     return vis
 
 
