@@ -16,6 +16,14 @@ files, return a function scoring image paths the reference way. Run:
     PYTHONPATH=$PWD python benchmarks/published_fidelity_clip.py --refs /tmp/pubclip-scratch \
         --families univfd rine commfor bfree --out benchmarks/results/published-fidelity-clip
 
+The scratch environment (a venv with this project's interpreter's packages visible) needs what
+the reference code imports: ``open-clip-torch``, ``timm`` (ours too), ``clip-anytorch`` (the PyPI
+build of openai/CLIP, which RINE imports as ``clip``), ``setuptools<81`` (UnivFD's ``clip.py``
+imports ``pkg_resources``), pandas and opencv; Community Forensics' top-level imports of
+``wandb``, ``datasets`` and ``torchmetrics`` are stood in for (:func:`_stub_modules`). The
+references were checked out at their newest commits (recorded in the results) with
+``git clone <fetched mirror> /tmp/pubclip-scratch/<repo>``.
+
 ``--tiny`` builds each family at a reduced size of the same architecture and writes the test
 fixtures (``tests/fixtures/published/<family>.json``: reference logits on generated images, with
 the weights drawn by :func:`seeded_state`, which the tests draw again).
@@ -436,7 +444,8 @@ def write_results(results: dict, n_images: int, args, argv) -> None:
     out = {"families": {f: {"max_abs_logit_diff": r["max_abs_logit_diff"],
                             "reference_repository": f"https://github.com/{REFS_GH[f]}",
                             "reference_commit": r["commit"], "images": n_images, "command": cmd,
-                            "date": date, "machine": machine} for f, r in results.items()}}
+                            "date": date, "machine": machine,
+                            "reference_logit_spread": float(np.ptp(r["reference"]))} for f, r in results.items()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     path = args.out.with_suffix(".json")
     if path.exists():  # one family at a time keeps the others' rows
@@ -449,13 +458,19 @@ def write_results(results: dict, n_images: int, args, argv) -> None:
              "`checkpoint_filter_fn` from files in the published layout), fp32 on CPU, random weights from "
              "a fixed seed (the published weights are out of reach here), on the same image files: odd "
              "sizes, smaller than the crop, ~1500 px, grayscale, RGBA, JPEG and PNG. Target <= 1e-4.", "",
-             "| family | max abs logit diff | images | reference | commit | date |", "|---|---|---|---|---|---|"]
+             "The spread (max - min) of the reference logits over the images shows the comparison is not "
+             "between constants.", "",
+             "| family | max abs logit diff | reference logit spread | images | reference | commit | date | command |",
+             "|---|---|---|---|---|---|---|---|"]
+    commands = list(dict.fromkeys(r["command"] for r in out["families"].values()))
     for f, r in out["families"].items():
-        lines.append(f"| {f} | {r['max_abs_logit_diff']:.2e} | {r['images']} | {r['reference_repository']} | "
-                     f"`{r['reference_commit'][:12]}` | {r['date']} |")
-    lines += ["", "Spread of the reference logits over the images (the comparison is not between constants): "
-              + ", ".join(f"{f} {np.ptp(r['reference']):.3g}" for f, r in results.items()) + ".",
-              "", f"Command: `{cmd}` (machine: {machine})", ""]
+        spread = f"{r['reference_logit_spread']:.3g}" if "reference_logit_spread" in r else "-"
+        lines.append(f"| {f} | {r['max_abs_logit_diff']:.2e} | {spread} | {r['images']} | {r['reference_repository']} | "
+                     f"`{r['reference_commit'][:12]}` | {r['date']} | {commands.index(r['command']) + 1} |")
+    lines += ["", "Commands (run from the repository root with `PYTHONPATH=$PWD`, the reference checkouts under "
+              "`--refs`, in a scratch environment with the reference code's own dependencies):", ""]
+    lines += [f"{i}. `{c}`" for i, c in enumerate(commands, 1)]
+    lines += ["", f"Machine: {machine}.", ""]
     args.out.with_suffix(".md").write_text("\n".join(lines))
 
 
