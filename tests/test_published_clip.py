@@ -153,3 +153,35 @@ def test_transformers_clip_layout_gives_the_same_image_embedding():
     x = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         np.testing.assert_allclose(net.visual(x).numpy(), hf(pixel_values=x).image_embeds.numpy(), rtol=0, atol=1e-4)
+
+
+# the tensors' shapes in the files the publishers released (read from UniversalFakeDetect's
+# pretrained_weights/fc_weights.pth and rine's ckpt/model_2class_trainable.pth at the recorded commits)
+REAL_HEADS = {
+    "univfd": {"weight": (1, 768), "bias": (1,)},
+    "rine": {"alpha": (1, 24, 128), **{f"proj{j}.{i}.{p}": ((128, 1024 if (j, i) == (1, 1) else 128) if p == "weight" else (128,))
+                                        for j in (1, 2) for i in (1, 4, 7, 10) for p in ("weight", "bias")},
+             "head.0.weight": (128, 128), "head.0.bias": (128,), "head.3.weight": (128, 128), "head.3.bias": (128,),
+             "head.6.weight": (1, 128), "head.6.bias": (1,)},
+}
+
+
+@pytest.mark.parametrize("family", sorted(REAL_HEADS))
+def test_the_released_head_files_fit_vit_l14(family, tmp_path, monkeypatch):
+    """The released heads, with OpenAI's ViT-L/14 tower (shapes only: tensors on the meta device),
+    map onto the full-size network key for key and shape."""
+    pytest.importorskip("open_clip")
+    from genvis_trust.detectors.clip_backbone import VIT_L14
+
+    with torch.device("meta"):
+        net = get_family(family).cls(**VIT_L14)
+    tower = {k: v for k, v in net.state_dict().items() if k.startswith("visual.")}
+    monkeypatch.setattr(f"genvis_trust.detectors.{family}.clip_vit_l14_weights", lambda fam: tower)
+    head = {k: torch.zeros(s, device="meta") for k, s in REAL_HEADS[family].items()}
+    state, config = get_family(family).checkpoint_filter_fn(head)
+    assert config == {"patch": 224, **VIT_L14, **({"nproj": 4, "proj_dim": 128} if family == "rine" else {})}
+    with torch.device("meta"):
+        net = get_family(family).cls(**{k: v for k, v in config.items() if k != "patch"})
+    expected = net.state_dict()
+    assert set(state) == set(expected)
+    assert all(tuple(state[k].shape) == tuple(v.shape) for k, v in expected.items())
