@@ -2,7 +2,7 @@
 
 >>> from genvis_trust.detectors import Detector, list_families
 >>> sorted(list_families())
-['cnn', 'cnndetection', 'freq-cnn', 'freq-logreg', 'npr', 'resnet50', 'safe', 'stack', 'zed']
+['bfree', 'cnn', 'cnndetection', 'commfor', 'freq-cnn', 'freq-logreg', 'npr', 'resnet50', 'rine', 'safe', 'stack', 'univfd', 'zed']
 >>> det = Detector.create("cnn", device="cpu")
 >>> import numpy as np
 >>> s = det.score(np.zeros((70, 50, 3), np.uint8))
