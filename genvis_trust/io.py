@@ -263,9 +263,13 @@ def decode_image(
         except _DECODE_ERRORS as e:
             msg = str(e) or type(e).__name__
             short = _ends_early(fmt, data)
-            code = "truncated" if short or _looks_truncated(msg, e) else "corrupt"
-            detail = f" ({short})" if short else ""
-            raise ImageLoadError(code, f"cannot decode {fmt}: {msg}{detail}", path) from None
+            cut = _decode_cut_jpeg(data, path, max_pixels, short) if fmt == "JPEG" and short else None
+            if cut is None:
+                code = "truncated" if short or _looks_truncated(msg, e) else "corrupt"
+                detail = f" ({short})" if short else ""
+                raise ImageLoadError(code, f"cannot decode {fmt}: {msg}{detail}", path) from None
+            im, high_bit_raw, cut_note = cut
+            notes.append(cut_note)
         except Exception as e:  # a decoder bug must still be a typed refusal, not a crash
             raise ImageLoadError(
                 "corrupt", f"cannot decode {fmt}: unexpected {type(e).__name__}: {e}", path
@@ -283,7 +287,7 @@ def decode_image(
                 "unsupported_format", f"cannot convert {fmt} mode {mode} to RGB: {e}", path
             ) from None
         short = _ends_early(fmt, data)
-        if short:
+        if short and not any(n.startswith(_CUT_NOTE) for n in notes):
             notes.append(f"pixels decoded completely but the file looks cut short: {short}")
     for w in caught:
         text = f"decoder warning: {w.message}".strip()
@@ -298,6 +302,45 @@ def decode_image(
         notes=notes,
         n_bytes=len(data),
     )
+
+
+_CUT_NOTE = "JPEG data missing at its end"
+
+
+def _decode_cut_jpeg(
+    data: bytes, path: str, max_pixels: int, short: str
+) -> tuple[Image.Image, str, str] | None:
+    """Decode a JPEG whose end is missing as far as its data goes (what every viewer shows),
+    or ``None`` when nothing decodes. The decoder fills what is missing; decoding a second
+    time with other filler shows which rows came from the file: the note says how many did not.
+    """
+    try:
+        im, raw = _open_first_frame(data + b"\xff\xd9", "JPEG", path, max_pixels, [])
+        im.load()
+    except ImageLoadError:
+        raise
+    except Exception:  # nothing decodes: the caller reports the truncation
+        return None
+    a = np.asarray(im)
+    b = None
+    for filler in (b"\x00" * 512, b"\xff\x00" * 256):  # zero bits, one bits: valid Huffman codes
+        try:
+            b = np.asarray(Image.open(_io.BytesIO(data + filler + b"\xff\xd9"), formats=["JPEG"]))
+            break
+        except Exception:
+            continue
+    h = a.shape[0]
+    if b is None or b.shape != a.shape:
+        extent = "how much is missing could not be measured"
+    else:
+        differ = np.flatnonzero((a != b).reshape(h, -1).any(axis=1))
+        if differ.size == 0:
+            extent = "every row decoded (only the end marker is missing)"
+        else:
+            first = int(differ[0])
+            extent = (f"rows {first}-{h - 1} of the stored image ({h - first} of {h}, "
+                      f"{100 * (h - first) / h:.1f}%) are not in the file and were filled by the decoder (to one block row)")
+    return im, raw, f"{_CUT_NOTE} ({short}): decoded as far as it goes; {extent}"
 
 
 def _open_first_frame(
