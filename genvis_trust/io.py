@@ -349,17 +349,17 @@ def _open_first_frame(
     """Open the first frame and check its size before any pixel is decoded."""
     _ensure_plugin(fmt, path)
     pil_fmt = _PIL_FORMAT.get(fmt, fmt)
-    im = Image.open(_io.BytesIO(data), formats=[pil_fmt])
+    try:
+        im = Image.open(_io.BytesIO(data), formats=[pil_fmt])
+    except Image.DecompressionBombError as e:
+        # Pillow's own guard (2x MAX_IMAGE_PIXELS) fired while opening: say it in our terms
+        size = _header_size(data, pil_fmt)
+        raise ImageLoadError("too_large", _bomb_message(e, max_pixels, size), path) from None
     width, height = im.size
     if width <= 0 or height <= 0:
         raise ImageLoadError("corrupt", f"invalid dimensions {width}x{height}", path)
     if width * height > max_pixels:
-        raise ImageLoadError(
-            "too_large",
-            f"{width}x{height} = {width * height} pixels exceeds limit {max_pixels} "
-            "(possible decompression bomb)",
-            path,
-        )
+        raise ImageLoadError("too_large", _over_limit(width, height, max_pixels), path)
     try:
         n_frames = int(getattr(im, "n_frames", 1))
     except _DECODE_ERRORS as e:
@@ -478,14 +478,36 @@ def _apply_orientation(im: Image.Image, conversions: list[str], notes: list[str]
     return im.transpose(method)
 
 
-def _bomb_message(e: Exception, max_pixels: int) -> str:
+def _over_limit(width: int, height: int, max_pixels: int) -> str:
+    return (
+        f"image is {width}x{height} = {width * height} pixels ({width * height / 1e6:.0f} MP), over the "
+        f"toolkit's limit of {max_pixels} pixels ({max_pixels / 1e6:g} MP) that guards against "
+        "decompression bombs; nothing was decoded. If the image is genuine, downscale it, or raise "
+        "the limit (max_pixels in the Python API)"
+    )
+
+
+def _header_size(data: bytes, pil_fmt: str) -> tuple[int, int] | None:
+    """The size a header declares, read without Pillow's bomb check (nothing is decoded)."""
+    try:
+        factory = Image.OPEN[pil_fmt][0]
+        return tuple(factory(_io.BytesIO(data), None).size)
+    except Exception:
+        return None
+
+
+def _bomb_message(e: Exception, max_pixels: int, size: tuple[int, int] | None = None) -> str:
+    if size is not None and size[0] * size[1] > max_pixels:
+        return _over_limit(size[0], size[1], max_pixels)
     limit = Image.MAX_IMAGE_PIXELS
+    what = f"image is {size[0]}x{size[1]} = {size[0] * size[1]} pixels" if size else "image"
     if limit is not None and max_pixels > 2 * limit:
         return (
-            f"decompression bomb: {e} (Pillow's own limit PIL.Image.MAX_IMAGE_PIXELS="
-            f"{limit} applies before max_pixels={max_pixels}; raise it too)"
+            f"{what}: refused by Pillow's own decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS="
+            f"{limit}, applied at twice that) before the toolkit's max_pixels={max_pixels}; "
+            "raise PIL.Image.MAX_IMAGE_PIXELS too to decode it"
         )
-    return f"decompression bomb: {e}"
+    return f"{what}: refused as a possible decompression bomb ({e})"
 
 
 def _looks_truncated(msg: str, exc: BaseException) -> bool:

@@ -14,12 +14,13 @@ from rich.table import Table
 from genvis_trust.artifacts import ArtifactError
 from genvis_trust.datasets import SourceError, get_source
 from genvis_trust.datasets.corpus import CorpusError
+from genvis_trust.environment import TorchvisionMismatch
 
-from .common import command_line, err, friendly_errors, out, phase, print_json, progress
+from .common import check_path, command_line, err, friendly_errors, out, phase, print_json, progress
 
 app = typer.Typer(help="Detector families, bundled detectors, checkpoint import, explanations.", no_args_is_help=True)
 
-_ERRORS = (SourceError, CorpusError, ArtifactError, ValueError, FileNotFoundError)
+_ERRORS = (SourceError, CorpusError, ArtifactError, ValueError, FileNotFoundError, TorchvisionMismatch)
 
 
 def data_source(spec: str, split: str | None, *, patch: int | None, n: int | None, seed: int, label: str | None = None):
@@ -75,6 +76,7 @@ def import_cmd(
     arbitrary unpickling. The result is uncalibrated until you evaluate/calibrate it on your data."""
     from genvis_trust.detectors.importing import CheckpointImportError, import_checkpoint
 
+    check_path(checkpoint, "file", "checkpoint")
     with friendly_errors(CheckpointImportError, *_ERRORS):
         det = import_checkpoint(checkpoint, arch, patch=patch)
         sha = det.save(out_dir, card={"name": out_dir.name, "summary": f"imported {arch} checkpoint (uncalibrated)"})
@@ -97,6 +99,7 @@ def explain_cmd(
     from genvis_trust.report.grid import image_grid
     from genvis_trust.report.html import with_colour_bar
 
+    check_path(image, "file", "image")
     with friendly_errors(ImageLoadError, *_ERRORS):
         det = load_detector(detector, device=device)
         img = load_image(image).array
@@ -138,6 +141,10 @@ def regions_cmd(
     from genvis_trust.io import ImageLoadError, encode_image, load_image
     from genvis_trust.regions import localisation_metrics, region_map
     from genvis_trust.report.grid import image_grid
+
+    check_path(image, "file", "image")
+    if mask is not None:
+        check_path(mask, "file", "mask (--mask)")
     from genvis_trust.report.html import thumbnail, with_colour_bar
 
     with friendly_errors(ImageLoadError, *_ERRORS):
