@@ -162,13 +162,18 @@ def read_bytes(
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise ImageLoadError("not_found", "file not found", label) from None
+        what = "is a symbolic link to a file that does not exist" if p.is_symlink() else "does not exist"
+        missing_parent = str(p.parent) not in ("", ".") and not p.parent.exists()
+        raise ImageLoadError("not_found", f"file {what}" + (f" (nor does the folder {p.parent})"
+                                                           if missing_parent else ""), label) from None
     except ValueError as e:  # e.g. an embedded NUL byte
         raise ImageLoadError("unreadable", f"invalid path: {e}", label) from None
     except OSError as e:
         raise ImageLoadError("unreadable", f"cannot stat: {e.strerror or e}", label) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageLoadError("unreadable", "is a folder, not a file", label)
     if not stat.S_ISREG(st.st_mode):
-        raise ImageLoadError("unreadable", "not a regular file", label)
+        raise ImageLoadError("unreadable", "not a regular file (a device, pipe or socket)", label)
     if st.st_size > max_bytes:
         raise ImageLoadError(
             "too_large", f"file is {st.st_size} bytes, limit is {max_bytes}", label

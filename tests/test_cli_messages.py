@@ -88,6 +88,17 @@ def test_path_arguments_say_what_is_wrong(tmp_path):
         assert want in r.output.replace("\n", ""), (args, r.output)
 
 
+def test_input_files_say_what_is_wrong(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    cases = [(tmp_path / "nope.jpg", "file does not exist [not_found]"),
+             (tmp_path / "x" / "a.jpg", "file does not exist (nor does the folder"),
+             (folder, "is a folder, not a file [unreadable]")]
+    for path, want in cases:
+        r = runner.invoke(app, ["verify", str(path), "--no-known-generators"])
+        assert r.exit_code == 1 and want in r.output.replace("\n", ""), r.output
+
+
 def test_check_path_cases(tmp_path):
     import typer
 
