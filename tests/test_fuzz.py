@@ -20,7 +20,7 @@ _spec = importlib.util.spec_from_file_location("gvt_fuzz", Path(__file__).resolv
 fuzz = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fuzz)
 
-PER_SEED = 15  # x 22 seeds = 330 mutants
+PER_SEED = 25  # x 22 seeds = 550 mutants
 PER_FILE_LIMIT_S = 10.0
 
 
