@@ -162,13 +162,18 @@ def read_bytes(
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise ImageLoadError("not_found", "file not found", label) from None
+        what = "is a symbolic link to a file that does not exist" if p.is_symlink() else "does not exist"
+        missing_parent = str(p.parent) not in ("", ".") and not p.parent.exists()
+        raise ImageLoadError("not_found", f"file {what}" + (f" (nor does the folder {p.parent})"
+                                                           if missing_parent else ""), label) from None
     except ValueError as e:  # e.g. an embedded NUL byte
         raise ImageLoadError("unreadable", f"invalid path: {e}", label) from None
     except OSError as e:
         raise ImageLoadError("unreadable", f"cannot stat: {e.strerror or e}", label) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageLoadError("unreadable", "is a folder, not a file", label)
     if not stat.S_ISREG(st.st_mode):
-        raise ImageLoadError("unreadable", "not a regular file", label)
+        raise ImageLoadError("unreadable", "not a regular file (a device, pipe or socket)", label)
     if st.st_size > max_bytes:
         raise ImageLoadError(
             "too_large", f"file is {st.st_size} bytes, limit is {max_bytes}", label
@@ -263,9 +268,13 @@ def decode_image(
         except _DECODE_ERRORS as e:
             msg = str(e) or type(e).__name__
             short = _ends_early(fmt, data)
-            code = "truncated" if short or _looks_truncated(msg, e) else "corrupt"
-            detail = f" ({short})" if short else ""
-            raise ImageLoadError(code, f"cannot decode {fmt}: {msg}{detail}", path) from None
+            cut = _decode_cut_jpeg(data, path, max_pixels, short) if fmt == "JPEG" and short else None
+            if cut is None:
+                code = "truncated" if short or _looks_truncated(msg, e) else "corrupt"
+                detail = f" ({short})" if short else ""
+                raise ImageLoadError(code, f"cannot decode {fmt}: {msg}{detail}", path) from None
+            im, high_bit_raw, cut_note = cut
+            notes.append(cut_note)
         except Exception as e:  # a decoder bug must still be a typed refusal, not a crash
             raise ImageLoadError(
                 "corrupt", f"cannot decode {fmt}: unexpected {type(e).__name__}: {e}", path
@@ -283,7 +292,7 @@ def decode_image(
                 "unsupported_format", f"cannot convert {fmt} mode {mode} to RGB: {e}", path
             ) from None
         short = _ends_early(fmt, data)
-        if short:
+        if short and not any(n.startswith(_CUT_NOTE) for n in notes):
             notes.append(f"pixels decoded completely but the file looks cut short: {short}")
     for w in caught:
         text = f"decoder warning: {w.message}".strip()
@@ -300,23 +309,62 @@ def decode_image(
     )
 
 
+_CUT_NOTE = "JPEG data missing at its end"
+
+
+def _decode_cut_jpeg(
+    data: bytes, path: str, max_pixels: int, short: str
+) -> tuple[Image.Image, str, str] | None:
+    """Decode a JPEG whose end is missing as far as its data goes (what every viewer shows),
+    or ``None`` when nothing decodes. The decoder fills what is missing; decoding a second
+    time with other filler shows which rows came from the file: the note says how many did not.
+    """
+    try:
+        im, raw = _open_first_frame(data + b"\xff\xd9", "JPEG", path, max_pixels, [])
+        im.load()
+    except ImageLoadError:
+        raise
+    except Exception:  # nothing decodes: the caller reports the truncation
+        return None
+    a = np.asarray(im)
+    b = None
+    for filler in (b"\x00" * 512, b"\xff\x00" * 256):  # zero bits, one bits: valid Huffman codes
+        try:
+            b = np.asarray(Image.open(_io.BytesIO(data + filler + b"\xff\xd9"), formats=["JPEG"]))
+            break
+        except Exception:
+            continue
+    h = a.shape[0]
+    if b is None or b.shape != a.shape:
+        extent = "how much is missing could not be measured"
+    else:
+        differ = np.flatnonzero((a != b).reshape(h, -1).any(axis=1))
+        if differ.size == 0:
+            extent = "every row decoded (only the end marker is missing)"
+        else:
+            first = int(differ[0])
+            extent = (f"rows {first}-{h - 1} of the stored image ({h - first} of {h}, "
+                      f"{100 * (h - first) / h:.1f}%) are not in the file and were filled by the decoder (to one block row)")
+    return im, raw, f"{_CUT_NOTE} ({short}): decoded as far as it goes; {extent}"
+
+
 def _open_first_frame(
     data: bytes, fmt: str, path: str, max_pixels: int, notes: list[str]
 ) -> tuple[Image.Image, str]:
     """Open the first frame and check its size before any pixel is decoded."""
     _ensure_plugin(fmt, path)
     pil_fmt = _PIL_FORMAT.get(fmt, fmt)
-    im = Image.open(_io.BytesIO(data), formats=[pil_fmt])
+    try:
+        im = Image.open(_io.BytesIO(data), formats=[pil_fmt])
+    except Image.DecompressionBombError as e:
+        # Pillow's own guard (2x MAX_IMAGE_PIXELS) fired while opening: say it in our terms
+        size = _header_size(data, pil_fmt)
+        raise ImageLoadError("too_large", _bomb_message(e, max_pixels, size), path) from None
     width, height = im.size
     if width <= 0 or height <= 0:
         raise ImageLoadError("corrupt", f"invalid dimensions {width}x{height}", path)
     if width * height > max_pixels:
-        raise ImageLoadError(
-            "too_large",
-            f"{width}x{height} = {width * height} pixels exceeds limit {max_pixels} "
-            "(possible decompression bomb)",
-            path,
-        )
+        raise ImageLoadError("too_large", _over_limit(width, height, max_pixels), path)
     try:
         n_frames = int(getattr(im, "n_frames", 1))
     except _DECODE_ERRORS as e:
@@ -435,14 +483,36 @@ def _apply_orientation(im: Image.Image, conversions: list[str], notes: list[str]
     return im.transpose(method)
 
 
-def _bomb_message(e: Exception, max_pixels: int) -> str:
+def _over_limit(width: int, height: int, max_pixels: int) -> str:
+    return (
+        f"image is {width}x{height} = {width * height} pixels ({width * height / 1e6:.0f} MP), over the "
+        f"toolkit's limit of {max_pixels} pixels ({max_pixels / 1e6:g} MP) that guards against "
+        "decompression bombs; nothing was decoded. If the image is genuine, downscale it, or raise "
+        "the limit (max_pixels in the Python API)"
+    )
+
+
+def _header_size(data: bytes, pil_fmt: str) -> tuple[int, int] | None:
+    """The size a header declares, read without Pillow's bomb check (nothing is decoded)."""
+    try:
+        factory = Image.OPEN[pil_fmt][0]
+        return tuple(factory(_io.BytesIO(data), None).size)
+    except Exception:
+        return None
+
+
+def _bomb_message(e: Exception, max_pixels: int, size: tuple[int, int] | None = None) -> str:
+    if size is not None and size[0] * size[1] > max_pixels:
+        return _over_limit(size[0], size[1], max_pixels)
     limit = Image.MAX_IMAGE_PIXELS
+    what = f"image is {size[0]}x{size[1]} = {size[0] * size[1]} pixels" if size else "image"
     if limit is not None and max_pixels > 2 * limit:
         return (
-            f"decompression bomb: {e} (Pillow's own limit PIL.Image.MAX_IMAGE_PIXELS="
-            f"{limit} applies before max_pixels={max_pixels}; raise it too)"
+            f"{what}: refused by Pillow's own decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS="
+            f"{limit}, applied at twice that) before the toolkit's max_pixels={max_pixels}; "
+            "raise PIL.Image.MAX_IMAGE_PIXELS too to decode it"
         )
-    return f"decompression bomb: {e}"
+    return f"{what}: refused as a possible decompression bomb ({e})"
 
 
 def _looks_truncated(msg: str, exc: BaseException) -> bool:

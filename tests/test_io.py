@@ -84,13 +84,50 @@ def _assert_rgb(img: LoadedImage, shape: tuple[int, int]) -> None:
 # --------------------------------------------------------------------------- refusals
 
 
-def test_truncated_jpeg_is_truncated(tmp_path):
+def test_jpeg_cut_before_its_scan_is_truncated(tmp_path):
+    """Nothing decodes when the data ends before the image data starts: an error."""
     data = _save(Image.fromarray(_noise()), "JPEG", quality=90)
     path = tmp_path / "cut.jpg"
-    path.write_bytes(data[: len(data) // 2])
-    err = _refusal(path)
-    assert err.code == "truncated"
-    _assert_names(err, path)
+    for n in (data.index(b"\xff\xda") + 6, data.index(b"\xff\xc4") + 10, 20):
+        path.write_bytes(data[:n])
+        err = _refusal(path)
+        assert err.code == "truncated", (n, err)
+        _assert_names(err, path)
+
+
+def _photo_like(h: int = 480, w: int = 640) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    a = np.stack([(x * 255 // w), (y * 255 // h), ((x + y) * 3) % 256], axis=2)
+    return np.clip(a + np.random.default_rng(1).integers(-20, 20, a.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("cut, missing_rows", [(33, (1, 32)), (0.5, (200, 260)), (2, (0, 0))])
+def test_jpeg_with_its_end_missing_decodes_as_far_as_it_goes(cut, missing_rows):
+    """A camera JPEG cut early (no EOI; every viewer shows it) is decoded, with a note saying
+    how many rows are not in the file; the rows it has are the original's."""
+    a = _photo_like()
+    data = _save(Image.fromarray(a), "JPEG", quality=92)
+    full = load_image(data).array
+    n = len(data) - cut if isinstance(cut, int) else int(len(data) * cut)
+    img = load_image(data[:n], name="cut.jpg")
+    assert img.array.shape == full.shape
+    (note,) = [x for x in img.notes if x.startswith("JPEG data missing at its end")]
+    if missing_rows == (0, 0):
+        assert "every row decoded" in note
+        np.testing.assert_array_equal(img.array, full)
+        return
+    rows = int(note.split(" of the stored image (")[1].split(" of ")[0])
+    assert missing_rows[0] <= rows <= missing_rows[1], note
+    kept = full.shape[0] - rows
+    # what it has is the original's (to one MCU row: chroma upsampling reaches across the cut)
+    np.testing.assert_array_equal(img.array[: kept - 16], full[: kept - 16])
+    assert np.abs(img.array[kept + 16 :].astype(int) - full[kept + 16 :]).max() > 40  # the rest is filler
+
+
+def test_jpeg_cut_keeps_the_pixel_limit():
+    data = _save(Image.fromarray(_photo_like()), "JPEG", quality=92)
+    err = _refusal(data[: len(data) // 2], max_pixels=1000)
+    assert err.code == "too_large"
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.9, 40, 20, 9])

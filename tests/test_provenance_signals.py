@@ -2,6 +2,7 @@
 clean photos are not flagged; hostile metadata is an error field, not a crash."""
 
 import io
+import json
 import struct
 import time
 import zlib
@@ -62,6 +63,92 @@ def test_xmp_exif_markers():
     buf = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buf, "JPEG", exif=exif.tobytes())
     assert read_metadata(buf.getvalue()).markers == []
+
+
+def _jpeg_with_exif(**tags) -> bytes:
+    ids = {"Make": 0x010F, "Model": 0x0110, "Software": 0x0131, "ImageDescription": 0x010E, "Artist": 0x013B}
+    exif = Image.Exif()
+    for k, v in tags.items():
+        if k != "LensModel":
+            exif[ids[k]] = v
+    if "LensModel" in tags:
+        exif.get_ifd(0x8769)[0xA434] = tags["LensModel"]
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "JPEG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def _add_xmp(jpeg: bytes, xmp: bytes) -> bytes:
+    body = b"http://ns.adobe.com/xap/1.0/\x00" + xmp
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
+def _xmp(attrs: str = "", inner: str = "") -> bytes:
+    return f"""<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/"
+ xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/" xmlns:stEvt="http://ns.adobe.com/xap/1.0/sType/ResourceEvent#"
+ xmlns:tiff="http://ns.adobe.com/tiff/1.0/" {attrs}>{inner}</rdf:Description></rdf:RDF></x:xmpmeta>""".encode()
+
+
+_HISTORY = """<xmpMM:History><rdf:Seq>
+<rdf:li stEvt:action="created" stEvt:softwareAgent="Adobe Photoshop 25.0 (Macintosh)"/>
+<rdf:li><rdf:Description><stEvt:action>edited</stEvt:action><stEvt:softwareAgent>Adobe Firefly</stEvt:softwareAgent></rdf:Description></rdf:li>
+</rdf:Seq></xmpMM:History>"""
+
+
+@pytest.mark.parametrize("make, model, extra", [
+    # a 2003 compact camera: its firmware names the model in Software and the description
+    ("Trust", "Gemini11", {"Software": "Gemini11 Ver1.00", "ImageDescription": "Gemini11"}),
+    ("Trust", "Gemini 11", {"Software": "Gemini 11 v1.0"}),  # camera firmware naming its own camera
+    ("Google", "Pixel 8 Pro", {"Software": "HDR+ 1.0.540104767zd"}),
+    ("FLIR", "Firefly MV", {"Software": "FlyCapture2"}),
+    ("Canon", "Canon EOS 5D", {"LensModel": "Imagen 24-70mm", "Artist": "Sora Tanaka",
+                                "ImageDescription": "shot for the Midjourney office wall"}),
+    ("NIKON", "COOLPIX", {"Software": "Imagenomic Portraiture 3", "ImageDescription": "OLYMPUS DIGITAL CAMERA"}),
+])
+def test_camera_fields_never_name_a_service(make, model, extra):
+    """Service names count only in fields a generator or editor writes, as whole words."""
+    sig = read_metadata(_jpeg_with_exif(Make=make, Model=model, **extra))
+    assert sig.fields["exif:Make"] == make
+    assert sig.markers == [], [m.to_dict() for m in sig.markers]
+    # and in XMP: the camera's make/model there, a photographer's credit that is not a tool's
+    xmp = _xmp(f'tiff:Make="{make}" tiff:Model="{model}" photoshop:Credit="Jane Doe / Gemini Photo Club"')
+    assert read_metadata(_add_xmp(_jpeg_with_exif(Make=make, Model=model), xmp)).markers == []
+
+
+@pytest.mark.parametrize("data, kind, names", [
+    (lambda: _jpeg_with_exif(Software="Adobe Firefly"), "exif_software", "Firefly"),
+    (lambda: _jpeg_with_exif(Software="Google Gemini"), "exif_software", "Google"),
+    (lambda: _jpeg_with_exif(Make="Canon", Model="EOS R5", Software="DALL-E 3"), "exif_software", "OpenAI"),
+    (lambda: _add_xmp(_jpeg_with_exif(), _xmp('xmp:CreatorTool="Adobe Firefly 2.1"')), "xmp_creator_tool", "Firefly"),
+    (lambda: _add_xmp(_jpeg_with_exif(), _xmp("", _HISTORY)), "xmp_history", "Firefly"),
+    (lambda: _add_xmp(_jpeg_with_exif(), _xmp('photoshop:Credit="Made with Google AI"')), "xmp_credit", "Google"),
+    (lambda: _png_with_text(Software="NovelAI", Source="Stable Diffusion XL C1E1DE52"), "png_text", "NovelAI"),
+    (lambda: _png_with_text(Software="FLUX.1 [dev]"), "png_text", "FLUX"),
+])
+def test_generator_fields_name_a_service(data, kind, names):
+    ms = [m for m in read_metadata(data()).markers if m.kind == kind]
+    assert ms and any(names in m.indicates for m in ms), read_metadata(data()).to_dict()
+
+
+def test_generator_markers_with_real_looking_metadata():
+    a1111 = _png_with_text(parameters="portrait of a fox, oil painting\nNegative prompt: blurry\n"
+                           "Steps: 30, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1234, Size: 512x512, "
+                           "Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Version: v1.7.0")
+    assert [m.indicates for m in read_metadata(a1111).markers] == ["AUTOMATIC1111 / Forge generation parameters"]
+    graph = {"3": {"class_type": "KSampler", "inputs": {"seed": 5, "steps": 20, "cfg": 8, "model": ["4", 0]}},
+             "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}}}
+    workflow = {"last_node_id": 9, "nodes": [{"id": 3, "type": "KSampler"}], "links": [], "version": 0.4}
+    comfy = read_metadata(_png_with_text(prompt=json.dumps(graph), workflow=json.dumps(workflow))).markers
+    assert sorted(m.indicates for m in comfy) == ["ComfyUI prompt graph", "ComfyUI workflow"]
+    dst = read_metadata(_add_xmp(_jpeg_with_exif(Make="Canon"), XMP_DST)).markers
+    assert [m.kind for m in dst] == ["iptc_digital_source_type"]
+    from genvis_trust.provenance.metadata import c2pa_service_markers
+    c2pa = c2pa_service_markers("Adobe_Firefly c2pa-rs/0.49", [{"action": "c2pa.created",
+                                "softwareAgent": {"name": "GPT-4o"}}])
+    assert [(m.key, m.indicates.split(": ")[1]) for m in c2pa] == [
+        ("c2pa:claim_generator", "Adobe Firefly"), ("c2pa:softwareAgent", "OpenAI (DALL-E / ChatGPT / Sora)")]
+    assert c2pa_service_markers("Google C2PA Core Generator Library", [{"softwareAgent": "Pixel Camera"}]) == []
 
 
 def test_hostile_metadata():

@@ -145,7 +145,8 @@ def malformed_files(root: Path) -> int:
         "bmp_header.bmp": b"BM" + b"\x00" * 10,
     }
     for i, cut in enumerate(np.linspace(0.1, 0.9, 9)):
-        files[f"trunc_{i}.jpg"] = jpeg[: int(len(jpeg) * cut)]
+        # cut before the image data: a JPEG cut inside it decodes as far as it goes (test_io)
+        files[f"trunc_{i}.jpg"] = jpeg[: int(jpeg.index(b"\xff\xda") * cut)]
         files[f"trunc_{i}.png"] = png[: int(len(png) * cut)]
     # a PNG whose header claims 100000 x 100000 pixels (decompression bomb)
     ihdr = b"IHDR" + (100000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])

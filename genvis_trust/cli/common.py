@@ -10,6 +10,7 @@ import json
 import shlex
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -89,6 +90,35 @@ def fail(message: str, code: int = EXIT_PROBLEM) -> None:
 
     err.print(f"[bold red]error:[/] {escape(in_cli_words(message))}", highlight=False)
     raise typer.Exit(code)
+
+
+def check_path(path, kind: str = "file", what: str = "", hint: str = ""):
+    """Refuse a path argument (exit 2) with what is wrong with it: it does not exist, it is a
+    file where a folder is wanted (or the reverse), or it is neither (a device, a pipe);
+    ``what`` names the argument ("folder to audit"), ``hint`` the next step. Returns ``path``.
+
+    >>> check_path(Path("."), "folder")
+    PosixPath('.')
+    """
+    import os
+
+    path = Path(path)
+    label = f"{path}: {what + ' ' if what else ''}"
+    tail = f"; {hint}" if hint else ""
+    if not path.exists():
+        if path.is_symlink():
+            fail(f"{label}is a symbolic link to {os.readlink(path)}, which does not exist{tail}", EXIT_USAGE)
+        parent = path.parent
+        missing_parent = str(parent) not in ("", ".") and not parent.exists()
+        fail(f"{label}does not exist" + (f" (nor does the folder {parent})" if missing_parent else "") + tail,
+             EXIT_USAGE)
+    if kind == "folder" and not path.is_dir():
+        fail(f"{label}is a file, not a folder{tail}" if path.is_file() else
+             f"{label}is not a folder (a device, pipe or socket){tail}", EXIT_USAGE)
+    if kind == "file" and not path.is_file():
+        fail(f"{label}is a folder, not a file{tail}" if path.is_dir() else
+             f"{label}is not a regular file (a device, pipe or socket){tail}", EXIT_USAGE)
+    return path
 
 
 def progress() -> Progress:

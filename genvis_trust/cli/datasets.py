@@ -23,6 +23,7 @@ from genvis_trust.datasets.corpus import MANIFEST
 from .common import (
     EXIT_PROBLEM,
     EXIT_USAGE,
+    check_path,
     command_line,
     err,
     fail,
@@ -147,6 +148,7 @@ def verify_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print JSON to stdout."),
 ):
     """Read a corpus back and check every record: path inside the root, file present, sha256 matches."""
+    check_path(corpus, "folder", "corpus folder")
     try:
         c = read_corpus(corpus, verify=True, hashes=not no_hashes)
     except CorpusError as e:
@@ -184,6 +186,7 @@ def reconstruct_cmd(
         fail("--resume and --force exclude each other", EXIT_USAGE)
     if (out_dir / MANIFEST).exists() and not (resume or overwrite):
         fail(f"{out_dir} already holds a corpus; pass --resume to continue it or --force to replace it", EXIT_USAGE)
+    check_path(corpus, "folder", "corpus folder")
     if not (corpus / MANIFEST).is_file():
         fail(f"{corpus}: not a corpus (no {MANIFEST}); build one with `datasets export` or scripts/build_photo_corpus.py", EXIT_USAGE)
     t0 = time.time()

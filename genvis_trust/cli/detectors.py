@@ -14,10 +14,12 @@ from rich.table import Table
 from genvis_trust.artifacts import ArtifactError
 from genvis_trust.datasets import SourceError, get_source
 from genvis_trust.datasets.corpus import CorpusError
+from genvis_trust.environment import TorchvisionMismatch
 
 from .common import (
     EXIT_PROBLEM,
     EXIT_USAGE,
+    check_path,
     command_line,
     err,
     fail,
@@ -30,7 +32,7 @@ from .common import (
 
 app = typer.Typer(help="Detector families, bundled and installed detectors, fetching published weights, checkpoint import, stacks, explanations.", no_args_is_help=True)
 
-_ERRORS = (SourceError, CorpusError, ArtifactError, ValueError, FileNotFoundError)
+_ERRORS = (SourceError, CorpusError, ArtifactError, ValueError, FileNotFoundError, TorchvisionMismatch)
 
 
 def data_source(spec: str, split: str | None, *, patch: int | None, n: int | None, seed: int, label: str | None = None):
@@ -287,6 +289,7 @@ def import_cmd(
     arbitrary unpickling. The result is uncalibrated until you evaluate/calibrate it on your data."""
     from genvis_trust.detectors.importing import CheckpointImportError, import_checkpoint
 
+    check_path(checkpoint, "file", "checkpoint")
     with friendly_errors(CheckpointImportError, *_ERRORS):
         det = import_checkpoint(checkpoint, arch, patch=patch)
         if det.family != arch:
@@ -312,6 +315,7 @@ def explain_cmd(
     from genvis_trust.report.grid import image_grid
     from genvis_trust.report.html import with_colour_bar
 
+    check_path(image, "file", "image")
     with friendly_errors(ImageLoadError, *_ERRORS):
         det = load_detector(detector, device=device)
         img = load_image(image).array
@@ -353,6 +357,10 @@ def regions_cmd(
     from genvis_trust.io import ImageLoadError, encode_image, load_image
     from genvis_trust.regions import localisation_metrics, region_map
     from genvis_trust.report.grid import image_grid
+
+    check_path(image, "file", "image")
+    if mask is not None:
+        check_path(mask, "file", "mask (--mask)")
     from genvis_trust.report.html import thumbnail, with_colour_bar
 
     with friendly_errors(ImageLoadError, *_ERRORS):

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "verify": ("provenance", "verify", "command"),
     "generate": ("generators", "generate_cmd", "command"),
     "evaluate": ("detectors", "evaluate_cmd", "command"),
+    "doctor": ("doctor", "doctor_cmd", "command"),
     "datasets": ("datasets", "app", "group"),
     "keys": ("provenance", "keys_app", "group"),
     "watermark": ("provenance", "watermark_app", "group"),

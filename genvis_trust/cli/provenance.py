@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_PROBLEM, EXIT_USAGE, err, fail, out, print_json, progress
+from .common import EXIT_PROBLEM, EXIT_USAGE, check_path, err, fail, out, print_json, progress
 
 keys_app = typer.Typer(help="Signing keys for C2PA manifests.", no_args_is_help=True)
 watermark_app = typer.Typer(help="Invisible-watermark backends.", no_args_is_help=True)
@@ -44,10 +44,22 @@ def keys_init(
 def _material(keys: Path | None, cert_chain: Path | None, private_key: Path | None):
     from genvis_trust.provenance.keys import KeyError_, load_signing_material
 
+    folder = keys if keys is not None and (keys.is_dir() or not keys.exists()) else "keys"
+    init = f"create one with `genvis-trust keys init {folder}` (a local test CA), or pass --cert-chain and --private-key"
+    if keys is None and cert_chain is None and private_key is None:
+        fail(f"stamping signs a C2PA manifest and needs keys: give a keys folder with --keys; {init}", EXIT_USAGE)
+    if keys is not None:
+        check_path(keys, "folder", "keys folder", init)
+    for p, what in ((cert_chain, "certificate chain (--cert-chain)"), (private_key, "private key (--private-key)")):
+        if p is not None:
+            check_path(p, "file", what)
     try:
         return load_signing_material(keys, cert_chain=cert_chain, private_key=private_key)
     except KeyError_ as e:
-        fail(str(e), EXIT_USAGE)
+        msg = str(e)
+        if keys is not None and "not found" in msg:
+            msg += f": {keys} holds no signing keys; {init}"
+        fail(msg, EXIT_USAGE)
 
 
 def stamp(
@@ -242,15 +254,16 @@ def verify(
 
     pem = None
     if trust_anchors is not None:
-        if not trust_anchors.is_file():
-            fail(f"{trust_anchors}: trust anchor file not found", EXIT_USAGE)
+        check_path(trust_anchors, "file", "trust anchor file (--trust-anchors)",
+                   "give a PEM file of trusted CA certificates, e.g. the ca.cert.pem that `keys init` writes")
         pem = trust_anchors.read_text()
     names = tuple(b.strip() for b in backends.split(",") if b.strip())
     unknown = [b for b in names if b != "all" and b not in list_watermarks()]
     if unknown:
         fail(f"unknown backend(s) {unknown}; choose from {sorted(list_watermarks())} or 'all'", EXIT_USAGE)
-    if store_path is not None and not store_path.exists():
-        fail(f"{store_path}: provenance store not found", EXIT_USAGE)
+    if store_path is not None:
+        check_path(store_path, "file", "provenance store (--store)",
+                   "give the provenance.db that `stamp` wrote (by default in its --out folder)")
     store = ProvenanceStore(store_path) if store_path else None
     problems = 0
     for p in images:

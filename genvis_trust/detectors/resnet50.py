@@ -23,9 +23,9 @@ class ResNet50Detector(nn.Module):
         super().__init__()
         # imported here, not at module import: the registry imports every family, and
         # torchvision's import costs seconds that a scan with another family never uses
-        from torchvision.models import resnet50
+        from genvis_trust.environment import import_torchvision
 
-        self.model = resnet50(weights=None, num_classes=1)
+        self.model = import_torchvision().models.resnet50(weights=None, num_classes=1)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 

@@ -132,8 +132,9 @@ class InceptionFeatures(FeatureExtractor):
     name = "inception-v3"
 
     def __init__(self, weights: str | Path, device: str = "auto", batch: int = 32, resize: int = 299):
-        from torchvision.models import Inception3
+        from genvis_trust.environment import import_torchvision
 
+        Inception3 = import_torchvision().models.Inception3
         weights = Path(weights)
         if not weights.is_file():
             raise GeneratorError(f"{weights}: Inception weights file not found")

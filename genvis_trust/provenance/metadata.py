@@ -4,8 +4,12 @@ Read from the raw bytes with bounded parsers (no full decode): PNG text chunks, 
 APP1 (EXIF, XMP) and COM segments, WebP ``EXIF``/``XMP `` chunks. What is looked for:
 
 - IPTC / XMP ``DigitalSourceType`` (``trainedAlgorithmicMedia``,
-  ``compositeWithTrainedAlgorithmicMedia``, ``algorithmicMedia``) and XMP ``CreatorTool``;
-- EXIF ``Software``, ``ImageDescription``, ``UserComment``, ``Make``/``Model``;
+  ``compositeWithTrainedAlgorithmicMedia``, ``algorithmicMedia``);
+- names of AI services, as whole words, in the fields a generator or editor writes: EXIF
+  ``Software``, XMP ``CreatorTool``, ``Credit`` and the history's ``softwareAgent``, PNG
+  ``Software``/``Source``/``Generator`` text (never in ``Make``/``Model``/lens fields, which are
+  read only to recognise camera firmware naming its own camera);
+- A1111 generation parameters in EXIF ``UserComment``;
 - PNG text written by generator front-ends: AUTOMATIC1111 / Forge ``parameters``, ComfyUI
   ``prompt`` / ``workflow``, InvokeAI ``invokeai_metadata`` / ``sd-metadata`` / ``Dream``,
   NovelAI (``Software: NovelAI``), Fooocus;
@@ -41,23 +45,31 @@ AI_DST = {
     "compositeSynthetic": "declared synthetic composite (IPTC compositeSynthetic)",
 }
 
-#: name patterns of AI image services and tools, matched case-insensitively against
-#: EXIF Software / XMP CreatorTool / C2PA claim generators and software agents.
+#: name patterns of AI image services and tools, matched case-insensitively as whole words
+#: (letters and digits on either side break a match; ``_`` and punctuation do not) and only in
+#: the fields a generator or an editor writes: EXIF Software, XMP CreatorTool / Credit and the
+#: history's softwareAgent, PNG Software / Source / Generator text, C2PA claim generators and
+#: software agents. Never in Make / Model / lens fields: cameras are named after anything
+#: (a 2003 "Trust Gemini11"), so a name that is also the camera's make or model is not a marker.
 AI_SERVICE_PATTERNS = {
     "Adobe Firefly": r"firefly",
-    "OpenAI (DALL-E / ChatGPT / Sora)": r"dall[\s\-·]?e|openai|chatgpt|\bsora\b|gpt-4o",
+    "OpenAI (DALL-E / ChatGPT / Sora)": r"dall[\s\-·]?e(?:[\s\-]?[23])?|openai|chatgpt|sora|gpt-4o|gpt-image-1",
     "Microsoft (Designer / Bing Image Creator / Azure OpenAI)": r"bing image creator|microsoft designer|azure openai|microsoft responsible ai",
-    "Google (Imagen / Gemini)": r"imagen|gemini|google ai|synthid",
+    "Google (Imagen / Gemini)": r"google imagen|imagen ?[1-4]|gemini|google ai|synthid",
     "Meta AI": r"meta ai|imagine with meta",
     "Midjourney": r"midjourney",
     "Stability AI / Stable Diffusion": r"stable ?diffusion|stability ai|dreamstudio|sdxl",
     "NovelAI": r"novelai",
     "Leonardo.Ai": r"leonardo\.?ai",
     "Ideogram": r"ideogram",
-    "Runway": r"runwayml|runway gen",
-    "Black Forest Labs (FLUX)": r"black forest labs|\bflux(\.1)?\b",
+    "Runway": r"runwayml|runway gen(?:[\s\-]?[1-4])?",
+    "Black Forest Labs (FLUX)": r"black forest labs|flux(?:\.1|[\s\-]1\.1)?[\s\-](?:pro|dev|schnell|kontext|ultra)|flux\.1",
 }
-_AI_RE = [(name, re.compile(p, re.I)) for name, p in AI_SERVICE_PATTERNS.items()]
+_AI_RE = [(name, re.compile(rf"(?<![a-z0-9])(?:{p})(?![a-z0-9])", re.I)) for name, p in AI_SERVICE_PATTERNS.items()]
+
+#: PNG text keys whose value names the program that wrote the file (matched against the
+#: service names; the front-end keys below are markers by their presence and shape).
+_PNG_TOOL_KEYS = ("software", "source", "generator")
 
 _FRONTEND_KEYS = {
     "parameters": "AUTOMATIC1111 / Forge generation parameters",
@@ -221,6 +233,8 @@ def _exif_fields(exif: bytes, errors: list[str]) -> dict[str, str]:
             if tag in ex:
                 out[name] = _excerpt(str(ex[tag]), 2000)
         sub = ex.get_ifd(0x8769)
+        if 0xA434 in sub:
+            out["LensModel"] = _excerpt(str(sub[0xA434]), 2000)
         if 0x9286 in sub:
             raw = sub[0x9286]
             if isinstance(raw, bytes):
@@ -256,25 +270,49 @@ def _xmp_fields(xmp: bytes, errors: list[str]) -> dict[str, str]:
     except Exception as e:
         errors.append(f"XMP malformed ({type(e).__name__}: {_excerpt(str(e), 120)})")
         return out
+    agents: list[str] = []  # xmpMM:History's stEvt:softwareAgent, one per editing step
     for el in root.iter():
         tag = el.tag.split("}")[-1] if isinstance(el.tag, str) else ""
         for k, v in el.attrib.items():
             kk = k.split("}")[-1]
-            if kk in ("DigitalSourceType", "CreatorTool", "Credit") and v:
+            if kk in _XMP_KEYS and v:
                 out.setdefault(kk, v)
-        if tag in ("DigitalSourceType", "CreatorTool", "Credit") and (el.text or "").strip():
-            out.setdefault(tag, el.text.strip())
+            elif kk == "softwareAgent" and v and v not in agents:
+                agents.append(v)
+        text = (el.text or "").strip()
+        if tag in _XMP_KEYS and text:
+            out.setdefault(tag, text)
+        elif tag == "softwareAgent" and text and text not in agents:
+            agents.append(text)
+    if agents:
+        out["History.softwareAgent"] = "; ".join(agents[:50])
     return out
+
+
+_XMP_KEYS = ("DigitalSourceType", "CreatorTool", "Credit", "Make", "Model", "LensModel")
 
 
 # --------------------------------------------------------------------------- markers
 
 
-def _service(text: str) -> str | None:
+def _service(text: str, camera: frozenset[str] = frozenset()) -> str | None:
+    """The AI service ``text`` names as a whole word, unless the name is the camera's own
+    (``camera``: the words of its make and model; camera firmware writes Software too)."""
     for name, rx in _AI_RE:
-        if rx.search(text):
-            return name
+        for hit in rx.finditer(text):
+            if not set(_WORD.findall(hit.group(0).lower())) <= camera:
+                return name
     return None
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+# "Made with Google AI", "Edited with Google AI" (Google's generators write this Credit line)
+_CREDIT_RE = re.compile(r"\b(?:made|edited|created|generated)\s+(?:with|by|using)\s+[^;,/|]{1,60}", re.I)
+
+
+def _camera_words(exif_f: dict[str, str], xmp_f: dict[str, str]) -> frozenset[str]:
+    return frozenset(w for f in (exif_f, xmp_f) for k in ("Make", "Model", "LensModel")
+                     for w in _WORD.findall(f.get(k, "").lower()))
 
 
 def read_metadata(data: bytes) -> MetadataSignals:
@@ -322,14 +360,17 @@ def read_metadata(data: bytes) -> MetadataSignals:
     uc = exif_f.get("UserComment", "")
     if "Steps:" in uc and ("Sampler:" in uc or "CFG scale:" in uc):
         m.append(MetadataMarker("exif_user_comment", "exif:UserComment", _excerpt(uc), "AUTOMATIC1111 / Forge generation parameters"))
-    for kind, key, val in (
+    camera = _camera_words(exif_f, xmp_f)
+    tool_fields = [
         ("exif_software", "exif:Software", exif_f.get("Software", "")),
-        ("png_text", "png:Software", texts.get("Software", "")),
         ("xmp_creator_tool", "xmp:CreatorTool", xmp_f.get("CreatorTool", "")),
-        ("exif_description", "exif:ImageDescription", exif_f.get("ImageDescription", "")),
+        ("xmp_history", "xmp:History.softwareAgent", xmp_f.get("History.softwareAgent", "")),
         ("xmp_credit", "xmp:Credit", xmp_f.get("Credit", "")),
-    ):
-        svc = _service(val) if val else None
+    ] + [("png_text", f"png:{k}", v) for k, v in texts.items() if k.lower() in _PNG_TOOL_KEYS]
+    for kind, key, val in tool_fields:
+        if kind == "xmp_credit":  # a person's credit line too: only a tool's "made with X" counts
+            val = " ".join(mm.group(0) for mm in _CREDIT_RE.finditer(val))
+        svc = _service(val, camera) if val else None
         if svc:
             m.append(MetadataMarker(kind, key, _excerpt(val), f"names an AI image service or tool: {svc}"))
     return sig

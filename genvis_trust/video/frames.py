@@ -125,7 +125,10 @@ def _open(source: str | os.PathLike | bytes | BinaryIO, name: str):
             raise ImageLoadError("empty", "file is empty (0 bytes)", name)
         source = io.BytesIO(bytes(source))
     try:
-        return av.open(source if not isinstance(source, os.PathLike) else os.fspath(source), "r")
+        # tag strings that are not UTF-8 (a damaged brand or title) must not sink a playable
+        # file: PyAV's default 'strict' raised UnicodeDecodeError (found by fuzzing)
+        return av.open(source if not isinstance(source, os.PathLike) else os.fspath(source), "r",
+                       metadata_errors="replace")
     except av.error.FFmpegError as e:
         raise _decode_error(e, name, decoded=0) from None
     except (OSError, ValueError) as e:  # a missing or unreadable file
@@ -147,6 +150,9 @@ def _info(container, name: str) -> VideoInfo:
         raise ImageLoadError("no_frames", "the container holds no video stream", name)
     s = container.streams.video[0]
     cc = s.codec_context
+    if cc is None:  # FFmpeg has no decoder for the codec the stream names (found by fuzzing: a flipped codec tag)
+        raise ImageLoadError("unsupported_format", "the video stream's codec has no decoder here: an unknown "
+                             "codec, or a damaged stream header", name)
     w, h = int(cc.width or 0), int(cc.height or 0)
     rate = s.average_rate or s.guessed_rate or s.base_rate
     fps = float(rate) if rate else None
