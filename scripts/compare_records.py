@@ -111,7 +111,8 @@ def _lines(text: str) -> list[str]:
 def _drop_timings(x):
     if isinstance(x, dict):
         return {k: _drop_timings(v) for k, v in x.items() if k not in ("elapsed_s", "started", "finished", "wall_s",
-                                                                    "images_per_s", "seconds")}
+                                                                    "images_per_s", "seconds", "scan_s",
+                                                                    "written_at")}
     if isinstance(x, list):
         return [_drop_timings(v) for v in x]
     return x
@@ -160,6 +161,16 @@ def _html(text: str) -> str:
     # clock times and durations written into reports
     text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?", "<time>", text)
     text = re.sub(r"\b\d+(\.\d+)? ?(s|seconds|images/s|img/s)\b", "<dur>", text)
+    return re.sub(r"<td>elapsed_s</td><td>[0-9.]+</td>", "<td>elapsed_s</td><td><dur></td>", text)
+
+
+def _normal(p: Path) -> str:
+    # applied again when comparing, so a record made before a normalisation was added still compares
+    text = p.read_text()
+    if p.suffix == ".html":
+        return _html(text)
+    if p.suffix == ".json":
+        return json.dumps(_drop_timings(json.loads(text)), indent=1, sort_keys=True)
     return text
 
 
@@ -169,8 +180,7 @@ def diff(base: Path, a: str, b: str) -> int:
     bad = 0
     for n in names:
         pa, pb = da / n, db / n
-        ta = pa.read_text().splitlines() if pa.exists() else ["(missing)"]
-        tb = pb.read_text().splitlines() if pb.exists() else ["(missing)"]
+        ta, tb = (_normal(p).splitlines() if p.exists() else ["(missing)"] for p in (pa, pb))
         if ta != tb:
             bad += 1
             print(f"--- {n} differs")
