@@ -133,7 +133,7 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
     local_ev: list[Evidence] = []
     local_extra: dict[str, Any] = {}
     if local and score is not None:
-        from genvis_trust.regions import local_evidence
+        from genvis_trust.faces import local_evidence
 
         found, local_extra = local_evidence(local.get("region"), local.get("faces") or [], p, bool(ood) or score.head is not None)
         local_ev = [Evidence.from_dict(e) for e in found]
