@@ -23,7 +23,14 @@ import numpy as np
 from genvis_trust import __version__
 from genvis_trust.io import ImageLoadError, atomic_write_bytes, sha256_bytes
 
-from .frames import FrameSampling, VideoLimits, _decode_error, _info, _open, check_limits
+from .frames import (
+    FrameSampling,
+    VideoLimits,
+    check_limits,
+    container_info,
+    open_container,
+    video_decode_error,
+)
 
 __all__ = ["VIDEO_BACKEND", "VideoStampResult", "reencode", "stamp_video"]
 
@@ -61,8 +68,8 @@ def _transcode(source, name: str, limits: VideoLimits, *, crf: int, pix_fmt: str
     import av
 
     notes: list[str] = []
-    with _open(source, name) as src, tempfile.TemporaryDirectory(prefix="gvt-stamp-") as d:
-        info = _info(src, name)
+    with open_container(source, name) as src, tempfile.TemporaryDirectory(prefix="gvt-stamp-") as d:
+        info = container_info(src, name)
         check_limits(info, limits, name)
         vin = src.streams.video[0]
         audio = list(src.streams.audio)
@@ -100,7 +107,7 @@ def _transcode(source, name: str, limits: VideoLimits, *, crf: int, pix_fmt: str
                             dst.mux(p)
                         n += 1
             except av.error.FFmpegError as e:
-                raise _decode_error(e, name, n) from None
+                raise video_decode_error(e, name, n) from None
             for p in vout.encode():
                 dst.mux(p)
         if n == 0:
