@@ -111,7 +111,7 @@ def _lines(text: str) -> list[str]:
 def _drop_timings(x):
     if isinstance(x, dict):
         return {k: _drop_timings(v) for k, v in x.items() if k not in ("elapsed_s", "started", "finished", "wall_s",
-                                                                    "images_per_s", "seconds", "scan_s",
+                                                                    "images_per_s", "seconds", "scan_s", "load_s",
                                                                     "written_at")}
     if isinstance(x, list):
         return [_drop_timings(v) for v in x]

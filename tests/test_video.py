@@ -239,7 +239,7 @@ def test_pooling_averages_soft_scores_where_a_majority_of_hard_bits_would_misrea
     from genvis_trust.provenance.payload import get_codec
     from genvis_trust.provenance.verify import ProvenanceReport
     from genvis_trust.provenance.watermarks import BitReading
-    from genvis_trust.video.signals import _pooled_watermarks
+    from genvis_trust.provenance.verify import pool_watermarks
 
     codec = get_codec(64)
     bits = codec.encode(4321, issuer=9)
@@ -253,7 +253,7 @@ def test_pooling_averages_soft_scores_where_a_majority_of_hard_bits_would_misrea
         r.watermarks = [{"backend": "dwtDctSvdVideo", "detected": det.valid, "error": None}]
     majority = (np.mean([rd["dwtDctSvdVideo"].bits for rd in readings], axis=0) > 0.5).astype(np.uint8)
     assert int(np.sum(majority != bits)) == 6 and not codec.decode(majority).valid  # the old pooling fails
-    [(det, k, alone)] = _pooled_watermarks(reports, readings)
+    [(det, k, alone)] = pool_watermarks(reports, readings)
     assert det.detected and det.payload["record_id"] == 4321 and det.payload["issuer_id"] == 9
     assert det.matched_bits == 64 and k == 3 and alone == 1
 

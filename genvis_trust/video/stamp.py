@@ -22,8 +22,7 @@ import numpy as np
 
 from genvis_trust import __version__
 from genvis_trust.io import ImageLoadError, atomic_write_bytes, sha256_bytes
-
-from .frames import (
+from genvis_trust.media.frames import (
     FrameSampling,
     VideoLimits,
     check_limits,
@@ -140,6 +139,7 @@ def stamp_video(
     check_frames: int = 16,
 ) -> VideoStampResult:
     """Watermark every frame, encode H.264 MP4, sign a C2PA manifest and record it."""
+    from genvis_trust.media import VideoOptions
     from genvis_trust.provenance.c2pa_manifest import (
         build_manifest,
         is_generative,
@@ -148,9 +148,8 @@ def stamp_video(
     from genvis_trust.provenance.payload import PAYLOAD_VERSION, get_codec
     from genvis_trust.provenance.phash import phash
     from genvis_trust.provenance.stamp import StampError, reserve_record
+    from genvis_trust.provenance.verify import verify_video
     from genvis_trust.provenance.watermarks import WatermarkError, get_watermark
-
-    from .signals import VideoOptions, verify_video
 
     what = str(title or out_path)
     be = get_watermark(backend)
