@@ -199,6 +199,14 @@ def test_scoring_does_not_import_scan_audit_or_service():
         assert not bad, f"{m} imports {bad}"
 
 
+def test_no_alias_module_is_left():
+    # scoring/ray_engine.py was an alias of genvis_trust.ray_engine (removed in issue 23)
+    assert not (PKG / "scoring" / "ray_engine.py").exists()
+    from genvis_trust.ray_engine import run_audit_ray  # the one path, the README's
+
+    assert callable(run_audit_ray)
+
+
 # --------------------------------------------------------------------------- the test fails when it should
 
 
