@@ -259,7 +259,7 @@ def verify(
         media = str(rep.input.media_type or "")
         pixels_expected = not media or media.startswith("image/")
         no_pixels_to_check = not pixels_expected and rep.error and rep.error.get("code") in ("not_an_image", "too_large")
-        if (rep.error and not no_pixels_to_check) or rep.c2pa.get("state") == "Invalid":
+        if (rep.error and not no_pixels_to_check) or (rep.c2pa is not None and rep.c2pa.state == "Invalid"):
             problems += 1
         if as_json:
             d = rep.to_dict()

@@ -54,9 +54,9 @@ from genvis_trust.io import (
 )
 from genvis_trust.media import MediaItem, SampledVideo, VideoOptions, open_media, video_facts
 
-from .c2pa_manifest import read_c2pa, source_type_indicates
+from .c2pa_manifest import C2paInfo, read_c2pa, source_type_indicates
 from .known_generators import check_known_marks
-from .metadata import c2pa_service_markers, read_metadata
+from .metadata import MetadataSignals, c2pa_service_markers, read_metadata
 from .payload import CODECS
 from .phash import phash
 from .store import DEFAULT_PHASH_THRESHOLD, ProvenanceStore
@@ -129,10 +129,10 @@ class ProvenanceReport:
     schema_version: str
     path: str
     input: InputFacts = field(default_factory=InputFacts)
-    c2pa: dict = field(default_factory=dict)
+    c2pa: C2paInfo | None = None  # None: not read (a frame, an unreadable file); JSON {}
     watermarks: list[dict] = field(default_factory=list)
     known_generators: list[dict] = field(default_factory=list)
-    metadata: dict = field(default_factory=dict)
+    metadata: MetadataSignals | None = None  # None: not read; JSON {}
     store: dict | None = None
     evidence: list[Evidence] = field(default_factory=list)
     error: dict | None = None
@@ -140,6 +140,8 @@ class ProvenanceReport:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["input"] = self.input.to_dict()
+        d["c2pa"] = self.c2pa.to_dict() if self.c2pa is not None else {}
+        d["metadata"] = self.metadata.to_dict() if self.metadata is not None else {}
         d["evidence"] = [e.to_dict() for e in self.evidence]
         return d
 
@@ -302,13 +304,13 @@ def verify_bytes(
     media_type = sniff_media_type(data)
     rep.input = InputFacts(bytes=len(data), sha256=digest, media_type=media_type)
 
-    info = read_c2pa(data, media_type, trust_anchors_pem, fetch_remote=fetch_remote).to_dict()
-    rep.c2pa = info
+    rep.c2pa = read_c2pa(data, media_type, trust_anchors_pem, fetch_remote=fetch_remote)
+    info = rep.c2pa.to_dict()
     rep.evidence.append(_c2pa_evidence(info))
 
     meta = read_metadata(data)
     meta.markers += c2pa_service_markers(info.get("claim_generator"), info.get("actions") or [])
-    rep.metadata = meta.to_dict()
+    rep.metadata = meta
     if meta.markers:
         rep.evidence.append(Evidence("metadata", "declared",
                                      "; ".join(sorted({m.indicates for m in meta.markers})),
@@ -428,15 +430,15 @@ def verify_large_file(rep: ProvenanceReport, path: Path, *, trust_anchors_pem: s
     with open(path, "rb") as f:
         media_type = sniff_media_type(f.read(4096))
         f.seek(0)
-        info = read_c2pa(f, media_type, trust_anchors_pem, fetch_remote=fetch_remote).to_dict()
+        c2pa = read_c2pa(f, media_type, trust_anchors_pem, fetch_remote=fetch_remote)
+    info = c2pa.to_dict()
     digest = sha256_file(path)
     rep.input = InputFacts(bytes=path.stat().st_size, sha256=digest, media_type=media_type,
                            pixels="not decoded: file over the byte limit; C2PA read from disk, metadata not read")
-    rep.c2pa = info
+    rep.c2pa = c2pa
     rep.evidence.append(_c2pa_evidence(info))
     if store is not None:
         add_store(rep, store, info, digest, None, [])
-
 
 
 # --------------------------------------------------------------------------- any medium
@@ -543,7 +545,7 @@ def add_frame_evidence(rep: ProvenanceReport, frame_reports: list[ProvenanceRepo
     rep.watermarks = [{**d.to_dict(), "frames_read": k, "frames_detected": hits} for d, k, hits in pooled]
     dets = [d for d, _, _ in pooled if d.detected]
     if store is not None and not (rep.store or {}).get("found"):
-        add_store(rep, store, rep.c2pa, None, None, dets)
+        add_store(rep, store, rep.c2pa.to_dict() if rep.c2pa is not None else {}, None, None, dets)
         if not (rep.store or {}).get("found"):  # a frame's near-duplicate of a stamped item
             hits = [(r.store, t) for r, t in zip(frame_reports, times, strict=True) if (r.store or {}).get("found")]
             if hits:
