@@ -276,3 +276,19 @@ def test_c2pa_and_metadata_parts_are_typed_and_their_json_is_unchanged(signed):
     assert d["c2pa"] == read_c2pa(data).to_dict() and d["c2pa"]["state"] == "Valid"
     assert d["metadata"] == rep.metadata.to_dict() and set(d["metadata"]) == {"markers", "fields", "errors"}
     assert ProvenanceReport("1.1", "x").to_dict()["c2pa"] == {} == ProvenanceReport("1.1", "x").to_dict()["metadata"]
+
+
+def test_one_options_type_stamps_any_medium(material, tmp_path):
+    """StampOptions says what the content is for every medium; its fields as keywords (what
+    callers passed before) are put over it, and an unknown one is refused."""
+    from genvis_trust.provenance.stamp import StampOptions, stamp_media, stamp_options
+
+    what = StampOptions(generator="gen-opt", source_type="digitalCapture", title="a clip")
+    assert stamp_options(what, {"title": "other"}) == StampOptions("gen-opt", source_type="digitalCapture", title="other")
+    with pytest.raises(TypeError):
+        stamp_options(what, {"generater": "typo"})
+    store = ProvenanceStore(tmp_path / "p.db")
+    res = stamp_media(_wav(), tmp_path / "a.wav", store=store, material=material, options=what)
+    rec = store.get(res.record_id).to_dict()
+    assert res.source_type == "digitalCapture" and rec["generator"] == "gen-opt"
+    assert read_c2pa((tmp_path / "a.wav").read_bytes()).digital_source_types[0].endswith("/digitalCapture")

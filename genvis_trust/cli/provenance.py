@@ -8,6 +8,7 @@ expected to have pixels); 2 usage error.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -88,6 +89,7 @@ def stamp(
         EXTENSIONS,
         STAMP_FORMATS,
         StampError,
+        StampOptions,
         stamp_array,
         stamp_media,
     )
@@ -126,6 +128,9 @@ def stamp(
         return
     failures = 0
     written: set[Path] = set()
+    # what the content is: one options value for every medium (videos, audio, PDF)
+    what = StampOptions(generator=generator, family=family, checkpoint_sha256=checkpoint_sha256, edited=edited,
+                        source_type=source_type)
     with progress() as bar:
         task = bar.add_task("stamping", total=len(images))
         for p in images:
@@ -136,17 +141,14 @@ def stamp(
                     dest = out_dir / (Path(p).stem + ".mp4")
                     _check_destination(Path(p), dest, written, force)
                     vres = stamp_video(data, dest, store=store, material=material, backend=backend or VIDEO_BACKEND,
-                                       generator=generator,
-                                       family=family, checkpoint_sha256=checkpoint_sha256, edited=edited,
-                                       source_type=source_type, title=Path(p).name, crf=crf)
+                                       options=replace(what, title=Path(p).name), crf=crf)
                     _stamped(p, vres, as_json, f"{vres.frames} frames watermarked (PSNR {vres.psnr_db} dB), "
                                                 f"H.264 CRF {crf}, C2PA signed")
                     bar.advance(task)
                     continue
                 if media and not media.startswith("image/"):  # audio, PDF: signed, not watermarked
                     mres = stamp_media(data, out_dir / Path(p).name, store=store, material=material,
-                                       generator=generator, family=family, checkpoint_sha256=checkpoint_sha256,
-                                       edited=edited, source_type=source_type, title=Path(p).name)
+                                       options=replace(what, title=Path(p).name))
                     _stamped(p, mres, as_json, f"{media}: C2PA signed, no watermark")
                     bar.advance(task)
                     continue

@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from genvis_trust.media.frames import (
     open_container,
     video_decode_error,
 )
+
+if TYPE_CHECKING:
+    from genvis_trust.provenance.stamp import StampOptions
 
 __all__ = ["VIDEO_BACKEND", "VideoStampResult", "reencode", "stamp_video"]
 
@@ -128,17 +132,15 @@ def stamp_video(
     store,
     material,
     backend: str = VIDEO_BACKEND,
-    generator: str = "unknown",
-    family: str | None = None,
-    checkpoint_sha256: str | None = None,
-    edited: bool = False,
-    source_type: str | None = None,
-    title: str | None = None,
+    options: StampOptions | None = None,
     crf: int = 18,
     limits: VideoLimits = VideoLimits(),
     check_frames: int = 16,
+    **fields: Any,
 ) -> VideoStampResult:
-    """Watermark every frame, encode H.264 MP4, sign a C2PA manifest and record it."""
+    """Watermark every frame, encode H.264 MP4, sign a C2PA manifest and record it.
+    ``options`` (or its fields as keywords): what the content is
+    (:class:`~genvis_trust.provenance.stamp.StampOptions`, as for every medium)."""
     from genvis_trust.media import VideoOptions
     from genvis_trust.provenance.c2pa_manifest import (
         build_manifest,
@@ -147,10 +149,13 @@ def stamp_video(
     )
     from genvis_trust.provenance.payload import PAYLOAD_VERSION, get_codec
     from genvis_trust.provenance.phash import phash
-    from genvis_trust.provenance.stamp import StampError, reserve_record
+    from genvis_trust.provenance.stamp import StampError, reserve_record, stamp_options
     from genvis_trust.provenance.verify import verify_video
     from genvis_trust.provenance.watermarks import WatermarkError, get_watermark
 
+    o = stamp_options(options, fields)
+    generator, family, checkpoint_sha256, edited = o.generator, o.family, o.checkpoint_sha256, o.edited
+    source_type, title = o.source_type, o.title
     what = str(title or out_path)
     be = get_watermark(backend)
     codec = get_codec(be.n_bits)
