@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,6 @@ class MediaItem:
     image: LoadedImage | None = None  # an image's pixels
     video: SampledVideo | None = None  # a video's sampled frames, with timestamps
     error: ImageLoadError | None = None  # why there are no pixels (the read error when nothing was read)
-    notes: list[str] = field(default_factory=list)
 
     @property
     def is_video(self) -> bool:
@@ -73,13 +72,6 @@ class MediaItem:
         if self.video is not None:
             return "frames"
         return "frame" if self.image is not None else "none"
-
-    @property
-    def frames(self) -> list:
-        """The sampled frames (each with ``time_s``), the image as one frame, or none."""
-        if self.video is not None:
-            return list(self.video.frames)
-        return [self.image.array] if self.image is not None else []
 
     @property
     def size(self) -> int | None:
