@@ -36,8 +36,8 @@ def _state(request: Request) -> ServiceState:
 
 @asynccontextmanager
 async def lifespan(app):
+    from genvis_trust.media import VideoLimits, VideoOptions
     from genvis_trust.scan import Scanner
-    from genvis_trust.video import VideoLimits, VideoOptions
 
     st: ServiceState = app.state.service
     lim = st.limits
