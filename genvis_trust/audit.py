@@ -245,7 +245,7 @@ def write_summary(out: Path, summary: dict[str, Any], *, detector=None, heatmaps
                   on_progress: Callable[[int, int], None] | None = None) -> None:
     """``summary.json`` and ``report.html`` (with a page per file under ``report/``);
     ``detector`` draws heat maps for the ``heatmaps`` highest-scoring files."""
-    from genvis_trust.report.html import audit_report_html
+    from genvis_trust.report.audit_report import audit_report_html
 
     atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     root = Path(summary["root"]) if summary.get("root") else None

@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .regions import MIN_TILES, REGION_MARGIN, THRESHOLD, dense_positions
+from .regions import MIN_TILES, REGION_MARGIN, THRESHOLD, Region, dense_positions, region_evidence
 
 DETECT_SIDE = 512
 MIN_NEIGHBOURS = 5
@@ -180,4 +180,27 @@ def face_evidence(face: Face, n_found: int, index: int) -> dict[str, Any]:
             "indicates": "edited" if face.fires else "none", "details": face.to_dict()}
 
 
-__all__ = ["Face", "face_evidence", "find_faces", "score_faces"]
+def local_evidence(region: Region | None, faces: list, image_p: float, out_of_domain: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """What scan reads of the strongest region and the faces (here, above :mod:`.regions`, so
+    that regions need not import faces): evidence entries (``region``, then one ``face`` per face) and the JSON the scan record's
+    ``detector`` gains (``region``, ``faces``). Outside the detector's domain nothing fires:
+    the tiles are reported but not read as evidence."""
+    evidence, extra = [], {}
+    if region is not None:
+        if out_of_domain:
+            region.fires = False
+        e = region_evidence(region, image_p)
+        if out_of_domain:
+            e["summary"] += " (outside the detector's domain: not assessed)"
+        evidence.append(e)
+        extra["region"] = region.to_dict()
+    if faces:
+        for i, f in enumerate(faces):
+            if out_of_domain:
+                f.fires = False
+            evidence.append(face_evidence(f, len(faces), i))
+        extra["faces"] = [f.to_dict() for f in faces]
+    return evidence, extra
+
+
+__all__ = ["Face", "face_evidence", "find_faces", "local_evidence", "score_faces"]

@@ -305,30 +305,7 @@ def has_masks(source) -> bool:
     return corpus is not None and any(r.get("mask") for r in corpus.records)
 
 
-def local_evidence(region: Region | None, faces: list, image_p: float, out_of_domain: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Evidence entries (``region``, then one ``face`` per face) and the JSON the scan record's
-    ``detector`` gains (``region``, ``faces``). Outside the detector's domain nothing fires:
-    the tiles are reported but not read as evidence."""
-    from .faces import face_evidence
-
-    evidence, extra = [], {}
-    if region is not None:
-        if out_of_domain:
-            region.fires = False
-        e = region_evidence(region, image_p)
-        if out_of_domain:
-            e["summary"] += " (outside the detector's domain: not assessed)"
-        evidence.append(e)
-        extra["region"] = region.to_dict()
-    if faces:
-        for i, f in enumerate(faces):
-            if out_of_domain:
-                f.fires = False
-            evidence.append(face_evidence(f, len(faces), i))
-        extra["faces"] = [f.to_dict() for f in faces]
-    return evidence, extra
-
 __all__ = [
     "MIN_TILES", "REGION_MARGIN", "Region", "RegionMap", "binary_auc", "dense_positions", "evaluate_localisation",
-    "has_masks", "local_evidence", "localisation_metrics", "masked_items", "region_evidence", "region_map", "strongest_region",
+    "has_masks", "localisation_metrics", "masked_items", "region_evidence", "region_map", "strongest_region",
 ]

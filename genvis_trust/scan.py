@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,7 +134,7 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
     local_ev: list[Evidence] = []
     local_extra: dict[str, Any] = {}
     if local and score is not None:
-        from genvis_trust.regions import local_evidence
+        from genvis_trust.faces import local_evidence
 
         found, local_extra = local_evidence(local.get("region"), local.get("faces") or [], p, bool(ood) or score.head is not None)
         local_ev = [Evidence.from_dict(e) for e in found]
@@ -283,9 +284,9 @@ class Scanner:
     ):
         """``max_pixels``: larger images become ``too_large`` error records (the service lowers it).
         ``fetch_remote``: fetch remote C2PA manifests (default: reported with their URL).
-        ``video``: a :class:`~genvis_trust.video.VideoOptions` (frames sampled, limits).
+        ``video``: a :class:`~genvis_trust.media.VideoOptions` (frames sampled, limits).
         ``faces``: find faces and score each on denser tiles (:mod:`genvis_trust.faces`)."""
-        from genvis_trust.video import VideoLimits, VideoOptions
+        from genvis_trust.media import VideoLimits, VideoOptions
 
         self.video_options = video or VideoOptions(limits=VideoLimits(max_pixels=max_pixels))
         self.provenance = provenance
@@ -314,17 +315,18 @@ class Scanner:
         self.sensitivity = (getattr(self.detector, "card", None) or {}).get("sensitivity")
 
     def _hook(self, data, loaded, name, error=None):
-        from genvis_trust.provenance.verify import verify_bytes
+        # the engine read and decoded this image: it goes to verify as an item with those pixels
+        from genvis_trust.media import MediaItem
+        from genvis_trust.provenance.verify import verify_media
 
         if data is None:
             return None
-        return verify_bytes(data, name=name, decoded=loaded, decode_error=error, **self._verify_kwargs)
+        item = MediaItem(name, data=data, source=data, image=loaded, error=error)
+        return verify_media(item, **self._verify_kwargs)[0]
 
     def scan(self, inputs: Iterable[Any], names: Iterable[str] | None = None) -> Iterator[ScanResult]:
         """One result per input, in input order; videos (sniffed from their bytes) get one
-        record each from sampled frames (:mod:`genvis_trust.video`)."""
-        from genvis_trust.video import scan_with_videos
-
+        record each from sampled frames (:func:`scan_video`)."""
         yield from scan_with_videos(self, inputs, names, self._scan_images)
 
     def _scan_images(self, inputs: Iterable[Any], names: Iterable[str] | None = None) -> Iterator[ScanResult]:
@@ -381,3 +383,132 @@ def scan(paths: Iterable[str | os.PathLike], **kwargs) -> list[ScanResult]:
         return list(s.scan([str(p) for p in paths]))
     finally:
         s.close()
+
+
+# --------------------------------------------------------------------------- video: frames into one verdict
+#
+# A video is one record: its provenance report (C2PA and metadata on the container, the
+# frames' marks pooled: :func:`~genvis_trust.provenance.verify.verify_media`), the detector on
+# each sampled frame through the scanner's batched engine, each frame's own verdict from
+# :func:`fuse`, and the whole-video verdict from :func:`fuse` again, on the container's
+# evidence plus the frames' pooled evidence and the frames' logits averaged (as tiles are
+# within an image).
+
+#: pixel-signal evidence a frame contributes (the container holds C2PA and metadata)
+FRAME_KINDS = ("watermark", "known_generator", "store")
+
+
+def scan_video(scanner: Scanner, source, name: str, options=None) -> ScanResult:
+    """One :class:`ScanResult` for a video (a path or bytes), through ``scanner``'s detector,
+    provenance settings and fusion."""
+    from genvis_trust.media import open_media, video_facts
+
+    options = options or scanner.video_options
+    item = open_media(source, name=name, options=options, video=True, container=scanner.provenance)
+    if scanner.provenance:
+        from genvis_trust.provenance.verify import verify_media
+
+        rep, frame_reports = verify_media(item, workers=scanner.engine.workers, **scanner._verify_kwargs)
+        err = rep.error
+    else:
+        rep, frame_reports = None, []
+        err = item.error.to_dict() if item.video is None else None
+    if err is not None:
+        res = _fuse_without_pixels(ScoreRecord(name, None, {}, err, None, rep))
+        res.image.setdefault("media_type", (rep.input.media_type if rep else None) or "video")
+        return res
+    sampled = item.video
+    frames = sampled.frames
+    recs = list(scanner.engine.score_paths([f.array for f in frames], names=[f"{name}@{f.time_s:.3f}s" for f in frames]))
+    per_frame = []
+    for f, r, fr in zip(frames, recs, frame_reports or [None] * len(frames), strict=True):
+        r.provenance = fr
+        per_frame.append((f, r, fuse(r)))
+    agg = pool_frame_scores(scanner.detector, [r for _, r, _ in per_frame])
+    facts = {**video_facts(sampled)}
+    image = {"format": f"{sampled.info.container}/{sampled.info.codec}", "width": sampled.info.width,
+             "height": sampled.info.height, "bytes": (rep.input.bytes if rep else None),
+             "media_type": (rep.input.media_type if rep else None), "conversions": [], "notes": sampled.notes}
+    stab, stab_frame = None, None
+    if agg is not None and scanner.check_stability:
+        if UNCERTAIN_BAND[0] <= agg.probability <= UNCERTAIN_BAND[1]:
+            closest = min((r for _, r, _ in per_frame if r.score is not None and r.loaded is not None),
+                          key=lambda r: abs(r.score.probability - agg.probability), default=None)
+            if closest is not None:
+                stab = scanner._stability(closest)
+                stab_frame = closest.input
+    res = fuse(ScoreRecord(name, agg, image, None, None, rep), stab, sensitivity=getattr(scanner, "sensitivity", None))
+    facts["frames"] = [frame_row(f, r, fres) for f, r, fres in per_frame]
+    if stab_frame is not None:
+        facts["stability_frame"] = stab_frame  # the frame the stability check perturbed
+    res.video = facts
+    span = f"{sampled.info.duration_s:.1f} s" if sampled.info.duration_s is not None else f"{sampled.decoded} frames"
+    res.summary += f" [{len(frames)} frames examined of {span}]"
+    return res
+
+
+def pool_frame_scores(detector, recs: list[ScoreRecord]) -> DetectionScore | None:
+    """The detector's video score: the mean of the frames' logits (each itself a mean over
+    tiles). Outside the detector's domain when most frames are."""
+    import numpy as np
+
+    from genvis_trust.detectors.detector import DetectionScore
+
+    scored = [r.score for r in recs if r.score is not None]
+    if not scored:
+        return None
+    z = float(np.mean([s.logit for s in scored]))
+    oods = [s.out_of_domain for s in scored if s.out_of_domain]
+    ood = oods[0] if 2 * len(oods) > len(scored) else []
+    return DetectionScore(probability=float(detector.probabilities(np.array([z]))[0]), logit=z,
+                          calibrated=detector.calibrated, detector=detector.name, tiles=sum(s.tiles for s in scored),
+                          grid=(len(scored), 1), aggregation=f"mean frame logit ({len(scored)} frames)",
+                          notes=[f"{sum(s.probability >= 0.5 for s in scored)} of {len(scored)} frames score p >= 0.5"],
+                          out_of_domain=ood)
+
+
+def frame_row(frame, rec: ScoreRecord, res: ScanResult) -> dict[str, Any]:
+    """One examined frame as the video record's ``frames[]`` lists it."""
+    return {
+        "index": frame.index, "time_s": frame.time_s, "reason": frame.reason, "cut_score": frame.cut_score,
+        "verdict": res.verdict,
+        "probability": None if rec.score is None else round(rec.score.probability, 6),
+        "out_of_domain": bool(rec.score is not None and rec.score.out_of_domain),
+        "evidence": [{"kind": e.kind, "indicates": e.indicates, "summary": e.summary}
+                     for e in res.evidence if e.indicates != "none" and e.kind in FRAME_KINDS + ("detector",)],
+        "error": res.error,
+    }
+
+
+def scan_with_videos(scanner: Scanner, inputs: Iterable[Any], names: Iterable[str] | None,
+                     scan_images: Callable[[Iterable[Any], Iterable[str]], Iterator]) -> Iterator[ScanResult]:
+    """Results in input order: images through ``scan_images`` (the engine's stream, read
+    ahead), videos through :func:`scan_video` as their turn comes."""
+    from genvis_trust.media import is_video_input
+    from genvis_trust.scoring.engine import input_name
+
+    queue: deque = deque()  # per input: (item, name) for a video, None for an image
+    image_names: deque[str] = deque()
+    names_it = iter(names) if names is not None else None
+
+    def images():
+        for k, item in enumerate(inputs):
+            name = next(names_it) if names_it is not None else input_name(item, k)
+            if is_video_input(item):
+                queue.append((item, name))
+                continue
+            queue.append(None)
+            image_names.append(name)
+            yield item
+
+    def names_of_images():  # the engine asks for a name right after each image
+        while True:
+            yield image_names.popleft()
+
+    for res in scan_images(images(), names_of_images()):
+        while queue[0] is not None:
+            yield scan_video(scanner, *queue.popleft())
+        queue.popleft()
+        yield res
+    while queue:
+        yield scan_video(scanner, *queue.popleft())

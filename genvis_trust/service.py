@@ -40,86 +40,23 @@ internet access.
 <function create_app at ...>
 """
 
-import logging
-import math
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from genvis_trust import __version__
-from genvis_trust.scan import SCAN_SCHEMA_VERSION
-
-log = logging.getLogger("genvis_trust.service")
-
-MiB = 1024 * 1024
-DEFAULT_MAX_UPLOAD_BYTES = 20 * MiB
-DEFAULT_MAX_FILES = 32
-# Lower than the library's 64 MP: a service decodes many uploads at once, each up to
-# max_pixels x 3 bytes in memory. 25 MP still takes a 6000x4000 camera photo.
-DEFAULT_MAX_PIXELS = 25_000_000
-# A 20 MiB upload at the minimum rate takes under 3 minutes; a 64 kB photo at 20 bytes/s
-# (a slow-loris client) is cut off after ~2 s instead of holding memory for an hour.
-DEFAULT_MIN_UPLOAD_RATE = 16 * 1024
-DEFAULT_UPLOAD_GRACE_S = 2.0
-# A video upload is decoded whole (for scene cuts): bound the work a 20 MiB request can ask for.
-DEFAULT_MAX_VIDEO_S = 300.0
-FIELD = "files"
-SERVE_EXTRA_HINT = 'the service needs the serve extra: pip install "genvis-trust[serve]"'
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What the service admits; reported by ``/health`` as is."""
-
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
-    max_files: int = DEFAULT_MAX_FILES
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_concurrency: int = 4
-    queue_timeout_s: float = 10.0
-    upload_timeout_s: float = 60.0
-    min_upload_rate: float = DEFAULT_MIN_UPLOAD_RATE
-    upload_grace_s: float = DEFAULT_UPLOAD_GRACE_S
-    max_uploads: int = 16
-
-    def __post_init__(self):
-        for name in ("max_upload_bytes", "max_files", "max_pixels", "max_concurrency", "max_uploads"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-
-    @property
-    def retry_after(self) -> str:
-        return str(max(1, math.ceil(self.queue_timeout_s)))
-
-
-@dataclass
-class ServiceState:
-    """One app's state: what it was made with, what its lifespan loaded, and the counters
-    ``/health`` reports. Routes find it at ``request.app.state.service``."""
-
-    limits: Limits
-    detector: Any  # a bundled name, an artifact folder or a loaded Detector
-    scanner_kwargs: dict[str, Any]
-    token: str | None = None
-    scanner: Any = None  # the Scanner, once the lifespan has loaded it
-    slots: Any = None  # anyio.Semaphore(max_concurrency): a scan holds one
-    threads: Any = None  # anyio.CapacityLimiter: scans get their own threads, not the upload pool
-    health: dict[str, Any] = field(default_factory=dict)
-    receiving: int = 0  # bodies being received
-    in_flight: int = 0  # scans holding a slot
-    waiting: int = 0  # scans waiting for one
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _TooSlow(Exception):
-    pass
-
-
-def _scan(scanner, files: list[tuple[str, bytes]], full: bool) -> list[dict]:
-    # Bytes, never paths: a client's file name only labels its record.
-    results = scanner.scan([data for _, data in files], names=[name for name, _ in files])
-    return [r.to_dict(full=full) for r in results]
+from genvis_trust.service_state import (  # noqa: F401  (Limits, ServiceState and the defaults: importable here too)
+    DEFAULT_MAX_FILES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    DEFAULT_MAX_VIDEO_S,
+    DEFAULT_MIN_UPLOAD_RATE,
+    DEFAULT_UPLOAD_GRACE_S,
+    FIELD,
+    SERVE_EXTRA_HINT,
+    Limits,
+    MiB,
+    ServiceState,
+    log,
+)
 
 
 def create_app(
@@ -177,61 +114,3 @@ def create_app(
 
     app.include_router(service_routes.router)
     return app
-
-
-async def _paced(stream, limit: int, min_rate: float, grace_s: float):
-    """The request body, refused once it passes ``limit`` bytes (for uploads sent without a
-    Content-Length; uvicorn holds the others to the length they declared), or as soon as
-    fewer than ``min_rate x (elapsed - grace_s)`` bytes have arrived. The wait for each chunk
-    is bounded by the moment the average would fall short, so a client that stalls is cut
-    off then, not when it next sends a byte."""
-    import anyio
-
-    n = 0
-    t0 = anyio.current_time()
-    chunks = stream.__aiter__()
-    while True:
-        due = t0 + grace_s + n / min_rate if min_rate > 0 else math.inf
-        try:
-            with anyio.fail_after(max(0.0, due - anyio.current_time())):
-                chunk = await chunks.__anext__()
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise _TooSlow(f"upload too slow: {n} bytes in {anyio.current_time() - t0:.1f} s; the minimum "
-                           f"is {min_rate:g} bytes/s on average after the first {grace_s:g} s") from None
-        n += len(chunk)
-        if n > limit:
-            raise _TooLarge(_too_big(n, limit, more_than=True))
-        yield chunk
-
-
-def _too_big(n: int, limit: int, more_than: bool = False) -> str:
-    size = f"more than {limit} bytes" if more_than else f"{n} bytes"
-    return f"upload too large: {size}; the limit is {limit} bytes ({limit / MiB:g} MiB) per request"
-
-
-def _health(scanner, limits: Limits, auth: bool) -> dict:
-    from genvis_trust.detectors.registry import get_family
-
-    det = scanner.detector
-    try:
-        family_version = get_family(det.family).version
-    except Exception:  # an imported checkpoint's family may not be registered by name
-        family_version = None
-    return {
-        "status": "ok",
-        "version": __version__,
-        "schema_version": SCAN_SCHEMA_VERSION,
-        "detector": {
-            "name": det.name,
-            "family": det.family,
-            "family_version": family_version,
-            "sha256": det.sha256,
-            "calibrated": det.calibrated,
-            "device": str(det.device),
-        },
-        "provenance": scanner.provenance,
-        "auth": "bearer" if auth else "none",
-        "limits": asdict(limits),
-    }

@@ -3,14 +3,17 @@
 Imported by :func:`genvis_trust.service.create_app` only, so importing the service module
 never imports FastAPI. Every handler reads its app's typed
 :class:`~genvis_trust.service.ServiceState` (``request.app.state.service``); what the
-limits mean is documented in :mod:`genvis_trust.service`.
+limits mean is documented in :mod:`genvis_trust.service`. It imports what it shares with
+that module from :mod:`genvis_trust.service_state`, never the service module itself.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -19,18 +22,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
+from genvis_trust import __version__
 from genvis_trust.scan import SCAN_SCHEMA_VERSION
-from genvis_trust.service import (
-    FIELD,
-    ServiceState,
-    _health,
-    _paced,
-    _scan,
-    _too_big,
-    _TooLarge,
-    _TooSlow,
-    log,
-)
+from genvis_trust.service_state import DEFAULT_MAX_VIDEO_S, FIELD, Limits, MiB, ServiceState, log
 
 router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="Needed when the service was started with a token.")
@@ -42,9 +36,8 @@ def _state(request: Request) -> ServiceState:
 
 @asynccontextmanager
 async def lifespan(app):
+    from genvis_trust.media import VideoLimits, VideoOptions
     from genvis_trust.scan import Scanner
-    from genvis_trust.service import DEFAULT_MAX_VIDEO_S
-    from genvis_trust.video import VideoLimits, VideoOptions
 
     st: ServiceState = app.state.service
     lim = st.limits
@@ -161,3 +154,75 @@ async def _read_files(request: Request, st: ServiceState) -> list[tuple[str, byt
     if not files:
         raise HTTPException(400, f"no files: send one or more images in multipart field {FIELD!r}")
     return files
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _TooSlow(Exception):
+    pass
+
+
+def _scan(scanner, files: list[tuple[str, bytes]], full: bool) -> list[dict]:
+    # Bytes, never paths: a client's file name only labels its record.
+    results = scanner.scan([data for _, data in files], names=[name for name, _ in files])
+    return [r.to_dict(full=full) for r in results]
+
+
+async def _paced(stream, limit: int, min_rate: float, grace_s: float):
+    """The request body, refused once it passes ``limit`` bytes (for uploads sent without a
+    Content-Length; uvicorn holds the others to the length they declared), or as soon as
+    fewer than ``min_rate x (elapsed - grace_s)`` bytes have arrived. The wait for each chunk
+    is bounded by the moment the average would fall short, so a client that stalls is cut
+    off then, not when it next sends a byte."""
+    import anyio
+
+    n = 0
+    t0 = anyio.current_time()
+    chunks = stream.__aiter__()
+    while True:
+        due = t0 + grace_s + n / min_rate if min_rate > 0 else math.inf
+        try:
+            with anyio.fail_after(max(0.0, due - anyio.current_time())):
+                chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise _TooSlow(f"upload too slow: {n} bytes in {anyio.current_time() - t0:.1f} s; the minimum "
+                           f"is {min_rate:g} bytes/s on average after the first {grace_s:g} s") from None
+        n += len(chunk)
+        if n > limit:
+            raise _TooLarge(_too_big(n, limit, more_than=True))
+        yield chunk
+
+
+def _too_big(n: int, limit: int, more_than: bool = False) -> str:
+    size = f"more than {limit} bytes" if more_than else f"{n} bytes"
+    return f"upload too large: {size}; the limit is {limit} bytes ({limit / MiB:g} MiB) per request"
+
+
+def _health(scanner, limits: Limits, auth: bool) -> dict:
+    from genvis_trust.detectors.registry import get_family
+
+    det = scanner.detector
+    try:
+        family_version = get_family(det.family).version
+    except Exception:  # an imported checkpoint's family may not be registered by name
+        family_version = None
+    return {
+        "status": "ok",
+        "version": __version__,
+        "schema_version": SCAN_SCHEMA_VERSION,
+        "detector": {
+            "name": det.name,
+            "family": det.family,
+            "family_version": family_version,
+            "sha256": det.sha256,
+            "calibrated": det.calibrated,
+            "device": str(det.device),
+        },
+        "provenance": scanner.provenance,
+        "auth": "bearer" if auth else "none",
+        "limits": asdict(limits),
+    }

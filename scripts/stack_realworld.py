@@ -273,7 +273,7 @@ def build_default(args, w, b, z_t, res, head=None) -> None:
         "summary": "stack of learned NPR detectors (real photographs vs aligned reconstructions and the bundled generators' samples) "
                    "and the zero-shot zed coding-cost statistic" + ("; inputs that look up-scaled are decided by a head of their own" if head else ""),
         "domain": dom.card.get("domain"),
-        "members": {n: {"path": str(p), "family": d.family, "weights_sha256": d.sha256,
+        "members": {n: {"artifact": Path(p).name, "family": d.family, "weights_sha256": d.sha256,
                         "card": {k: d.card.get(k) for k in ("command", "data", "metrics", "wall_time_s")}}
                     for n, p, d in zip(names, args.member, dets, strict=True)},
         "stacking": {"members": names, "weights": [float(v) for v in w], "bias": float(b), "threshold_logit": z_t, "fpr_budget": args.fpr,

@@ -37,7 +37,7 @@ def test_stamp_corpus_round_trip(tmp_path):
     rec = out.records[1]
     rep = verify_bytes(out.file(rec).read_bytes(), name=rec["path"], store=store,
                        trust_anchors_pem=(tmp_path / "keys" / "ca.cert.pem").read_text())
-    assert rep.c2pa["state"] == "Trusted"
+    assert rep.c2pa.state == "Trusted"
     assert rep.store["found"] and rep.store["record"]["id"] == rec["provenance"]["record_id"]
     assert rep.store["record"]["generator"] == "gan-digits"
     # without --upscale, 32x32 samples are refused per image, the rest of the batch goes on

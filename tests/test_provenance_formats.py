@@ -132,7 +132,7 @@ def test_state_and_codes_match_the_reference_reader(signed, name):
 def test_non_image_media_get_c2pa_and_a_verdict_without_error(signed, name, media):
     data, _ = signed[name]
     rep = verify_bytes(data, name=f"x.{name}")
-    assert rep.c2pa["status"] == "manifest" and rep.c2pa["state"] == "Valid"
+    assert rep.c2pa.status == "manifest" and rep.c2pa.state == "Valid"
     assert rep.input.media_type == media
     assert rep.error["code"] == "not_an_image" and "not decoded" in rep.input.pixels
     c2pa_ev = next(e for e in rep.evidence if e.kind == "c2pa")
@@ -148,7 +148,7 @@ def test_heic_avif_have_pixels_and_c2pa(signed, name):
     data, _ = signed[name]
     rep = verify_bytes(data, known_generators=False)
     assert rep.error is None and rep.input.format == name.upper() and rep.input.width == 64
-    assert rep.c2pa["state"] == "Valid"
+    assert rep.c2pa.state == "Valid"
     assert load_image(data).array.shape == (64, 64, 3)
 
 
@@ -178,7 +178,7 @@ def test_byte_flip_in_png_pixels_reports_data_hash_next_to_decode_error(material
     data[idat] ^= 0x01
     rep = verify_bytes(bytes(data), name="flipped.png", store=store)
     assert rep.error["code"] in ("corrupt", "truncated") and rep.error["path"] == "flipped.png"
-    assert rep.c2pa["state"] == "Invalid" and "assertion.dataHash.mismatch" in rep.c2pa["failure_codes"]
+    assert rep.c2pa.state == "Invalid" and "assertion.dataHash.mismatch" in rep.c2pa.failure_codes
     res = fuse(ScoreRecord("flipped.png", error=rep.error, provenance=rep))
     assert res.verdict == "error" and res.error["code"] == rep.error["code"]
     assert "assertion.dataHash.mismatch" in res.summary and "C2PA manifest Invalid" in res.summary
@@ -187,7 +187,7 @@ def test_byte_flip_in_png_pixels_reports_data_hash_next_to_decode_error(material
     data = bytearray(signed)
     data[idat + 100] ^= 0x01
     rep = verify_bytes(bytes(data), name="flipped2.png", known_generators=False)
-    assert rep.c2pa["state"] == "Invalid" and "assertion.dataHash.mismatch" in rep.c2pa["failure_codes"]
+    assert rep.c2pa.state == "Invalid" and "assertion.dataHash.mismatch" in rep.c2pa.failure_codes
 
 
 def test_file_over_the_byte_limit_still_gets_its_c2pa(signed, tmp_path):
@@ -197,7 +197,7 @@ def test_file_over_the_byte_limit_still_gets_its_c2pa(signed, tmp_path):
     (tmp_path / "long.mp4").write_bytes(data)
     rep = verify_paths([tmp_path / "long.mp4"], max_bytes=1000)[0]  # as a multi-GB video would be
     assert rep.input.media_type == mime
-    assert rep.c2pa["state"] == "Valid" and _ours(data) == _reference(data, mime)
+    assert rep.c2pa.state == "Valid" and _ours(data) == _reference(data, mime)
     assert rep.input.bytes == len(data) and "C2PA read from disk" in rep.input.pixels
     # a video's frames are decoded from disk too (streamed by PyAV), not refused
     assert rep.error is None and rep.input.video["frames_examined"] >= 1
@@ -235,7 +235,7 @@ def test_stamp_media_signs_audio_and_video_and_the_store_finds_them(material, tm
         signed = (tmp_path / name).read_bytes()
         assert _reference(signed, mime)["state"] == "Valid"
         rep = verify_bytes(signed, name=name, store=store)
-        assert rep.c2pa["generator_assertion"]["record_id"] == res.record_id
+        assert rep.c2pa.generator_assertion["record_id"] == res.record_id
         assert rep.store["found"] and rep.store["path"] in ("c2pa", "sha256")
         assert rep.store["record"]["source_type"] == res.source_type
         verdict = fuse(ScoreRecord(name, error=rep.error, provenance=rep)).verdict
@@ -259,3 +259,36 @@ def test_input_facts_are_typed_and_their_json_says_only_what_applies():
     assert f.to_dict() == {"width": 4, "height": 2, "media_type": "video frame", "conversions": []}
     rep = ProvenanceReport("1.1", "x", input=f)
     assert rep.to_dict()["input"] == f.to_dict()
+
+
+def test_c2pa_and_metadata_parts_are_typed_and_their_json_is_unchanged(signed):
+    """``.c2pa`` and ``.metadata`` are the readers' dataclasses (read by attribute); in JSON
+    they are what the dicts were: the readers' ``to_dict``, and ``{}`` where nothing was read."""
+    from genvis_trust.provenance.c2pa_manifest import C2paInfo
+    from genvis_trust.provenance.metadata import MetadataSignals
+    from genvis_trust.provenance.verify import ProvenanceReport
+
+    data, _ = signed["wav"]
+    rep = verify_bytes(data)
+    assert isinstance(rep.c2pa, C2paInfo) and rep.c2pa.state == "Valid"
+    assert isinstance(rep.metadata, MetadataSignals)
+    d = rep.to_dict()
+    assert d["c2pa"] == read_c2pa(data).to_dict() and d["c2pa"]["state"] == "Valid"
+    assert d["metadata"] == rep.metadata.to_dict() and set(d["metadata"]) == {"markers", "fields", "errors"}
+    assert ProvenanceReport("1.1", "x").to_dict()["c2pa"] == {} == ProvenanceReport("1.1", "x").to_dict()["metadata"]
+
+
+def test_one_options_type_stamps_any_medium(material, tmp_path):
+    """StampOptions says what the content is for every medium; its fields as keywords (what
+    callers passed before) are put over it, and an unknown one is refused."""
+    from genvis_trust.provenance.stamp import StampOptions, stamp_media, stamp_options
+
+    what = StampOptions(generator="gen-opt", source_type="digitalCapture", title="a clip")
+    assert stamp_options(what, {"title": "other"}) == StampOptions("gen-opt", source_type="digitalCapture", title="other")
+    with pytest.raises(TypeError):
+        stamp_options(what, {"generater": "typo"})
+    store = ProvenanceStore(tmp_path / "p.db")
+    res = stamp_media(_wav(), tmp_path / "a.wav", store=store, material=material, options=what)
+    rec = store.get(res.record_id).to_dict()
+    assert res.source_type == "digitalCapture" and rec["generator"] == "gen-opt"
+    assert read_c2pa((tmp_path / "a.wav").read_bytes()).digital_source_types[0].endswith("/digitalCapture")

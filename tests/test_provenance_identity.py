@@ -66,7 +66,7 @@ def test_no_cross_issuer_credit(two_issuers, photos):
 
     # the signed file itself: its manifest's record id belongs to A as well
     rep_b = verify_bytes((d / "a.png").read_bytes(), store=b, known_generators=False)
-    assert rep_b.c2pa["state"] == "Valid" and rep_b.c2pa["generator_assertion"]["record_id"] == res.record_id
+    assert rep_b.c2pa.state == "Valid" and rep_b.c2pa.generator_assertion["record_id"] == res.record_id
     assert not any(e.kind == "store" for e in rep_b.evidence) and rep_b.store["found"] is False
 
     # B also holds a stamped copy of the same picture: a near-duplicate, and the mark is still A's
@@ -93,7 +93,7 @@ def test_unstamped_original_of_a_stamped_photo_is_not_generated(two_issuers, pho
     original = encode_image(photos[0], "PNG")  # the untouched original: no mark, no manifest
 
     rep = verify_bytes(original, store=store, known_generators=False)
-    assert not rep.watermarks[0]["detected"] and rep.c2pa["present"] is False
+    assert not rep.watermarks[0]["detected"] and rep.c2pa.present is False
     assert rep.store["path"] == "perceptual_hash" and rep.store["derivative"] is True
     ev = next(e for e in rep.evidence if e.kind == "store")
     assert ev.indicates == "authentic_provenance" and ev.details["source_type"] == "digitalCapture"
@@ -104,7 +104,7 @@ def test_unstamped_original_of_a_stamped_photo_is_not_generated(two_issuers, pho
     # the stamped copy itself: its C2PA says digitalCapture, its mark says "not generated"
     copy = (tmp_path / "copy.png").read_bytes()
     rep = verify_bytes(copy, store=store, known_generators=False)
-    assert rep.c2pa["digital_source_types"][0].endswith("/digitalCapture")
+    assert rep.c2pa.digital_source_types[0].endswith("/digitalCapture")
     assert rep.watermarks[0]["payload"]["generative"] is False
     assert _decide(_evidence(rep), 0.001, None)[0] == "no_evidence"
 

@@ -32,19 +32,19 @@ def test_round_trip_trusted_payload_store(env):
     assert res.psnr_db > 30
     data = (d / "a.jpg").read_bytes()
     rep = verify_bytes(data, store=store, trust_anchors_pem=(d / "keys" / "ca.cert.pem").read_text())
-    assert rep.c2pa["state"] == "Trusted"
+    assert rep.c2pa.state == "Trusted"
     wm = rep.watermarks[0]
     assert wm["backend"] == "dwtDctSvd" and wm["detected"] and wm["payload"]["record_id"] == res.record_id
     assert rep.store["found"] and rep.store["record"]["id"] == res.record_id
     assert json.loads(json.dumps(rep.to_dict()))["schema_version"] == "1.1"
     assert {e.strength for e in rep.evidence} <= {"cryptographic", "statistical", "learned", "declared"}
     # without anchors: Valid
-    assert verify_bytes(data, known_generators=False).c2pa["state"] == "Valid"
+    assert verify_bytes(data, known_generators=False).c2pa.state == "Valid"
     # a flipped byte in the image data: Invalid with the data-hash mismatch
     b = bytearray(data)
     b[data.find(b"\xff\xda") + 60] ^= 0x55
     bad = verify_bytes(bytes(b), known_generators=False)
-    assert bad.c2pa["state"] == "Invalid" and "assertion.dataHash.mismatch" in bad.c2pa["failure_codes"]
+    assert bad.c2pa.state == "Invalid" and "assertion.dataHash.mismatch" in bad.c2pa.failure_codes
 
 
 def test_stripped_jpeg80_recovered_via_watermark(env):
@@ -53,7 +53,7 @@ def test_stripped_jpeg80_recovered_via_watermark(env):
     pixels = load_image(d / "b.png").array
     stripped = encode_image(pixels, "JPEG", quality=80)  # Pillow default 4:2:0, no metadata
     rep = verify_bytes(stripped, store=store, known_generators=False)
-    assert rep.c2pa["present"] is False
+    assert rep.c2pa.present is False
     assert rep.store["found"] and rep.store["path"] == "watermark"
     assert rep.store["record"]["id"] == res.record_id
 

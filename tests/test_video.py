@@ -199,7 +199,7 @@ def test_audit_records_every_video_and_draws_a_timeline(scanner, photos, photo_c
 def test_the_c2pa_projects_signed_video_verifies_valid():
     opts = VideoOptions(sampling=FrameSampling(frames=2, scene_cuts=False))
     [rep] = verify_paths([VIDEO1], video=opts)
-    assert rep.error is None and rep.c2pa["state"] == "Valid", rep.c2pa
+    assert rep.error is None and rep.c2pa.state == "Valid", rep.c2pa
     c2pa = next(e for e in rep.evidence if e.kind == "c2pa")
     assert c2pa.indicates == "authentic_provenance" and "Valid" in c2pa.summary
     assert rep.input.video["frames_examined"] == 2 and rep.input.video["width"] == 720
@@ -223,13 +223,13 @@ def test_stamped_video_survives_an_h264_reencode(photos, tmp_path):
     opts = VideoOptions(sampling=FrameSampling(frames=6, scene_cuts=False))
     rep, _, _ = verify_video(stamped, name="s.mp4", options=opts, store=store)
     kinds = {e.kind: e for e in rep.evidence}
-    assert rep.c2pa["state"] == "Valid" and kinds["c2pa"].indicates == "generated"
+    assert rep.c2pa.state == "Valid" and kinds["c2pa"].indicates == "generated"
     assert kinds["watermark"].indicates == "generated" and kinds["store"].details["record_id"] == res.record_id
     again = reencode(stamped, crf=23)
     assert again != stamped
     rep2, _, _ = verify_video(again, name="re.mp4", options=opts, store=store)
     wm = next(e for e in rep2.evidence if e.kind == "watermark")
-    assert rep2.c2pa["status"] == "none"  # the re-encode dropped the manifest; the mark stays
+    assert rep2.c2pa.status == "none"  # the re-encode dropped the manifest; the mark stays
     assert wm.indicates == "generated" and wm.details["payload"]["record_id"] == res.record_id
     assert next(e for e in rep2.evidence if e.kind == "store").details["path"] == "watermark"
     store.close()
@@ -237,9 +237,8 @@ def test_stamped_video_survives_an_h264_reencode(photos, tmp_path):
 
 def test_pooling_averages_soft_scores_where_a_majority_of_hard_bits_would_misread():
     from genvis_trust.provenance.payload import get_codec
-    from genvis_trust.provenance.verify import ProvenanceReport
+    from genvis_trust.provenance.verify import ProvenanceReport, pool_watermarks
     from genvis_trust.provenance.watermarks import BitReading
-    from genvis_trust.video.signals import _pooled_watermarks
 
     codec = get_codec(64)
     bits = codec.encode(4321, issuer=9)
@@ -253,7 +252,7 @@ def test_pooling_averages_soft_scores_where_a_majority_of_hard_bits_would_misrea
         r.watermarks = [{"backend": "dwtDctSvdVideo", "detected": det.valid, "error": None}]
     majority = (np.mean([rd["dwtDctSvdVideo"].bits for rd in readings], axis=0) > 0.5).astype(np.uint8)
     assert int(np.sum(majority != bits)) == 6 and not codec.decode(majority).valid  # the old pooling fails
-    [(det, k, alone)] = _pooled_watermarks(reports, readings)
+    [(det, k, alone)] = pool_watermarks(reports, readings)
     assert det.detected and det.payload["record_id"] == 4321 and det.payload["issuer_id"] == 9
     assert det.matched_bits == 64 and k == 3 and alone == 1
 
@@ -310,7 +309,7 @@ def test_a_stamp_reencoded_at_crf_23_verifies_from_pooled_soft_scores(photos, tm
     assert wm["backend"] == "dwtDctSvdVideo" and wm["detected"] and wm["frames_read"] == 8
     assert wm["payload"]["record_id"] == res.record_id and wm["payload"]["issuer_id"] == res.issuer_id
     assert "soft scores of 8 frame reading(s) averaged" in wm["notes"][0]
-    assert rep.c2pa["status"] == "none" and next(e for e in rep.evidence if e.kind == "store").details["path"] == "watermark"
+    assert rep.c2pa.status == "none" and next(e for e in rep.evidence if e.kind == "store").details["path"] == "watermark"
     store.close()
 
 

@@ -8,6 +8,7 @@ expected to have pixels); 2 usage error.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -100,6 +101,7 @@ def stamp(
         EXTENSIONS,
         STAMP_FORMATS,
         StampError,
+        StampOptions,
         stamp_array,
         stamp_media,
     )
@@ -138,6 +140,9 @@ def stamp(
         return
     failures = 0
     written: set[Path] = set()
+    # what the content is: one options value for every medium (videos, audio, PDF)
+    what = StampOptions(generator=generator, family=family, checkpoint_sha256=checkpoint_sha256, edited=edited,
+                        source_type=source_type)
     with progress() as bar:
         task = bar.add_task("stamping", total=len(images))
         for p in images:
@@ -148,17 +153,14 @@ def stamp(
                     dest = out_dir / (Path(p).stem + ".mp4")
                     _check_destination(Path(p), dest, written, force)
                     vres = stamp_video(data, dest, store=store, material=material, backend=backend or VIDEO_BACKEND,
-                                       generator=generator,
-                                       family=family, checkpoint_sha256=checkpoint_sha256, edited=edited,
-                                       source_type=source_type, title=Path(p).name, crf=crf)
+                                       options=replace(what, title=Path(p).name), crf=crf)
                     _stamped(p, vres, as_json, f"{vres.frames} frames watermarked (PSNR {vres.psnr_db} dB), "
                                                 f"H.264 CRF {crf}, C2PA signed")
                     bar.advance(task)
                     continue
                 if media and not media.startswith("image/"):  # audio, PDF: signed, not watermarked
                     mres = stamp_media(data, out_dir / Path(p).name, store=store, material=material,
-                                       generator=generator, family=family, checkpoint_sha256=checkpoint_sha256,
-                                       edited=edited, source_type=source_type, title=Path(p).name)
+                                       options=replace(what, title=Path(p).name))
                     _stamped(p, mres, as_json, f"{media}: C2PA signed, no watermark")
                     bar.advance(task)
                     continue
@@ -272,7 +274,7 @@ def verify(
         media = str(rep.input.media_type or "")
         pixels_expected = not media or media.startswith("image/")
         no_pixels_to_check = not pixels_expected and rep.error and rep.error.get("code") in ("not_an_image", "too_large")
-        if (rep.error and not no_pixels_to_check) or rep.c2pa.get("state") == "Invalid":
+        if (rep.error and not no_pixels_to_check) or (rep.c2pa is not None and rep.c2pa.state == "Invalid"):
             problems += 1
         if as_json:
             d = rep.to_dict()

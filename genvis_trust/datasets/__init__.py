@@ -18,7 +18,6 @@ from .base import (
     Source,
     SourceError,
     assign_splits,
-    get_source,
     list_sources,
     register_source,
 )
@@ -31,7 +30,7 @@ from .corpus import (
     read_corpus,
     write_corpus,
 )
-from .folders import FolderSource, ForenSynthsSource, GenImageSource, detect_layout
+from .folders import FolderSource, ForenSynthsSource, GenImageSource, detect_layout, get_source
 
 __all__ = [
     "DEFAULT_FRACTIONS",

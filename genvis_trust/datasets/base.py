@@ -334,20 +334,3 @@ def register_source(name: str, description: str):
 def list_sources() -> dict[str, str]:
     """Registered source names and one-line descriptions."""
     return {k: c.description for k, c in SOURCES.list().items()}
-
-
-def get_source(spec: str, **options: Any) -> Source:
-    """A source by registered name, or by path: a corpus (``manifest.jsonl``), a
-    ForenSynths (``0_real``/``1_fake``) or GenImage (``train|val/nature|ai``) tree, or a
-    plain folder of images.
-    """
-    if spec in SOURCES:
-        return SOURCES.create(spec, **options)
-    from pathlib import Path
-
-    from .folders import source_for_path
-
-    if Path(spec).exists():
-        return source_for_path(Path(spec), **options)
-    known = ", ".join(SOURCES.list())
-    raise SourceError(f"unknown source {spec!r}: not a registered name ({known}) nor an existing path")

@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from genvis_trust.io import IMAGE_EXTENSIONS, load_image
 
-from .base import LABELS, SPLITS, Item, Source, SourceError
+from .base import LABELS, SOURCES, SPLITS, Item, Source, SourceError
 
 _REAL_DIRS = {"0_real": "real", "1_fake": "generated"}
 _GENIMAGE_DIRS = {"nature": "real", "ai": "generated"}
@@ -283,6 +284,19 @@ def source_for_path(root: Path, *, layout: str | None = None, **options) -> Sour
     return cls[layout](root, **options)
 
 
+def get_source(spec: str, **options: Any) -> Source:
+    """A source by registered name, or by path: a corpus (``manifest.jsonl``), a
+    ForenSynths (``0_real``/``1_fake``) or GenImage (``train|val/nature|ai``) tree, or a
+    plain folder of images.
+    """
+    if spec in SOURCES:
+        return SOURCES.create(spec, **options)
+    if Path(spec).exists():
+        return source_for_path(Path(spec), **options)
+    known = ", ".join(SOURCES.list())
+    raise SourceError(f"unknown source {spec!r}: not a registered name ({known}) nor an existing path")
+
+
 __all__ = [
     "Entry",
     "display_name",
@@ -291,6 +305,7 @@ __all__ = [
     "ForenSynthsSource",
     "GenImageSource",
     "detect_layout",
+    "get_source",
     "iter_image_files",
     "source_for_path",
     "SPLITS",

@@ -11,6 +11,7 @@ One mechanism per module: ``payload`` (BCH codec), ``watermarks`` (registry, det
 (64, True)
 """
 
+from . import dwt, rivagan  # noqa: F401  (register the built-in watermark backends)
 from .payload import CODECS, DecodedPayload, PayloadCodec, PayloadError, get_codec
 from .watermarks import (
     DEFAULT_BACKEND,

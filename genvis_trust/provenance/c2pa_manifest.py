@@ -260,6 +260,7 @@ def read_c2pa(data: bytes | BinaryIO, media_type: str | None = None, trust_ancho
     import c2pa
 
     from genvis_trust.io import sniff_media_type
+    from genvis_trust.media import c2pa_reader_types
 
     info = C2paInfo(trust_anchors_configured=bool(trust_anchors_pem))
     mime = media_type if media_type and "/" in media_type else MIME.get((media_type or "").upper())
@@ -271,7 +272,7 @@ def read_c2pa(data: bytes | BinaryIO, media_type: str | None = None, trust_ancho
         stream.seek(0)
     mime = mime or sniff_media_type(head)
     info.media_type = mime
-    if mime is None or mime not in _reader_types():
+    if mime is None or mime not in c2pa_reader_types():
         info.status = "format_not_supported"
         return info
     try:
@@ -350,13 +351,6 @@ def _builder_types() -> frozenset[str]:
     import c2pa
 
     return frozenset(c2pa.Builder.get_supported_mime_types())
-
-
-@functools.cache
-def _reader_types() -> frozenset[str]:
-    import c2pa
-
-    return frozenset(c2pa.Reader.get_supported_mime_types())
 
 
 def _remote_url_hint(msg: str) -> str | None:

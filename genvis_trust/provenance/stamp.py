@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
@@ -45,7 +46,8 @@ from .phash import phash
 from .store import ProvenanceStore
 from .watermarks import DEFAULT_BACKEND, WatermarkError, detection_from_reading, get_watermark
 
-__all__ = ["MediaStampResult", "StampError", "StampResult", "encode_for_stamp", "stamp_array", "stamp_media"]
+__all__ = ["MediaStampResult", "StampError", "StampOptions", "StampResult", "encode_for_stamp", "stamp_array", "stamp_media",
+           "stamp_options"]
 
 STAMP_FORMATS = ("JPEG", "PNG", "WEBP")
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
@@ -53,6 +55,28 @@ EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 
 class StampError(RuntimeError):
     """Stamping failed: image too small, unsupported format, watermark lost in encoding."""
+
+
+@dataclass(frozen=True)
+class StampOptions:
+    """What a stamp records about the content, the same for every medium (:func:`stamp_media`,
+    :func:`genvis_trust.video.stamp.stamp_video`): it goes into the C2PA manifest and the
+    store's record. ``source_type``: IPTC digital source type (short name or URI); default
+    ``trainedAlgorithmicMedia`` (``compositeWithTrainedAlgorithmicMedia`` when ``edited``).
+    ``title``: the manifest's title (default: the output file's name)."""
+
+    generator: str = "unknown"
+    family: str | None = None
+    checkpoint_sha256: str | None = None
+    edited: bool = False
+    source_type: str | None = None
+    title: str | None = None
+
+
+def stamp_options(options: StampOptions | None = None, fields: dict[str, Any] | None = None) -> StampOptions:
+    """``options`` with ``fields`` (StampOptions' names, passed as keywords) put over it; an
+    unknown name is a TypeError, as for any keyword."""
+    return replace(options or StampOptions(), **(fields or {}))
 
 
 @dataclass
@@ -228,16 +252,17 @@ def stamp_media(
     *,
     store: ProvenanceStore,
     material: SigningMaterial,
-    generator: str = "unknown",
-    family: str | None = None,
-    checkpoint_sha256: str | None = None,
-    edited: bool = False,
-    source_type: str | None = None,
-    title: str | None = None,
+    options: StampOptions | None = None,
+    **fields: Any,
 ) -> MediaStampResult:
     """Sign a video, audio or PDF file with a C2PA manifest and record it; write it to
-    ``out_path``. The media type comes from the content; c2pa-python's Builder must write it."""
+    ``out_path``. The media type comes from the content; c2pa-python's Builder must write it.
+    ``options`` (or its fields as keywords): what the content is (:class:`StampOptions`)."""
     from genvis_trust.io import sniff_media_type
+
+    o = stamp_options(options, fields)
+    generator, family, checkpoint_sha256, edited = o.generator, o.family, o.checkpoint_sha256, o.edited
+    source_type, title = o.source_type, o.title
 
     what = str(title or out_path)
     mime = sniff_media_type(data)

@@ -1,4 +1,4 @@
-"""Verify provenance: every signal for one image, as a typed, JSON-ready report.
+"""Verify provenance: every signal for one input (an image, a video, audio, a PDF), as a typed, JSON-ready report.
 
 Signals, each an :class:`Evidence` with a strength:
 
@@ -34,8 +34,13 @@ an exception out of :func:`verify_bytes`.
 from __future__ import annotations
 
 import os
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from genvis_trust.evidence import Evidence, StoreMatch
 from genvis_trust.io import (
@@ -43,35 +48,52 @@ from genvis_trust.io import (
     ImageLoadError,
     LoadedImage,
     decode_image,
-    read_bytes,
     sha256_bytes,
     sha256_file,
     sniff_media_type,
 )
+from genvis_trust.media import MediaItem, SampledVideo, VideoOptions, open_media, video_facts
 
-from .c2pa_manifest import read_c2pa, source_type_indicates
+from .c2pa_manifest import C2paInfo, read_c2pa, source_type_indicates
 from .known_generators import check_known_marks
-from .metadata import c2pa_service_markers, read_metadata
+from .metadata import MetadataSignals, c2pa_service_markers, read_metadata
 from .payload import CODECS
 from .phash import phash
 from .store import DEFAULT_PHASH_THRESHOLD, ProvenanceStore
 from .watermarks import (
     DEFAULT_BACKEND,
+    BitReading,
     SharedTransforms,
     WatermarkDetection,
     detect_shared,
+    detection_from_reading,
+    get_watermark,
     list_watermarks,
+    shared_readings,
 )
 
 __all__ = [
     "DEFAULT_VERIFY_BACKENDS",
     "REPORT_SCHEMA_VERSION",
+    "VIDEO_STEP_OF",
     "Evidence",
     "InputFacts",
     "ProvenanceReport",
+    "add_frame_evidence",
+    "add_store",
+    "container_report",
+    "frame_reports",
+    "frame_store_evidence",
+    "pool_watermarks",
+    "store_evidence",
     "verify_bytes",
     "verify_frame",
+    "verify_large_file",
+    "verify_media",
     "verify_paths",
+    "verify_video",
+    "video_backends",
+    "watermark_evidence",
 ]
 
 REPORT_SCHEMA_VERSION = "1.1"  # 1.1: input.media_type, c2pa.status, store issuer and derivative fields
@@ -107,10 +129,10 @@ class ProvenanceReport:
     schema_version: str
     path: str
     input: InputFacts = field(default_factory=InputFacts)
-    c2pa: dict = field(default_factory=dict)
+    c2pa: C2paInfo | None = None  # None: not read (a frame, an unreadable file); JSON {}
     watermarks: list[dict] = field(default_factory=list)
     known_generators: list[dict] = field(default_factory=list)
-    metadata: dict = field(default_factory=dict)
+    metadata: MetadataSignals | None = None  # None: not read; JSON {}
     store: dict | None = None
     evidence: list[Evidence] = field(default_factory=list)
     error: dict | None = None
@@ -118,6 +140,8 @@ class ProvenanceReport:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["input"] = self.input.to_dict()
+        d["c2pa"] = self.c2pa.to_dict() if self.c2pa is not None else {}
+        d["metadata"] = self.metadata.to_dict() if self.metadata is not None else {}
         d["evidence"] = [e.to_dict() for e in self.evidence]
         return d
 
@@ -206,7 +230,8 @@ def _find_record(store: ProvenanceStore, c2pa: dict, digest: str, ph: str | None
     return foreign or {"found": False, "path": None}
 
 
-def _store_evidence(found: dict) -> Evidence:
+def store_evidence(found: dict) -> Evidence:
+    """The evidence of a store record found (``found``: what :func:`add_store` put in ``report.store``)."""
     rec = found["record"]
     st = rec.get("source_type") or "trainedAlgorithmicMedia"  # schema-1 records were all generated
     indicates = source_type_indicates(st)
@@ -222,7 +247,9 @@ def _store_evidence(found: dict) -> Evidence:
                     store=StoreMatch(rec["id"], found["path"], st, found.get("phash_distance")))
 
 
-def _watermark_evidence(d: WatermarkDetection, store_hit: dict | None) -> Evidence:
+def watermark_evidence(d: WatermarkDetection, store_hit: dict | None) -> Evidence:
+    """The evidence of our watermark decoded (``store_hit``: the store's answer, which says
+    whether the mark's issuer is this store's)."""
     pl = d.payload
     rate = f"{d.matched_bits}/{d.n_bits} bits, false-accept rate {pl['false_accept_rate']:.1e}"
     details = {"backend": d.backend, "p_value": d.p_value, "payload": pl}
@@ -277,13 +304,13 @@ def verify_bytes(
     media_type = sniff_media_type(data)
     rep.input = InputFacts(bytes=len(data), sha256=digest, media_type=media_type)
 
-    info = read_c2pa(data, media_type, trust_anchors_pem, fetch_remote=fetch_remote).to_dict()
-    rep.c2pa = info
+    rep.c2pa = read_c2pa(data, media_type, trust_anchors_pem, fetch_remote=fetch_remote)
+    info = rep.c2pa.to_dict()
     rep.evidence.append(_c2pa_evidence(info))
 
     meta = read_metadata(data)
     meta.markers += c2pa_service_markers(info.get("claim_generator"), info.get("actions") or [])
-    rep.metadata = meta.to_dict()
+    rep.metadata = meta
     if meta.markers:
         rep.evidence.append(Evidence("metadata", "declared",
                                      "; ".join(sorted({m.indicates for m in meta.markers})),
@@ -303,7 +330,7 @@ def verify_bytes(
         rep.error = decode_error.to_dict() if decode_error is not None else None
         rep.input.pixels = "not decoded" + (f": {decode_error.message}" if decode_error else "")
         if store is not None:
-            _add_store(rep, store, info, digest, None, [])
+            add_store(rep, store, info, digest, None, [])
         return rep
     rep.input.format, rep.input.width, rep.input.height = img.format, img.width, img.height
     rep.input.conversions = list(img.conversions)
@@ -360,11 +387,11 @@ def _pixel_signals(rep: ProvenanceReport, rgb, info: dict, digest: str | None, *
         except Exception as e:
             ph = None
             rep.store = {"found": False, "error": f"{type(e).__name__}: {e}"}
-        _add_store(rep, store, info, digest, ph, dets)
+        add_store(rep, store, info, digest, ph, dets)
 
     hits = [d for d in dets if d.detected]
     if hits:
-        rep.evidence.insert(2, _watermark_evidence(hits[0], rep.store))
+        rep.evidence.insert(2, watermark_evidence(hits[0], rep.store))
     else:
         errs = [d.error for d in dets if d.error]
         rep.evidence.insert(2, Evidence("watermark", "statistical",
@@ -373,54 +400,234 @@ def _pixel_signals(rep: ProvenanceReport, rgb, info: dict, digest: str | None, *
     return rep
 
 
-def _add_store(rep: ProvenanceReport, store: ProvenanceStore, info: dict, digest: str, ph: str | None,
+def add_store(rep: ProvenanceReport, store: ProvenanceStore, info: dict, digest: str, ph: str | None,
                dets: list[WatermarkDetection]) -> None:
+    """Look the input up in ``store`` (C2PA record, sha256, watermark payload, perceptual hash)
+    and add the record's evidence to ``rep`` when one is found."""
     try:
         rep.store = _find_record(store, info, digest, ph, dets)
     except Exception as e:
         rep.store = {"found": False, "error": f"{type(e).__name__}: {e}"}
     if rep.store.get("found"):
-        rep.evidence.append(_store_evidence(rep.store))
+        rep.evidence.append(store_evidence(rep.store))
 
 
 def verify_paths(paths: list[str | os.PathLike], *, max_bytes: int = DEFAULT_MAX_BYTES, video=None,
                  **kwargs) -> list[ProvenanceReport]:
-    """:func:`verify_bytes` for files; an unreadable file is a report with ``error``. A file
+    """:func:`verify_media` for files; an unreadable file is a report with ``error``. A file
     over the byte limit (a long video) still gets its C2PA read, streamed from disk. A video
-    also gets its sampled frames' pixel signals (:func:`genvis_trust.video.verify_video`;
-    ``video``: its :class:`~genvis_trust.video.VideoOptions`)."""
-    from genvis_trust.video import VideoOptions, is_video_input, verify_video
-
-    out = []
-    for p in paths:
-        if is_video_input(p):
-            out.append(verify_video(p, name=str(Path(p)), options=video or VideoOptions(max_bytes=max_bytes), **kwargs)[0])
-            continue
-        try:
-            data = read_bytes(p, max_bytes)
-        except ImageLoadError as e:
-            rep = ProvenanceReport(REPORT_SCHEMA_VERSION, str(p), error=e.to_dict())
-            if e.code == "too_large":
-                _verify_large_file(rep, Path(p), **kwargs)
-            out.append(rep)
-            continue
-        out.append(verify_bytes(data, name=str(Path(p)), **kwargs))
-    return out
+    also gets its sampled frames' pixel signals (``video``: its
+    :class:`~genvis_trust.media.VideoOptions`; ``max_bytes``: the limit of other files)."""
+    options = video or VideoOptions(max_bytes=max_bytes)
+    return [verify_media(open_media(p, name=str(Path(p)), options=options, max_bytes=max_bytes), **kwargs)[0]
+            for p in paths]
 
 
-def _verify_large_file(rep: ProvenanceReport, path: Path, *, trust_anchors_pem: str | None = None,
-                       store: ProvenanceStore | None = None, fetch_remote: bool = False, **_) -> None:
+def verify_large_file(rep: ProvenanceReport, path: Path, *, trust_anchors_pem: str | None = None,
+                      store: ProvenanceStore | None = None, fetch_remote: bool = False, **_) -> None:
     """C2PA (and the store's sha256 / C2PA record) of a file too big to load; metadata and
     pixel signals need the bytes in memory and are not run."""
     with open(path, "rb") as f:
         media_type = sniff_media_type(f.read(4096))
         f.seek(0)
-        info = read_c2pa(f, media_type, trust_anchors_pem, fetch_remote=fetch_remote).to_dict()
+        c2pa = read_c2pa(f, media_type, trust_anchors_pem, fetch_remote=fetch_remote)
+    info = c2pa.to_dict()
     digest = sha256_file(path)
     rep.input = InputFacts(bytes=path.stat().st_size, sha256=digest, media_type=media_type,
                            pixels="not decoded: file over the byte limit; C2PA read from disk, metadata not read")
-    rep.c2pa = info
+    rep.c2pa = c2pa
     rep.evidence.append(_c2pa_evidence(info))
     if store is not None:
-        _add_store(rep, store, info, digest, None, [])
+        add_store(rep, store, info, digest, None, [])
 
+
+# --------------------------------------------------------------------------- any medium
+
+
+def verify_media(item: MediaItem, *, workers: int = 1, **kwargs) -> tuple[ProvenanceReport, list[ProvenanceReport]]:
+    """Every provenance signal of one :class:`~genvis_trust.media.MediaItem`, and (a video)
+    its frames' own reports. The container's bytes give C2PA, metadata and the store's
+    sha256 / C2PA-record paths (streamed from disk over the byte limit); pixels give the
+    rest: an image's, or a video's sampled frames pooled (:func:`add_frame_evidence`).
+    ``workers``: threads reading a video's frames; ``kwargs``: :func:`verify_bytes`'s."""
+    if item.is_video:
+        return _verify_video_item(item, workers, kwargs)
+    if item.data is None:
+        e = item.read_error
+        rep = ProvenanceReport(REPORT_SCHEMA_VERSION, item.name, error=e.to_dict())
+        if e.code == "too_large" and item.path is not None:
+            verify_large_file(rep, item.path, **kwargs)
+        return rep, []
+    return verify_bytes(item.data, name=item.name, decoded=item.image, decode_error=item.error, **kwargs), []
+
+
+# --------------------------------------------------------------------------- video: frames pooled
+#
+# C2PA and metadata on the container, every image signal on the sampled frames, one
+# whole-video report with per-frame evidence and timestamps:
+# - each sampled frame goes through the per-image pixel signals (:func:`verify_frame`);
+# - our watermark is read from the frames' soft scores averaged (per bit, the share of its
+#   blocks voting 1, over every examined frame), then thresholded and decoded once (a mark too
+#   damaged to decode in any one frame can still decode pooled); ``dwtDctSvd`` is read at its
+#   video step too (``dwtDctSvdVideo``, what ``stamp`` writes into a video);
+# - a known generator's mark counts only when a majority of frames carry it, and a store
+#   record may be found through a frame.
+# A video that cannot be sampled is an error record that keeps its container evidence, like
+# an image whose pixels do not decode.
+
+#: the backends a video's frames are read with: what was asked, plus ``dwtDctSvdVideo``
+#: (the step ``stamp`` writes into videos) wherever ``dwtDctSvd`` is asked for
+VIDEO_STEP_OF = {"dwtDctSvd": "dwtDctSvdVideo"}
+
+
+def video_backends(requested: Iterable[str]) -> tuple[str, ...]:
+    """The watermark backends read on a video's frames for ``requested``: each decode is one
+    more chance of a false payload (6.7e-7 per 64-bit backend), so the video step is added
+    only beside the image backend it belongs to."""
+    out: list[str] = []
+    for name in requested:
+        video = VIDEO_STEP_OF.get(name)
+        if video and video not in requested and video not in out:
+            out.append(video)
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def container_report(item: MediaItem, verify_kwargs: dict) -> ProvenanceReport:
+    """A video container's report: C2PA, metadata and the store's byte paths, no pixels yet."""
+    name = item.name
+    not_pixels = ImageLoadError("not_an_image", "a video: its pixels are read from sampled frames", name)
+    if item.data is not None:
+        rep = verify_bytes(item.data, name=name, decode_error=not_pixels, **verify_kwargs)
+    else:
+        e = item.read_error
+        rep = ProvenanceReport(REPORT_SCHEMA_VERSION, name, error=e.to_dict())
+        if e.code != "too_large":
+            return rep
+        verify_large_file(rep, Path(item.path), **verify_kwargs)
+    rep.error = None
+    big = rep.input.pixels  # a file over the byte limit says how its bytes were read
+    rep.input.pixels = "sampled video frames" + (f" ({big.removeprefix('not decoded: ')})" if big else "")
+    return rep
+
+
+def pool_watermarks(frame_reports: list[ProvenanceReport], frame_readings: list[dict]) -> list:
+    """One detection per backend from the frames' soft scores averaged (soft pooling: a bit
+    that most frames read weakly right is not outvoted by a few frames that read it
+    strongly wrong, as a majority of hard bits would let it be). Returns ``(detection,
+    frames read, frames that decode it alone)`` per backend."""
+    by_backend: dict[str, list] = {}
+    detected: Counter = Counter()
+    for rep, readings in zip(frame_reports, frame_readings, strict=True):
+        for w in rep.watermarks:
+            reading = readings.get(w["backend"])
+            if reading is not None and not w.get("error"):
+                by_backend.setdefault(w["backend"], []).append(reading)
+                detected[w["backend"]] += bool(w["detected"])
+    out = []
+    for backend, reads in by_backend.items():
+        be = get_watermark(backend)
+        soft = np.mean([r.soft for r in reads], axis=0)
+        bits = (soft > be.soft_threshold).astype(np.uint8)
+        reading = BitReading(bits=bits, soft=soft, confidence=float(np.mean(np.abs(2 * (soft - be.soft_threshold)))))
+        det = detection_from_reading(be, reading)
+        det.notes.append(f"soft scores of {len(reads)} frame reading(s) averaged, decoded once")
+        out.append((det, len(reads), detected[backend]))
+    return out
+
+
+def add_frame_evidence(rep: ProvenanceReport, frame_reports: list[ProvenanceReport], frame_readings: list[dict],
+                       times: list[float], store) -> None:
+    """Add the frames' pooled pixel evidence to the container report ``rep``."""
+    n = len(frame_reports)
+    pooled = pool_watermarks(frame_reports, frame_readings)
+    rep.watermarks = [{**d.to_dict(), "frames_read": k, "frames_detected": hits} for d, k, hits in pooled]
+    dets = [d for d, _, _ in pooled if d.detected]
+    if store is not None and not (rep.store or {}).get("found"):
+        add_store(rep, store, rep.c2pa.to_dict() if rep.c2pa is not None else {}, None, None, dets)
+        if not (rep.store or {}).get("found"):  # a frame's near-duplicate of a stamped item
+            hits = [(r.store, t) for r, t in zip(frame_reports, times, strict=True) if (r.store or {}).get("found")]
+            if hits:
+                ids = Counter(h["record"]["id"] for h, _ in hits)
+                best, k = ids.most_common(1)[0]
+                found, t = next((h, t) for h, t in hits if h["record"]["id"] == best)
+                rep.store = {**found, "frames": k, "first_time_s": t}
+                rep.evidence.append(frame_store_evidence(rep.store, k, n))
+    if dets:
+        d, k, hits = next(p for p in pooled if p[0].detected)
+        ev = watermark_evidence(d, rep.store)
+        ev.summary += f" (pooled over {k} frames; {hits} frame(s) decode it alone)"
+        ev.details.update(frames_read=k, frames_detected=hits)
+    else:
+        ev = Evidence("watermark", "statistical", f"no genvis-trust watermark in {n} frame(s), alone or pooled", "none",
+                      {"backends": [d.backend for d, _, _ in pooled]})
+    rep.evidence.insert(min(2, len(rep.evidence)), ev)
+    known: dict[str, list[float]] = {}
+    for r, t in zip(frame_reports, times, strict=True):
+        for e in r.evidence:
+            if e.kind == "known_generator" and e.indicates == "generated":
+                known.setdefault(e.details.get("generator", e.summary), []).append(t)
+    for gen, ts in known.items():
+        major = 2 * len(ts) >= n
+        rep.evidence.append(Evidence(
+            "known_generator", "statistical",
+            f"consistent with the {gen} invisible watermark in {len(ts)} of {n} frames (first at {ts[0]:.2f} s); "
+            "public mark, anyone can embed it: not proof" + ("" if major else "; a minority of frames: not counted"),
+            "generated" if major else "none", {"generator": gen, "frames": len(ts), "of": n, "times_s": ts}))
+
+
+def frame_store_evidence(found: dict, k: int, n: int) -> Evidence:
+    """A store record found through ``k`` of a video's ``n`` frames."""
+    ev = store_evidence(found)
+    ev.summary += f" (in {k} of {n} frames, first at {found['first_time_s']:.2f} s)"
+    ev.details.update(frames=k, of=n)
+    return ev
+
+
+def frame_reports(frames, name: str, verify_kwargs: dict, workers: int) -> tuple[list[ProvenanceReport], list[dict]]:
+    """Each frame's report, and each frame's readings by backend (the soft scores the pooling
+    averages, kept from the frame's own reading: nothing is read twice)."""
+    kwargs = {**verify_kwargs, "backends": video_backends(verify_kwargs.get("backends", DEFAULT_VERIFY_BACKENDS))}
+
+    def one(f):
+        shared = SharedTransforms([f.array])
+        rep = verify_frame(f.array, name=f"{name}@{f.time_s:.3f}s", shared=shared, **kwargs)
+        readings = {w["backend"]: shared_readings(shared, get_watermark(w["backend"]))[0]
+                    for w in rep.watermarks if not w.get("error")}
+        return rep, readings
+
+    if workers <= 1 or len(frames) < 2:
+        pairs = [one(f) for f in frames]
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="frames") as pool:
+            pairs = list(pool.map(one, frames))
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _verify_video_item(item: MediaItem, workers: int, verify_kwargs: dict) -> tuple[ProvenanceReport, list]:
+    rep = container_report(item, verify_kwargs)
+    if rep.error is not None:
+        return rep, []
+    if item.video is None:
+        e = item.error
+        rep.error = e.to_dict()
+        rep.input.pixels = f"not decoded: {e.message}"
+        return rep, []
+    sampled = item.video
+    reports, readings = frame_reports(sampled.frames, item.name, verify_kwargs, workers)
+    add_frame_evidence(rep, reports, readings, [f.time_s for f in sampled.frames], verify_kwargs.get("store"))
+    rep.input.video = video_facts(sampled)
+    return rep, reports
+
+
+def verify_video(source, *, name: str | None = None, options: VideoOptions = VideoOptions(), workers: int = 1,
+                 sampled: SampledVideo | None = None, **verify_kwargs):
+    """Every provenance signal of a video (a path or bytes), as one :class:`ProvenanceReport`:
+    the container's C2PA, metadata and store record, and the sampled frames' marks pooled
+    (``input.video`` names the frames). A video that cannot be sampled keeps its container
+    report, with ``error`` set. Returns ``(report, frame reports, sampled video or None)``."""
+    name = name or (str(source) if isinstance(source, (str, os.PathLike)) else "<video>")
+    item = open_media(source, name=name, options=options, video=True, sampled=sampled)
+    rep, reports = verify_media(item, workers=workers, **verify_kwargs)
+    return rep, reports, (item.video if rep.error is None else None)

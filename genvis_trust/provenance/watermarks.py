@@ -64,11 +64,9 @@ class WatermarkError(ValueError):
     """An image the backend cannot handle (too small, wrong type) or an unknown backend."""
 
 
-def _ensure_registered() -> None:
-    from . import dwt, rivagan  # noqa: F401  (register on import)
-
-
-WATERMARKS: Registry[Callable[[], WatermarkBackend]] = Registry("watermark backend", error=WatermarkError, load=_ensure_registered)
+# the built-in backends (dwt, rivagan) register when the package imports them
+# (provenance/__init__): this module, which they import, names none of them
+WATERMARKS: Registry[Callable[[], WatermarkBackend]] = Registry("watermark backend", error=WatermarkError)
 _INSTANCES: dict[str, WatermarkBackend] = {}
 
 

@@ -206,3 +206,8 @@ def _write_file_page(path: Path, row: dict, pics: dict, rows: list[dict], k: int
         timeline=f"../thumbs/{pics['timeline']}" if pics.get("timeline") else None,
     )
     atomic_write_text(path, html)
+
+
+def audit_report_html(summary: dict[str, Any], out: Path, **kwargs: Any) -> str:
+    """The audit index page (:func:`render_audit_report` with the summary first)."""
+    return render_audit_report(out, summary, **kwargs)

@@ -3,9 +3,9 @@
 - :func:`scan_report_html`: one self-contained page (images as data URIs), one card per
   image: the image, its verdict, every piece of evidence with its strength, the
   detector's heat map with its colour scale, and the spectrum;
-- :func:`audit_report_html`: every file with its verdict, and a page per file, with the
-  images as files beside the pages (a big folder would not fit in one page); see
-  :mod:`genvis_trust.report.audit_report`.
+- the audit's report (every file with its verdict, and a page per file, the images as
+  files beside the pages: a big folder would not fit in one page) is
+  :mod:`genvis_trust.report.audit_report`, which draws with this module's pieces.
 
 Pages are Jinja templates in ``report/templates``, autoescaped.
 """
@@ -13,7 +13,6 @@ Pages are Jinja templates in ``report/templates``, autoescaped.
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -162,10 +161,3 @@ def scan_report_html(items: list[tuple[dict[str, Any], dict[str, Any]]], title: 
         ev = [Evidence.from_dict(e) for e in res.get("evidence") or []]
         shown.append(({**res, "evidence": ev, "image": res.get("image") or {}}, figs))
     return render("scan.html.j2", title=title, items=shown, stops=COLOUR_STOPS)
-
-
-def audit_report_html(summary: dict[str, Any], out: Path, **kwargs: Any) -> str:
-    """The audit index page; see :mod:`genvis_trust.report.audit_report`."""
-    from .audit_report import render_audit_report
-
-    return render_audit_report(out, summary, **kwargs)

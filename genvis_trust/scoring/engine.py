@@ -171,7 +171,7 @@ class ScoringEngine:
                     if item is _END:
                         exhausted = True
                         break
-                    name = next(names_it) if names_it is not None else _name_of(item, k)
+                    name = next(names_it) if names_it is not None else input_name(item, k)
                     k += 1
                     pending.append(pool.submit(self._prepare, item, name))
                 if not pending:
@@ -219,7 +219,8 @@ def _count():
         i += 1
 
 
-def _name_of(item: Any, i: int) -> str:
+def input_name(item: Any, i: int) -> str:
+    """The name a record gets when none is given: the path, or ``<input i>`` for bytes and arrays."""
     if isinstance(item, (str, os.PathLike)):
         return str(item)
     return f"<input {i}>"

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .frames import encode_mp4
+from genvis_trust.media.frames import encode_mp4
 
 __all__ = ["clip_frames", "generate_clips_to_corpus"]
 

@@ -17,13 +17,23 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from genvis_trust import __version__
 from genvis_trust.io import ImageLoadError, atomic_write_bytes, sha256_bytes
+from genvis_trust.media.frames import (
+    FrameSampling,
+    VideoLimits,
+    check_limits,
+    container_info,
+    open_container,
+    video_decode_error,
+)
 
-from .frames import FrameSampling, VideoLimits, _decode_error, _info, _open, check_limits
+if TYPE_CHECKING:
+    from genvis_trust.provenance.stamp import StampOptions
 
 __all__ = ["VIDEO_BACKEND", "VideoStampResult", "reencode", "stamp_video"]
 
@@ -61,8 +71,8 @@ def _transcode(source, name: str, limits: VideoLimits, *, crf: int, pix_fmt: str
     import av
 
     notes: list[str] = []
-    with _open(source, name) as src, tempfile.TemporaryDirectory(prefix="gvt-stamp-") as d:
-        info = _info(src, name)
+    with open_container(source, name) as src, tempfile.TemporaryDirectory(prefix="gvt-stamp-") as d:
+        info = container_info(src, name)
         check_limits(info, limits, name)
         vin = src.streams.video[0]
         audio = list(src.streams.audio)
@@ -100,7 +110,7 @@ def _transcode(source, name: str, limits: VideoLimits, *, crf: int, pix_fmt: str
                             dst.mux(p)
                         n += 1
             except av.error.FFmpegError as e:
-                raise _decode_error(e, name, n) from None
+                raise video_decode_error(e, name, n) from None
             for p in vout.encode():
                 dst.mux(p)
         if n == 0:
@@ -122,17 +132,16 @@ def stamp_video(
     store,
     material,
     backend: str = VIDEO_BACKEND,
-    generator: str = "unknown",
-    family: str | None = None,
-    checkpoint_sha256: str | None = None,
-    edited: bool = False,
-    source_type: str | None = None,
-    title: str | None = None,
+    options: StampOptions | None = None,
     crf: int = 18,
     limits: VideoLimits = VideoLimits(),
     check_frames: int = 16,
+    **fields: Any,
 ) -> VideoStampResult:
-    """Watermark every frame, encode H.264 MP4, sign a C2PA manifest and record it."""
+    """Watermark every frame, encode H.264 MP4, sign a C2PA manifest and record it.
+    ``options`` (or its fields as keywords): what the content is
+    (:class:`~genvis_trust.provenance.stamp.StampOptions`, as for every medium)."""
+    from genvis_trust.media import VideoOptions
     from genvis_trust.provenance.c2pa_manifest import (
         build_manifest,
         is_generative,
@@ -140,11 +149,13 @@ def stamp_video(
     )
     from genvis_trust.provenance.payload import PAYLOAD_VERSION, get_codec
     from genvis_trust.provenance.phash import phash
-    from genvis_trust.provenance.stamp import StampError, reserve_record
+    from genvis_trust.provenance.stamp import StampError, reserve_record, stamp_options
+    from genvis_trust.provenance.verify import verify_video
     from genvis_trust.provenance.watermarks import WatermarkError, get_watermark
 
-    from .signals import VideoOptions, verify_video
-
+    o = stamp_options(options, fields)
+    generator, family, checkpoint_sha256, edited = o.generator, o.family, o.checkpoint_sha256, o.edited
+    source_type, title = o.source_type, o.title
     what = str(title or out_path)
     be = get_watermark(backend)
     codec = get_codec(be.n_bits)

@@ -36,8 +36,8 @@ import numpy as np
 
 from genvis_trust.io import DEFAULT_MAX_PIXELS, ImageLoadError
 
-__all__ = ["FrameSampling", "SampledFrame", "SampledVideo", "VideoInfo", "VideoLimits", "encode_mp4",
-           "probe", "sample_frames", "video_media_type"]
+__all__ = ["FrameSampling", "SampledFrame", "SampledVideo", "VideoInfo", "VideoLimits", "container_info", "encode_mp4",
+           "open_container", "probe", "sample_frames", "video_decode_error", "video_media_type"]
 
 MAX_SIDE = 16384  # the largest side H.264/HEVC levels allow; a 50000-px-wide stream is hostile
 
@@ -117,7 +117,8 @@ def video_media_type(head: bytes) -> str | None:
     return None
 
 
-def _open(source: str | os.PathLike | bytes | BinaryIO, name: str):
+def open_container(source: str | os.PathLike | bytes | BinaryIO, name: str):
+    """An open PyAV container (a path, bytes or a file object); failures as ImageLoadError."""
     import av
 
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -130,12 +131,13 @@ def _open(source: str | os.PathLike | bytes | BinaryIO, name: str):
         return av.open(source if not isinstance(source, os.PathLike) else os.fspath(source), "r",
                        metadata_errors="replace")
     except av.error.FFmpegError as e:
-        raise _decode_error(e, name, decoded=0) from None
+        raise video_decode_error(e, name, decoded=0) from None
     except (OSError, ValueError) as e:  # a missing or unreadable file
         raise ImageLoadError("unreadable", f"cannot open video: {e}", name) from None
 
 
-def _decode_error(e: Exception, name: str, decoded: int) -> ImageLoadError:
+def video_decode_error(e: Exception, name: str, decoded: int) -> ImageLoadError:
+    """A PyAV error as the ImageLoadError a record carries (``decoded``: frames read before it)."""
     msg = re.sub(r"^\[Errno -?\d+\] ", "", str(e).split(": '", 1)[0])
     if decoded:
         return ImageLoadError("truncated", f"video data ends or breaks after {decoded} decoded frame(s): {msg}", name)
@@ -145,7 +147,8 @@ def _decode_error(e: Exception, name: str, decoded: int) -> ImageLoadError:
     return ImageLoadError("corrupt", f"video could not be decoded: {msg}", name)
 
 
-def _info(container, name: str) -> VideoInfo:
+def container_info(container, name: str) -> VideoInfo:
+    """The first video stream's facts, read from the container's header."""
     if not container.streams.video:
         raise ImageLoadError("no_frames", "the container holds no video stream", name)
     s = container.streams.video[0]
@@ -187,8 +190,8 @@ def check_limits(info: VideoInfo, limits: VideoLimits, name: str) -> None:
 def probe(source: str | os.PathLike | bytes | BinaryIO, *, limits: VideoLimits = VideoLimits(),
           name: str = "<video>") -> VideoInfo:
     """The container's declared facts, checked against ``limits``; nothing is decoded."""
-    with _open(source, name) as c:
-        info = _info(c, name)
+    with open_container(source, name) as c:
+        info = container_info(c, name)
         check_limits(info, limits, name)
         return info
 
@@ -199,8 +202,8 @@ def sample_frames(source: str | os.PathLike | bytes | BinaryIO, sampling: FrameS
     import av
 
     n = sampling.frames
-    with _open(source, name) as c:
-        info = _info(c, name)
+    with open_container(source, name) as c:
+        info = container_info(c, name)
         check_limits(info, limits, name)
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"
@@ -244,7 +247,7 @@ def sample_frames(source: str | os.PathLike | bytes | BinaryIO, sampling: FrameS
                     prev = grey
                 k += 1
         except av.error.FFmpegError as e:
-            raise _decode_error(e, name, k) from None
+            raise video_decode_error(e, name, k) from None
     if k == 0:
         raise ImageLoadError("no_frames", "the video stream holds no decodable frame", name)
     notes = []
