@@ -18,8 +18,13 @@ Signals, strongest first:
    forward passes are not spent).
 
 Verdicts (``ScanResult.verdict``): ``generated``, ``likely_generated``, ``uncertain``,
-``no_evidence``, ``error``. The toolkit never states "real": absence of evidence is
+``no_evidence``, ``error``; a folder walk adds ``skipped`` for files that are not media
+(:mod:`genvis_trust.triage`). The toolkit never states "real": absence of evidence is
 ``no_evidence``.
+
+Flags (``ScanResult.flags``, schema 1.1) stand beside the verdict: ``tampered`` when a C2PA
+manifest is present but invalid (a hash mismatch, a bad signature, unreadable C2PA data),
+or signed by a certificate outside the trust anchors that were given.
 """
 
 from __future__ import annotations
@@ -40,8 +45,9 @@ if TYPE_CHECKING:
     from genvis_trust.detectors.evaluation import StabilityVerdict
     from genvis_trust.provenance.verify import ProvenanceReport
 
-SCAN_SCHEMA_VERSION = "1.0"
-VERDICTS = ("generated", "likely_generated", "uncertain", "no_evidence", "error")
+SCAN_SCHEMA_VERSION = "1.1"  # 1.1: "flags" (tampered), the "skipped" verdict and its reason
+VERDICTS = ("generated", "likely_generated", "uncertain", "no_evidence", "error", "skipped")
+FLAGS = ("tampered",)
 THRESHOLD = 0.5
 UNCERTAIN_BAND = (0.2, 0.8)
 
@@ -62,6 +68,16 @@ class ScanResult:
     schema_version: str = SCAN_SCHEMA_VERSION
     video: dict[str, Any] | None = None  # videos only: container facts, frames examined, per-frame rows
     local: dict[str, Any] | None = None  # the strongest region and the faces, written under "detector"
+    skipped: dict[str, Any] | None = None  # verdict "skipped": {"code", "message"} (not media)
+
+    def __post_init__(self):
+        if self.flags:  # the headline says it, in text, JSON and the reports alike
+            self.summary = flagged_summary(self.summary, self.flags)
+
+    @property
+    def flags(self) -> list[str]:
+        """Headline flags beside the verdict (:data:`FLAGS`), from the evidence."""
+        return tampered_flags(self.evidence)
 
     @property
     def detector(self) -> dict[str, Any] | None:
@@ -82,6 +98,7 @@ class ScanResult:
             "schema_version": self.schema_version,
             "input": self.input,
             "verdict": self.verdict,
+            "flags": self.flags,
             "summary": self.summary,
             "evidence": [e.to_dict() for e in self.evidence],
             "image": self.image,
@@ -90,9 +107,32 @@ class ScanResult:
         }
         if self.video is not None:
             d["video"] = self.video
+        if self.skipped is not None:
+            d["skipped"] = self.skipped
         if full:
             d["provenance"] = self.provenance.to_dict() if self.provenance is not None else None
         return d
+
+
+def tampered_flags(evidence: list[Evidence]) -> list[str]:
+    """``["tampered"]`` when a C2PA manifest is present but does not validate (or was signed
+    outside the trust anchors given), else ``[]``."""
+    for e in evidence:
+        if e.kind != "c2pa":
+            continue
+        if e.indicates == "tampered":
+            return ["tampered"]
+        d = e.details or {}
+        if d.get("trust_anchors_configured") and "signingCredential.untrusted" in (d.get("failure_codes") or []):
+            return ["tampered"]
+    return []
+
+
+def flagged_summary(summary: str, flags: list[str]) -> str:
+    """The verdict line with its flags in front: ``TAMPERED (C2PA manifest invalid); ...``."""
+    if "tampered" in flags and not summary.startswith("TAMPERED"):
+        return "TAMPERED (C2PA manifest present but invalid); " + summary.replace("C2PA manifest invalid; ", "")
+    return summary
 
 
 def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: dict | None = None,
