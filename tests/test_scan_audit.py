@@ -436,3 +436,62 @@ def test_include_exclude_and_files_vanishing_during_the_walk(tmp_path):
         if e.rel == "a.jpg":
             (root / "b.jpg").unlink()  # listed with its folder, gone before it is read
     assert got[:3] == [("a.jpg", None), ("b.jpg", "vanished"), ("c.png", None)]
+
+
+# ---------------------------------------------------------------- tampering in the headline
+
+
+def _signed_and_tampered(tmp: Path) -> tuple[Path, Path, Path]:
+    """A stamped (watermarked, C2PA-signed) JPEG, and a copy with 40 bytes of its scan data flipped."""
+    from genvis_trust.provenance.keys import init_keys, load_signing_material
+    from genvis_trust.provenance.stamp import stamp_array
+    from genvis_trust.provenance.store import ProvenanceStore
+
+    init_keys(tmp / "keys")
+    st = ProvenanceStore(tmp / "p.db")
+    signed = tmp / "signed.jpg"
+    stamp_array(photo(7, 256), signed, store=st, material=load_signing_material(tmp / "keys"), fmt="JPEG",
+                generator="g", family="gan")
+    st.close()
+    b = bytearray(signed.read_bytes())
+    # 40 bytes of entropy-coded data changed by one bit, none near a marker byte: still decodes
+    spots = [i for i in range(len(b) - 1500, len(b) - 20, 9) if 0 < b[i] < 0xFE and b[i - 1] != 0xFF][:40]
+    assert len(spots) == 40
+    for i in spots:
+        b[i] ^= 0x01
+    (tmp / "tampered.jpg").write_bytes(bytes(b))
+    return signed, tmp / "tampered.jpg", tmp / "p.db"
+
+
+def test_an_invalid_manifest_flags_the_verdict_and_fail_on_exits_3(det_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from genvis_trust.cli.main import app
+    from genvis_trust.provenance.keys import init_keys
+
+    signed, tampered, db = _signed_and_tampered(tmp_path)
+    s = Scanner(det_dir, device="cpu", store=db, workers=1)
+    try:
+        ok, bad = (r.to_dict() for r in s.scan([str(signed), str(tampered)]))
+    finally:
+        s.close()
+    assert ok["flags"] == [] and not ok["summary"].startswith("TAMPERED")
+    assert bad["flags"] == ["tampered"] and bad["summary"].startswith("TAMPERED")
+    assert bad["verdict"] == "generated"  # the watermark still speaks; the flag stands beside it
+    # signed by a certificate outside the trust anchors given: flagged too
+    init_keys(tmp_path / "other-ca")
+    s = Scanner(det_dir, device="cpu", trust_anchors=tmp_path / "other-ca" / "ca.cert.pem", workers=1)
+    try:
+        untrusted = next(iter(s.scan([str(signed)]))).to_dict()
+    finally:
+        s.close()
+    assert untrusted["flags"] == ["tampered"], untrusted["evidence"][0]
+    base = ["scan", str(signed), str(tampered), "--store", str(db), "--detector", str(det_dir), "--device", "cpu",
+            "--workers", "1"]
+    r = CliRunner().invoke(app, base)
+    assert r.exit_code == 0 and "TAMPERED" in r.stdout
+    r = CliRunner().invoke(app, [*base, "--json", "--fail-on", "tampered"])
+    assert r.exit_code == 3, r.output
+    assert [json.loads(x)["flags"] for x in r.stdout.splitlines() if x.startswith("{")] == [[], ["tampered"]]
+    assert CliRunner().invoke(app, [*base, "--fail-on", "error"]).exit_code == 0
+    assert CliRunner().invoke(app, [*base, "--fail-on", "bogus"]).exit_code == 2

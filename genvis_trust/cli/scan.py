@@ -194,7 +194,8 @@ def scan_cmd(
             t.add_column(c, overflow="fold")
         for r in results:
             strong = [e["summary"] for e in r["evidence"] if e.get("indicates") not in (None, "none")]
-            t.add_row(escape(display_name(r["input"])), f"[{_VERDICT_STYLE[r['verdict']]}]{escape(display_name(r['summary']))}[/]",
+            style = "bold red" if r.get("flags") else _VERDICT_STYLE[r["verdict"]]
+            t.add_row(escape(display_name(r["input"])), f"[{style}]{escape(display_name(r['summary']))}[/]",
                       escape(display_name("; ".join(strong[:2]))) or "-")
         out.print(t)
     if html_out is not None:

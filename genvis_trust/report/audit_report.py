@@ -181,7 +181,7 @@ def _video_pictures(row: dict, pages: Path) -> dict:
 
     key = (row.get("image") or {}).get("sha256") or hashlib.sha256(row["input"].encode()).hexdigest()
     names = {"thumb": f"{key[:24]}-timeline.jpg", "timeline": f"{key[:24]}-timeline.png"}
-    chart = video_timeline(row["video"])
+    chart = video_timeline(row["video"], flags=row.get("flags"))
     atomic_write_bytes(pages / "thumbs" / names["timeline"], encode_image(chart, "PNG"))
     atomic_write_bytes(pages / "thumbs" / names["thumb"], encode_image(thumbnail(chart, 96), "JPEG", quality=85))
     return {**names, "note": None}
