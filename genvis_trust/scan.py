@@ -198,6 +198,22 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
                       local=local_extra or None)
 
 
+def tile_map(detector, score: DetectionScore | None) -> dict[str, Any] | None:
+    """The calibrated p(generated) of every tile the scan scored, as a ``rows x cols`` grid
+    (``null`` where no tile was read) with the tile side; None for a single tile."""
+    if score is None or score.tile_logits is None or not score.tile_positions or len(score.tile_positions) < 2:
+        return None
+    import numpy as np
+
+    p = np.asarray(detector.probabilities(np.asarray(score.tile_logits, np.float32)), float).ravel()
+    ys = sorted({y for y, _ in score.tile_positions})
+    xs = sorted({x for _, x in score.tile_positions})
+    grid: list[list[float | None]] = [[None] * len(xs) for _ in ys]
+    for (y, x), v in zip(score.tile_positions, p, strict=True):
+        grid[ys.index(y)][xs.index(x)] = round(float(v), 3)
+    return {"p": grid, "tile": int(getattr(detector, "patch", 0) or 0), "y": ys, "x": xs}
+
+
 def weak_negative_note(sensitivity: dict) -> str | None:
     """What a score below the threshold is worth, from the detector card's ``sensitivity`` (the
     share of unseen generators' samples it flagged in its evaluation, beside its false-positive
@@ -379,6 +395,9 @@ class Scanner:
             ):
                 stab = self._stability(rec)
             res = fuse(rec, stab, self._local(rec), self.sensitivity)
+            tiles = tile_map(self.detector, rec.score)
+            if tiles is not None:  # the report draws its heat map from these, with no detector pass
+                res.local = {**(res.local or {}), "tile_map": tiles}
             res.image["elapsed_s"] = round(time.time() - t0, 3)
             t0 = time.time()
             yield res
