@@ -230,6 +230,12 @@ def run_audit(
     done = load_done(results)
     own = scanner is None
     scanner = scanner or Scanner(**(scanner_kwargs or {}))
+    from genvis_trust.report.audit_report import REPORT_DIR, pictures_from_pixels
+
+    # the report's pictures from the pixels the scan decodes anyway: the report reads no image again
+    pages = out / REPORT_DIR
+    before, scanner.on_decoded = getattr(scanner, "on_decoded", None), (
+        lambda res, arr: pictures_from_pixels(pages, res.to_dict(), arr))
     t0 = time.time()
     # Entries that are not opened become records without the scanner; they wait here until
     # the scanner, which reads ahead, has returned what was queued before them.
@@ -280,6 +286,7 @@ def run_audit(
         summary["not_recorded"] = walk.counts()
         write_summary(out, summary, detector=scanner.detector, heatmaps=heatmaps, on_progress=on_report)
     finally:
+        scanner.on_decoded = before
         if own:
             scanner.close()
     return summary

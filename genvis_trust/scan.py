@@ -344,6 +344,8 @@ class Scanner:
         from genvis_trust.video import VideoLimits, VideoOptions
 
         self.video_options = video or VideoOptions(limits=VideoLimits(max_pixels=max_pixels))
+        # called with (result, decoded RGB array) for every image that decoded, before it is yielded
+        self.on_decoded: Any = None
         self.provenance = provenance
         self.check_stability = check_stability
         self.faces = faces
@@ -398,6 +400,8 @@ class Scanner:
             tiles = tile_map(self.detector, rec.score)
             if tiles is not None:  # the report draws its heat map from these, with no detector pass
                 res.local = {**(res.local or {}), "tile_map": tiles}
+            if self.on_decoded is not None and rec.loaded is not None:
+                self.on_decoded(res, rec.loaded.array)  # e.g. the audit's thumbnails, from these pixels
             res.image["elapsed_s"] = round(time.time() - t0, 3)
             t0 = time.time()
             yield res

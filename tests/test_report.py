@@ -240,3 +240,36 @@ def test_ten_thousand_rows_open_and_filter_in_a_real_browser(tmp_path):
     r = _chromium("--dump-dom", f"file://{page}#flag=tampered")
     assert "1 of 10000 shown" in r.stdout
     assert took < 60, took
+
+
+def test_audit_pictures_come_from_the_pixels_the_scan_decoded(tmp_path, monkeypatch):
+    """Thumbnails, page images and heat maps are written as each image is scanned; writing the
+    report reads no image again (and runs no detector pass for files with a tile map)."""
+    import torch
+
+    from genvis_trust.audit import run_audit
+    from genvis_trust.report import audit_report as ar
+    from genvis_trust.scan import Scanner
+
+    torch.manual_seed(0)
+    Detector.create("cnn", device="cpu").save(tmp_path / "det", card={"name": "rnd"})
+    root = tmp_path / "data"
+    root.mkdir()
+    for i in range(3):
+        (root / f"p{i}.jpg").write_bytes(encode_image(photo(30 + i, 300), "JPEG", quality=90))
+    reads = []
+    for name in ("_decode_small", "heat_map"):
+        orig = getattr(ar, name)
+        monkeypatch.setattr(ar, name, lambda *a, _o=orig, _n=name, **k: reads.append(_n) or _o(*a, **k))
+    s = Scanner(tmp_path / "det", device="cpu", workers=1)
+    try:
+        run_audit(root, tmp_path / "out", scanner=s)
+    finally:
+        s.close()
+    assert reads == []
+    pages = list((tmp_path / "out" / "report" / "files").glob("*.html"))
+    assert len(pages) == 3
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert "the tiles the scan scored" in text and 'class="cbar"' in text
+        assert all((page.parent / src).is_file() for src in re.findall(r'src="(\.\./[^"]+)"', text))

@@ -318,6 +318,33 @@ def _overlay(picture: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.n
     return (picture.astype(np.float32) * (1 - alpha) + _LUT[idx] * alpha).round().clip(0, 255).astype(np.uint8)
 
 
+def pictures_from_pixels(pages: Path, rec: dict, img: np.ndarray) -> None:
+    """The thumbnail, page image and tile heat map of a record, from pixels the scan already
+    decoded (the audit calls this as each image is scanned), under the names :func:`_pictures`
+    looks for, so the report reads no image again."""
+    from genvis_trust.io import encode_image
+
+    sha = (rec.get("image") or {}).get("sha256")
+    if not sha or rec.get("error") or rec.get("video"):
+        return
+    det = rec.get("detector") or {}
+    key = sha[:24]
+    for sub in ("thumbs", "heat"):
+        (pages / sub).mkdir(parents=True, exist_ok=True)
+    thumb, page = pages / "thumbs" / f"{key}.jpg", pages / "thumbs" / f"{key}-page.jpg"
+    if thumb.is_file() and page.is_file():
+        return
+    boxes = local_boxes(det)
+    small = thumbnail(img, 384)
+    _write(thumb, encode_image(thumbnail(small, 96), "JPEG", quality=85))
+    _write(page, encode_image(draw_boxes(small, boxes, img.shape), "JPEG", quality=90))
+    if det.get("tile_map"):
+        heat = tile_heat(small, img.shape[:2], det["tile_map"])
+        heat["picture"] = draw_boxes(heat["picture"], boxes, img.shape)
+        _write(pages / "heat" / f"{key}-tiles.jpg", encode_image(heat["picture"], "JPEG", quality=90))
+        _write(pages / "heat" / f"{key}-tiles.jpg.json", json.dumps({k: v for k, v in heat.items() if k != "picture"}).encode())
+
+
 def tile_heat(picture: np.ndarray, shape: tuple[int, int], tiles: dict) -> dict[str, Any]:
     """The scan's own per-tile p(generated) (``detector.tile_map``) over ``picture`` (the image
     at any scale; ``shape`` the full image's): each tile painted where it lies."""
