@@ -285,7 +285,8 @@ def _pictures(row: dict, root: Path | None, pages: Path, detector, det_tag: str,
             if from_record:
                 heat = tile_heat(page_img, shape, tiles)
             else:
-                heat = heat_map(detector, img)
+                with _DETECTOR_LOCK:  # one model, hooks and backward passes: never two threads at once
+                    heat = heat_map(detector, img)
             heat["picture"] = draw_boxes(heat["picture"], boxes, shape)
             _write(need[2], encode_image(heat["picture"], "JPEG" if from_record else "PNG", quality=90))
             _write(meta_path, json.dumps({k: v for k, v in heat.items() if k != "picture"}).encode())
@@ -301,6 +302,8 @@ def _pictures(row: dict, root: Path | None, pages: Path, detector, det_tag: str,
 
 
 _LUT: np.ndarray | None = None
+_DETECTOR_LOCK = threading.Lock()
+_LUT_LOCK = threading.Lock()
 
 
 def _overlay(picture: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -308,12 +311,13 @@ def _overlay(picture: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.n
     through a 256-entry table (the same colours as :func:`genvis_trust.detectors.explain.overlay`,
     without importing the detectors for it)."""
     global _LUT
-    if _LUT is None:
-        from matplotlib import colormaps
+    with _LUT_LOCK:
+        if _LUT is None:
+            from matplotlib import colormaps
 
-        from .html import HEAT_CMAP
+            from .html import HEAT_CMAP
 
-        _LUT = (colormaps[HEAT_CMAP](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)
+            _LUT = (colormaps[HEAT_CMAP](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)
     idx = (np.nan_to_num(heat, nan=0.0).clip(0, 1) * 255).round().astype(np.uint8)
     return (picture.astype(np.float32) * (1 - alpha) + _LUT[idx] * alpha).round().clip(0, 255).astype(np.uint8)
 
