@@ -202,9 +202,7 @@ def _write(path: Path, data: bytes | str) -> None:
     """Replace ``path`` whole (a reader never sees half a page) without syncing: the report
     is derived from results.jsonl and rewritten by the next run, so an fsync per thumbnail
     (thousands of them) buys nothing."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data, sync=False)
 
 
 def _decode_small(path: Path, side: int) -> tuple[np.ndarray, tuple[int, int]]:
