@@ -434,7 +434,9 @@ def test_npr_from_file_then_scan_by_name(home, tmp_path):
 
     f = tmp_path / "NPR.pth"
     torch.save(_npr_state(), f)
-    r = _fetch("npr", "--from", str(f))
+    r = _fetch("npr", "--from", str(f))  # NPR's repository states no licence: not commercial
+    assert r.exit_code == 2 and "--accept-licence" in r.output
+    r = _fetch("npr", "--from", str(f), "--accept-licence")
     assert r.exit_code == 0, r.output
     assert hashlib.sha256(f.read_bytes()).hexdigest() in r.output
     det = load_detector("npr", device="cpu")
