@@ -119,6 +119,10 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
         cal = "calibrated" if score.calibrated else "uncalibrated"
         detail = {"probability": round(p, 6), "calibrated": score.calibrated, "detector": score.detector}
         text = f"detector {score.detector}: p(generated)={p:.2f} ({cal}, {score.tiles} tiles)"
+        if score.members:  # a fusion: each member's own p and licence
+            detail["members"] = score.members
+            text += "; members: " + ", ".join(f"{os.path.basename(m['name']) or m['name']} p={m['probability']:.2f} ({m['licence']})"
+                                               for m in score.members)
         if ood:
             detail["out_of_domain"] = ood
             text += "; outside what it was trained on: " + "; ".join(o["message"] for o in ood)

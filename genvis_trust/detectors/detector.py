@@ -55,6 +55,8 @@ class DetectionScore:
     out_of_domain: list[dict[str, str]] = field(default_factory=list)
     # the domain head that scored an input the main head would void (e.g. ``upscaled``), else None
     head: str | None = None
+    # a fusion's members, each with its own image logit, p and licence (see .fusion), else None
+    members: list[dict[str, Any]] | None = None
 
     def to_dict(self, with_tiles: bool = False) -> dict[str, Any]:
         d = {
@@ -70,6 +72,8 @@ class DetectionScore:
         }
         if self.head:
             d["head"] = self.head
+        if self.members is not None:
+            d["members"] = self.members
         if with_tiles and self.tile_logits is not None:
             d["tile_logits"] = [round(float(v), 4) for v in self.tile_logits]
             d["tile_positions"] = [list(p) for p in self.tile_positions or []]
@@ -266,10 +270,11 @@ class Detector:
         return z, (np.concatenate(ms) if ms and ms[0] is not None else None)
 
     @torch.no_grad()
-    def logits_prepared(self, inputs: list[torch.Tensor], batch_size: int = 8) -> np.ndarray:
+    def logits_prepared(self, inputs: list[torch.Tensor], batch_size: int = 8, *, members: bool = False):
         """Logits of a whole-image detector for inputs already through ``prepare_input``
         (each ``3 x H x W`` float32, or ``1 x 3 x H x W``), in input order. Inputs of one shape
-        share a forward pass (up to ``batch_size``); the others run one by one, unpadded."""
+        share a forward pass (up to ``batch_size``); the others run one by one, unpadded.
+        ``members=True``: ``(logits, None)`` (a fusion gives its members' logits there)."""
         xs = [x[0] if x.dim() == 4 else x for x in inputs]
         out = np.zeros(len(xs), np.float32)
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -279,7 +284,7 @@ class Detector:
             for j in range(0, len(idx), batch_size):
                 part = idx[j : j + batch_size]
                 out[part] = self._forward_float(torch.stack([xs[i] for i in part]))
-        return out
+        return (out, None) if members else out
 
     def _forward_float(self, x: torch.Tensor) -> np.ndarray:
         """One float32 batch through the network, in float32 on any device: a published
@@ -462,7 +467,7 @@ class Detector:
         if not tiled:
             return []
         if self.whole_image:
-            all_logits, all_members = self.logits_prepared([t[0] for t in tiled], min(batch_size, 8)), None
+            all_logits, all_members = self.logits_prepared([t[0] for t in tiled], min(batch_size, 8), members=True)
         else:
             all_logits, all_members = self.logits(np.concatenate([t[0] for t in tiled]), batch_size, members=True)
         out, pos = [], 0
@@ -548,6 +553,10 @@ class Detector:
     def load(cls, path: str | os.PathLike, device="auto") -> Detector:
         path = Path(path)
         family = read_config(path).get("family")
+        if family == "fusion" and cls is Detector:  # members combined at image level: see .fusion
+            from .fusion import FusionDetector
+
+            return FusionDetector.load(path, device=device)
         fam = get_family(family)
         art = load_artifact(path, kind="detector", family=family, max_version=fam.version)
         cfg = art.config
