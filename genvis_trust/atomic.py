@@ -24,14 +24,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None, *, sync: bool = True) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never half.
 
     The bytes go to a temporary file that starts at 0o600, so nothing is readable before
     ``mode`` is applied (keys: 0o600). Without ``mode``, an existing file keeps its
-    permissions and a new one gets the usual ``0o666 & ~umask``.
+    permissions and a new one gets the usual ``0o666 & ~umask``. ``sync=False`` skips the
+    fsyncs, for derived files rewritten by the next run (a report's thousands of thumbnails).
     """
-    with atomic_path(path, mode) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, mode, sync=sync) as tmp, open(tmp, "wb") as f:
         f.write(data)
 
 
@@ -41,7 +42,7 @@ def atomic_write_text(path: str | os.PathLike, text: str, mode: int | None = Non
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, mode: int | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, mode: int | None = None, *, sync: bool = True) -> Iterator[Path]:
     """A temporary path beside ``path`` for a library to write to; on success it is synced
     and renamed onto ``path``, on any error it is removed and ``path`` is left as it was.
 
@@ -56,12 +57,14 @@ def atomic_path(path: str | os.PathLike, mode: int | None = None) -> Iterator[Pa
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, p)
     except BaseException:
         _discard(tmp)
         raise
-    _fsync_dir(p.parent)
+    if sync:
+        _fsync_dir(p.parent)
 
 
 def _target_mode(p: Path) -> int:

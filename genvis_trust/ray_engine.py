@@ -29,12 +29,13 @@ import numpy as np
 
 from genvis_trust.audit import (
     RESULTS,
+    FolderWalk,
     append_records,
-    iter_entries,
     link_records,
     load_done,
     problem_record,
     rel_inside,
+    skipped_record,
     summarize,
     target_recorded_itself,
     write_summary,
@@ -80,11 +81,14 @@ def run_audit_ray(
     done = load_done(results)
     items, problems, links = [], [], []
     out_rel = rel_inside(out, root)
-    for entry in iter_entries(root, exclude=out):
+    walk = FolderWalk(root, exclude=out)  # own outputs left out, non-media recorded as skipped
+    for entry, skip in walk:
         if entry.rel in done:
             continue
         if entry.error is not None:  # never opened, so no actor needed
             problems.append(json.dumps(problem_record(entry), sort_keys=True, default=str))
+        elif skip is not None:
+            problems.append(json.dumps(skipped_record(entry, *skip), sort_keys=True, default=str))
         elif target_recorded_itself(entry, out_rel):  # repeats its target's record, afterwards
             links.append(entry)
         else:
@@ -115,5 +119,6 @@ def run_audit_ray(
         if started:
             ray.shutdown()
     summary = summarize(results, root=root, new=n_new, elapsed=time.time() - t0)
+    summary["not_recorded"] = walk.counts()
     write_summary(out, summary)
     return summary

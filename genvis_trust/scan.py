@@ -18,8 +18,13 @@ Signals, strongest first:
    forward passes are not spent).
 
 Verdicts (``ScanResult.verdict``): ``generated``, ``likely_generated``, ``uncertain``,
-``no_evidence``, ``error``. The toolkit never states "real": absence of evidence is
+``no_evidence``, ``error``; a folder walk adds ``skipped`` for files that are not media
+(:mod:`genvis_trust.triage`). The toolkit never states "real": absence of evidence is
 ``no_evidence``.
+
+Flags (``ScanResult.flags``, schema 1.1) stand beside the verdict: ``tampered`` when a C2PA
+manifest is present but invalid (a hash mismatch, a bad signature, unreadable C2PA data),
+or signed by a certificate outside the trust anchors that were given.
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ if TYPE_CHECKING:
     from genvis_trust.detectors.evaluation import StabilityVerdict
     from genvis_trust.provenance.verify import ProvenanceReport
 
-SCAN_SCHEMA_VERSION = "1.0"
-VERDICTS = ("generated", "likely_generated", "uncertain", "no_evidence", "error")
+SCAN_SCHEMA_VERSION = "1.1"  # 1.1: "flags" (tampered), the "skipped" verdict and its reason
+VERDICTS = ("generated", "likely_generated", "uncertain", "no_evidence", "error", "skipped")
+FLAGS = ("tampered",)
 THRESHOLD = 0.5
 UNCERTAIN_BAND = (0.2, 0.8)
 
@@ -63,6 +69,16 @@ class ScanResult:
     schema_version: str = SCAN_SCHEMA_VERSION
     video: dict[str, Any] | None = None  # videos only: container facts, frames examined, per-frame rows
     local: dict[str, Any] | None = None  # the strongest region and the faces, written under "detector"
+    skipped: dict[str, Any] | None = None  # verdict "skipped": {"code", "message"} (not media)
+
+    def __post_init__(self):
+        if self.flags:  # the headline says it, in text, JSON and the reports alike
+            self.summary = flagged_summary(self.summary, self.flags)
+
+    @property
+    def flags(self) -> list[str]:
+        """Headline flags beside the verdict (:data:`FLAGS`), from the evidence."""
+        return tampered_flags(self.evidence)
 
     @property
     def detector(self) -> dict[str, Any] | None:
@@ -83,6 +99,7 @@ class ScanResult:
             "schema_version": self.schema_version,
             "input": self.input,
             "verdict": self.verdict,
+            "flags": self.flags,
             "summary": self.summary,
             "evidence": [e.to_dict() for e in self.evidence],
             "image": self.image,
@@ -91,9 +108,32 @@ class ScanResult:
         }
         if self.video is not None:
             d["video"] = self.video
+        if self.skipped is not None:
+            d["skipped"] = self.skipped
         if full:
             d["provenance"] = self.provenance.to_dict() if self.provenance is not None else None
         return d
+
+
+def tampered_flags(evidence: list[Evidence]) -> list[str]:
+    """``["tampered"]`` when a C2PA manifest is present but does not validate (or was signed
+    outside the trust anchors given), else ``[]``."""
+    for e in evidence:
+        if e.kind != "c2pa":
+            continue
+        if e.indicates == "tampered":
+            return ["tampered"]
+        d = e.details or {}
+        if d.get("trust_anchors_configured") and "signingCredential.untrusted" in (d.get("failure_codes") or []):
+            return ["tampered"]
+    return []
+
+
+def flagged_summary(summary: str, flags: list[str]) -> str:
+    """The verdict line with its flags in front: ``TAMPERED (C2PA manifest invalid); ...``."""
+    if "tampered" in flags and not summary.startswith("TAMPERED"):
+        return "TAMPERED (C2PA manifest present but invalid); " + summary.replace("C2PA manifest invalid; ", "")
+    return summary
 
 
 def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: dict | None = None,
@@ -161,6 +201,22 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
                                   f"likely generated in {what} (p={d['probability']:.2f} at {d['box']}; whole-image detector")
     return ScanResult(record.input, verdict, summary, evidence, image, score, stability if score is not None else None, prov,
                       local=local_extra or None)
+
+
+def tile_map(detector, score: DetectionScore | None) -> dict[str, Any] | None:
+    """The calibrated p(generated) of every tile the scan scored, as a ``rows x cols`` grid
+    (``null`` where no tile was read) with the tile side; None for a single tile."""
+    if score is None or score.tile_logits is None or not score.tile_positions or len(score.tile_positions) < 2:
+        return None
+    import numpy as np
+
+    p = np.asarray(detector.probabilities(np.asarray(score.tile_logits, np.float32)), float).ravel()
+    ys = sorted({y for y, _ in score.tile_positions})
+    xs = sorted({x for _, x in score.tile_positions})
+    grid: list[list[float | None]] = [[None] * len(xs) for _ in ys]
+    for (y, x), v in zip(score.tile_positions, p, strict=True):
+        grid[ys.index(y)][xs.index(x)] = round(float(v), 3)
+    return {"p": grid, "tile": int(getattr(detector, "patch", 0) or 0), "y": ys, "x": xs}
 
 
 def weak_negative_note(sensitivity: dict) -> str | None:
@@ -293,6 +349,8 @@ class Scanner:
         from genvis_trust.media import VideoLimits, VideoOptions
 
         self.video_options = video or VideoOptions(limits=VideoLimits(max_pixels=max_pixels))
+        # called with (result, decoded RGB array) for every image that decoded, before it is yielded
+        self.on_decoded: Any = None
         self.provenance = provenance
         self.check_stability = check_stability
         self.faces = faces
@@ -345,6 +403,11 @@ class Scanner:
             ):
                 stab = self._stability(rec)
             res = fuse(rec, stab, self._local(rec), self.sensitivity)
+            tiles = tile_map(self.detector, rec.score)
+            if tiles is not None:  # the report draws its heat map from these, with no detector pass
+                res.local = {**(res.local or {}), "tile_map": tiles}
+            if self.on_decoded is not None and rec.loaded is not None:
+                self.on_decoded(res, rec.loaded.array)  # e.g. the audit's thumbnails, from these pixels
             res.image["elapsed_s"] = round(time.time() - t0, 3)
             t0 = time.time()
             yield res

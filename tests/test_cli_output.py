@@ -147,3 +147,22 @@ def test_help_wraps_at_the_terminal_not_at_the_docstrings_line_breaks():
     page = _cli("generate", "--help", env={**os.environ, "COLUMNS": "250", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}).stdout
     assert "transform crops of real photographs drawn from each image's seed; the record names the photograph" in page
     assert any(line.strip().startswith("Clips:") for line in page.splitlines())
+
+
+def test_stamp_and_verify_leave_no_wal_and_a_failed_stamp_no_folder(tmp_path):
+    """Every command closes its store (no -wal/-shm beside it after exit); a stamp run that fails
+    before writing anything (an input that is not an image) creates no --out folder."""
+    from genvis_trust.provenance.keys import init_keys
+
+    init_keys(tmp_path / "keys")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    r = _cli("stamp", tmp_path / "broken.jpg", "--out", tmp_path / "st2", "--keys", tmp_path / "keys")
+    assert r.returncode == 1 and "broken.jpg" in r.stderr
+    assert not (tmp_path / "st2").exists()
+    ok = tmp_path / "ok.png"
+    ok.write_bytes(encode_image(np.random.default_rng(0).integers(0, 255, (256, 256, 3), np.uint8)))
+    for args in (("stamp", ok, "--out", tmp_path / "st3", "--keys", tmp_path / "keys", "--source-type", "digitalCapture"),
+                 ("verify", tmp_path / "st3" / "ok.png", "--store", tmp_path / "st3" / "provenance.db")):
+        r = _cli(*args)
+        assert r.returncode == 0, r.stderr
+        assert sorted(p.name for p in (tmp_path / "st3").iterdir()) == ["ok.png", "provenance.db"], args[0]

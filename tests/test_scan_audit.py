@@ -228,8 +228,11 @@ def test_audit_one_record_per_file_and_resume_after_sigkill(audit_folder, det_di
     recs = _records(full)
     assert sorted(x["input"] for x in recs) == files  # exactly one record per file
     by = {x["input"]: x for x in recs}
-    for name in (p for p in files if p.startswith("broken/")):
+    not_media = {"broken/random.bin": "binary", "broken/xml_bomb.xmp": "text"}  # by content: skipped, not errors
+    for name in (p for p in files if p.startswith("broken/") and p not in not_media):
         assert by[name]["verdict"] == "error" and by[name]["error"]["code"] in ERROR_CODES, by[name]
+    for name, code in not_media.items():
+        assert by[name]["verdict"] == "skipped" and by[name]["skipped"]["code"] == code, by[name]
     assert by["broken/bomb.png"]["error"]["code"] == "too_large"
     assert by["broken/empty.jpg"]["error"]["code"] == "empty"
     for name, verdict in audit_folder["truth"].items():
@@ -242,7 +245,8 @@ def test_audit_one_record_per_file_and_resume_after_sigkill(audit_folder, det_di
     for name in ("links/loop_a", "links/loop_b", "links/up"):
         assert by[name]["verdict"] == "error" and by[name]["link"], by[name]
     summary = json.loads((full / "summary.json").read_text())
-    assert summary["records"] == len(files) and summary["verdicts"]["error"] == audit_folder["n_bad"]
+    assert summary["records"] == len(files) and summary["verdicts"]["error"] == audit_folder["n_bad"] - len(not_media)
+    assert summary["skipped"] == {"binary": 1, "text": 1}
     assert (full / "report.html").stat().st_size > 2000
 
     # now kill a run midway, then resume it
@@ -278,7 +282,7 @@ def test_scanner_verdicts_are_known_values(det_dir, tmp_path):
     assert [r.verdict in VERDICTS for r in res] == [True, True]
     assert res[1].verdict == "error" and res[1].error["code"] == "not_found"
     d = res[0].to_dict()
-    assert d["schema_version"] == "1.0" and {e["kind"] for e in d["evidence"]} >= {"c2pa", "metadata", "watermark", "detector"}
+    assert d["schema_version"] == "1.1" and d["flags"] == [] and {e["kind"] for e in d["evidence"]} >= {"c2pa", "metadata", "watermark", "detector"}
 
 
 def test_engine_records_carry_the_hooks_provenance_report(tmp_path):
@@ -342,3 +346,153 @@ def test_a_below_threshold_score_says_what_it_is_worth_on_unseen_generators(tmp_
     assert plain.sensitivity is None
     res = next(plain.scan([str(f)]))
     assert "held out of its evaluation" not in next(e for e in res.evidence if e.kind == "detector").summary
+
+
+# ---------------------------------------------------------------- a real folder: own outputs, non-media
+
+
+def _real_folder(root: Path) -> None:
+    """Media beside what real folders also hold: keys, a store and its WAL, notes, archives."""
+    import sqlite3
+    import zipfile
+
+    from genvis_trust.provenance.keys import init_keys
+    from genvis_trust.provenance.store import ProvenanceStore
+
+    (root / "pics").mkdir(parents=True)
+    for i in range(3):
+        (root / "pics" / f"p{i}.jpg").write_bytes(encode_image(photo(40 + i, 96), "JPEG"))
+    (root / "pics" / "mislabelled.png").write_bytes(b"a text file named .png\n")  # named as media: an error
+    init_keys(root / "keys")  # the toolkit's own: never read
+    st = ProvenanceStore(root / "provenance.db")
+    st.complete(st.reserve_id(), sha256="ab", phash="00ff00ff00ff00ff", backend="dwtDctSvd")
+    st.close()
+    (root / "provenance.db-wal").write_bytes(b"\x37\x7f\x06\x82" + bytes(28))  # as a live store leaves it
+    (root / "provenance.db-shm").write_bytes(bytes(64))
+    con = sqlite3.connect(root / "other.sqlite")
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    (root / "notes").mkdir()
+    (root / "notes" / "readme.txt").write_text("what these files are\n")
+    (root / "notes" / "data.json").write_text('{"a": 1}')
+    (root / "notes" / "page.html").write_text("<!doctype html><html><body>hi</body></html>")
+    (root / "notes" / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    with zipfile.ZipFile(root / "notes" / "bundle.zip", "w") as z:
+        z.writestr("a.txt", "x")
+    (root / "notes" / "tool").write_bytes(b"\x7fELF\x02\x01\x01" + bytes(64))
+    (root / "notes" / "empty").write_bytes(b"")
+
+
+def test_audit_of_a_real_folder_skips_non_media_and_never_reads_its_own_outputs(det_dir, tmp_path):
+    from genvis_trust.audit import run_audit
+
+    root = tmp_path / "folder"
+    _real_folder(root)
+    scanner = Scanner(det_dir, device="cpu", provenance=False, workers=1)
+    try:
+        first = run_audit(root, tmp_path / "outside", scanner=scanner)
+        run_audit(root, root / "reports" / "a1", scanner=scanner)  # an audit folder inside the audited one
+        run_audit(root, root / "a2", scanner=scanner)  # ... walks past a1 (and later a3 past both)
+        third = run_audit(root, root / "a3", scanner=scanner)
+    finally:
+        scanner.close()
+
+    def view(out):
+        return {r["input"]: (r["verdict"], r["summary"], (r.get("skipped") or {}).get("code")) for r in _records(out)}
+
+    recs = view(tmp_path / "outside")
+    assert view(root / "a2") == view(root / "a3") == view(root / "reports" / "a1") == recs
+    assert set(recs) == {"pics/p0.jpg", "pics/p1.jpg", "pics/p2.jpg", "pics/mislabelled.png", "other.sqlite",
+                         "notes/readme.txt", "notes/data.json", "notes/page.html", "notes/cert.pem",
+                         "notes/bundle.zip", "notes/tool", "notes/empty"}
+    assert {k: v[2] for k, v in recs.items() if v[0] == "skipped"} == {
+        "other.sqlite": "sqlite", "notes/readme.txt": "text", "notes/data.json": "json", "notes/page.html": "html",
+        "notes/cert.pem": "pem", "notes/bundle.zip": "archive", "notes/tool": "executable", "notes/empty": "empty"}
+    assert recs["pics/mislabelled.png"][0] == "error"
+    assert first["verdicts"]["skipped"] == 8 and first["verdicts"]["error"] == 1 and len(first["errors"]) == 1
+    assert first["skipped"]["pem"] == 1
+    nr = third["not_recorded"]
+    own = {x["path"] for x in nr["own_output_examples"]}
+    assert {"keys/", "provenance.db", "provenance.db-wal", "provenance.db-shm", "a2/", "reports/a1/"} <= own
+    assert "a3/" not in own  # its own output folder is left out by identity, not counted
+
+
+def test_include_exclude_and_files_vanishing_during_the_walk(tmp_path):
+    from genvis_trust.audit import FolderWalk
+    from genvis_trust.triage import Filter
+
+    root = tmp_path / "f"
+    (root / "cache").mkdir(parents=True)
+    (root / "sub").mkdir()
+    for name in ("a.jpg", "b.jpg", "c.png", "cache/d.jpg", "sub/e.jpg"):
+        (root / name).write_bytes(encode_image(photo(1, 32), "JPEG"))
+    walk = FolderWalk(root, filter=Filter(include=["*.jpg"], exclude=["cache"]))
+    assert [e.rel for e, _ in walk] == ["a.jpg", "b.jpg", "sub/e.jpg"] and walk.excluded == 2
+    walk = FolderWalk(root, filter=Filter(exclude=["sub/*"]))
+    assert [e.rel for e, _ in walk] == ["a.jpg", "b.jpg", "c.png", "cache/d.jpg"]
+    got = []
+    for e, skip in FolderWalk(root):
+        got.append((e.rel, skip and skip[0]))
+        if e.rel == "a.jpg":
+            (root / "b.jpg").unlink()  # listed with its folder, gone before it is read
+    assert got[:3] == [("a.jpg", None), ("b.jpg", "vanished"), ("c.png", None)]
+
+
+# ---------------------------------------------------------------- tampering in the headline
+
+
+def _signed_and_tampered(tmp: Path) -> tuple[Path, Path, Path]:
+    """A stamped (watermarked, C2PA-signed) JPEG, and a copy with 40 bytes of its scan data flipped."""
+    from genvis_trust.provenance.keys import init_keys, load_signing_material
+    from genvis_trust.provenance.stamp import stamp_array
+    from genvis_trust.provenance.store import ProvenanceStore
+
+    init_keys(tmp / "keys")
+    st = ProvenanceStore(tmp / "p.db")
+    signed = tmp / "signed.jpg"
+    stamp_array(photo(7, 256), signed, store=st, material=load_signing_material(tmp / "keys"), fmt="JPEG",
+                generator="g", family="gan")
+    st.close()
+    b = bytearray(signed.read_bytes())
+    # 40 bytes of entropy-coded data changed by one bit, none near a marker byte: still decodes
+    spots = [i for i in range(len(b) - 1500, len(b) - 20, 9) if 0 < b[i] < 0xFE and b[i - 1] != 0xFF][:40]
+    assert len(spots) == 40
+    for i in spots:
+        b[i] ^= 0x01
+    (tmp / "tampered.jpg").write_bytes(bytes(b))
+    return signed, tmp / "tampered.jpg", tmp / "p.db"
+
+
+def test_an_invalid_manifest_flags_the_verdict_and_fail_on_exits_3(det_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from genvis_trust.cli.main import app
+    from genvis_trust.provenance.keys import init_keys
+
+    signed, tampered, db = _signed_and_tampered(tmp_path)
+    s = Scanner(det_dir, device="cpu", store=db, workers=1)
+    try:
+        ok, bad = (r.to_dict() for r in s.scan([str(signed), str(tampered)]))
+    finally:
+        s.close()
+    assert ok["flags"] == [] and not ok["summary"].startswith("TAMPERED")
+    assert bad["flags"] == ["tampered"] and bad["summary"].startswith("TAMPERED")
+    assert bad["verdict"] == "generated"  # the watermark still speaks; the flag stands beside it
+    # signed by a certificate outside the trust anchors given: flagged too
+    init_keys(tmp_path / "other-ca")
+    s = Scanner(det_dir, device="cpu", trust_anchors=tmp_path / "other-ca" / "ca.cert.pem", workers=1)
+    try:
+        untrusted = next(iter(s.scan([str(signed)]))).to_dict()
+    finally:
+        s.close()
+    assert untrusted["flags"] == ["tampered"], untrusted["evidence"][0]
+    base = ["scan", str(signed), str(tampered), "--store", str(db), "--detector", str(det_dir), "--device", "cpu",
+            "--workers", "1"]
+    r = CliRunner().invoke(app, base)
+    assert r.exit_code == 0 and "TAMPERED" in r.stdout
+    r = CliRunner().invoke(app, [*base, "--json", "--fail-on", "tampered"])
+    assert r.exit_code == 3, r.output
+    assert [json.loads(x)["flags"] for x in r.stdout.splitlines() if x.startswith("{")] == [[], ["tampered"]]
+    assert CliRunner().invoke(app, [*base, "--fail-on", "error"]).exit_code == 0
+    assert CliRunner().invoke(app, [*base, "--fail-on", "bogus"]).exit_code == 2

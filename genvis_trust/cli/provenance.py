@@ -95,20 +95,10 @@ def stamp(
     records the provenance applied to each image.
 
     Example: genvis-trust stamp corpora/gan --out corpora/gan-stamped --keys keys --upscale 256"""
-    from genvis_trust.io import ImageLoadError, decode_image, read_bytes, sniff_media_type
     from genvis_trust.provenance.c2pa_manifest import SOURCE_TYPES, source_type_uri
-    from genvis_trust.provenance.stamp import (
-        EXTENSIONS,
-        STAMP_FORMATS,
-        StampError,
-        StampOptions,
-        stamp_array,
-        stamp_media,
-    )
+    from genvis_trust.provenance.stamp import STAMP_FORMATS
     from genvis_trust.provenance.store import ProvenanceStore
     from genvis_trust.provenance.watermarks import DEFAULT_BACKEND, WatermarkError, get_watermark
-    from genvis_trust.video import video_media_type
-    from genvis_trust.video.stamp import VIDEO_BACKEND, stamp_video
 
     material = _material(keys, cert_chain, private_key)
     try:
@@ -126,7 +116,38 @@ def stamp(
                  EXIT_USAGE)
     if fmt.lower() != "keep" and fmt.upper().replace("JPG", "JPEG") not in STAMP_FORMATS:
         fail(f"--format must be keep or one of {', '.join(STAMP_FORMATS)}", EXIT_USAGE)
-    store = ProvenanceStore(store_path or out_dir / "provenance.db")
+    # opened (and --out created) only when the first item is about to be written: a run that
+    # fails before that leaves no folder behind; closed on every exit, so no -wal/-shm stays
+    opened: list[ProvenanceStore] = []
+
+    def store() -> ProvenanceStore:
+        if not opened:
+            opened.append(ProvenanceStore(store_path or out_dir / "provenance.db"))
+        return opened[0]
+
+    try:
+        _stamp_inputs(images, out_dir, store, material, backend, fmt, generator, family, checkpoint_sha256, edited,
+                      source_type, upscale, crf, as_json, force)
+    finally:
+        for st in opened:
+            st.close()
+
+
+def _stamp_inputs(images, out_dir, store, material, backend, fmt, generator, family, checkpoint_sha256, edited,
+                  source_type, upscale, crf, as_json, force):
+    from genvis_trust.io import ImageLoadError, decode_image, read_bytes, sniff_media_type
+    from genvis_trust.provenance.stamp import (
+        EXTENSIONS,
+        STAMP_FORMATS,
+        StampError,
+        StampOptions,
+        stamp_array,
+        stamp_media,
+    )
+    from genvis_trust.provenance.watermarks import DEFAULT_BACKEND, WatermarkError
+    from genvis_trust.video import video_media_type
+    from genvis_trust.video.stamp import VIDEO_BACKEND, stamp_video
+
     corpus = len(images) == 1 and (images[0] / "manifest.jsonl").is_file()
     if not corpus and source_type is None and not edited and generator == "unknown":
         # what the content is goes into the manifest, the store and the mark: say what was assumed
@@ -136,7 +157,7 @@ def stamp(
         if source_type is not None and source_type.rsplit("/", 1)[-1] != "trainedAlgorithmicMedia":
             fail("a generated corpus is stamped as trainedAlgorithmicMedia; --source-type applies to image files",
                  EXIT_USAGE)
-        _stamp_corpus(images[0], out_dir, store, material, backend or DEFAULT_BACKEND, fmt, upscale, as_json)
+        _stamp_corpus(images[0], out_dir, store(), material, backend or DEFAULT_BACKEND, fmt, upscale, as_json)
         return
     failures = 0
     written: set[Path] = set()
@@ -152,14 +173,14 @@ def stamp(
                 if video_media_type(data[:64]):  # every frame watermarked, the MP4 signed
                     dest = out_dir / (Path(p).stem + ".mp4")
                     _check_destination(Path(p), dest, written, force)
-                    vres = stamp_video(data, dest, store=store, material=material, backend=backend or VIDEO_BACKEND,
+                    vres = stamp_video(data, dest, store=store(), material=material, backend=backend or VIDEO_BACKEND,
                                        options=replace(what, title=Path(p).name), crf=crf)
                     _stamped(p, vres, as_json, f"{vres.frames} frames watermarked (PSNR {vres.psnr_db} dB), "
                                                 f"H.264 CRF {crf}, C2PA signed")
                     bar.advance(task)
                     continue
                 if media and not media.startswith("image/"):  # audio, PDF: signed, not watermarked
-                    mres = stamp_media(data, out_dir / Path(p).name, store=store, material=material,
+                    mres = stamp_media(data, out_dir / Path(p).name, store=store(), material=material,
                                        options=replace(what, title=Path(p).name))
                     _stamped(p, mres, as_json, f"{media}: C2PA signed, no watermark")
                     bar.advance(task)
@@ -170,7 +191,7 @@ def stamp(
                     f = "PNG"
                 dest = out_dir / (Path(p).stem + EXTENSIONS[f])
                 _check_destination(Path(p), dest, written, force)
-                res = stamp_array(img.array, dest, store=store, material=material, fmt=f, backend=backend or DEFAULT_BACKEND,
+                res = stamp_array(img.array, dest, store=store(), material=material, fmt=f, backend=backend or DEFAULT_BACKEND,
                                   generator=generator, family=family, checkpoint_sha256=checkpoint_sha256,
                                   edited=edited, title=Path(p).name, source_type=source_type)
                 if as_json:

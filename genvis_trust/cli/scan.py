@@ -17,7 +17,33 @@ _VERDICT_STYLE = {
     "uncertain": "yellow",
     "no_evidence": "green",
     "error": "dim",
+    "skipped": "dim",
 }
+
+FAIL_ON = ("generated", "likely_generated", "tampered", "error")
+FAIL_ON_HELP = ("Exit 3 when any record is one of these (comma-separated): generated (the generated "
+                "verdict), likely_generated, tampered (an invalid C2PA manifest), error. For pipelines: "
+                "--fail-on generated,tampered,error.")
+INCLUDE_HELP = ("Only files matching this glob (repeatable); a pattern without '/' matches the file name, "
+                "one with '/' the path below the folder.")
+EXCLUDE_HELP = ("Leave out files and folders matching this glob (repeatable); a pattern without '/' matches "
+                "any path component (--exclude cache drops every folder named cache).")
+EXIT_FAIL_ON = 3
+
+
+def _fail_on(value: str | None) -> set[str]:
+    if not value:
+        return set()
+    wanted = {v.strip() for v in value.split(",") if v.strip()}
+    bad = wanted - set(FAIL_ON)
+    if bad:
+        fail(f"--fail-on takes {', '.join(FAIL_ON)} (comma-separated); got {', '.join(sorted(bad))}", 2)
+    return wanted
+
+
+def _trips(rec: dict, wanted: set[str]) -> bool:
+    """Whether a record is one the pipeline asked to fail on."""
+    return rec["verdict"] in wanted or bool(wanted & set(rec.get("flags") or []))
 
 
 def _scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch,
@@ -43,27 +69,34 @@ CUTS_HELP = "Video: also examine the frames that open a new shot."
 DURATION_HELP = "Video: longest video decoded, in seconds (checked before decoding; longer ones get an error record)."
 
 
-def _expand(paths: list[Path]) -> list[tuple[str, dict | None, dict | None]]:
-    """(path to scan, link, problem record) per input: a folder gives one per entry below it
-    (a record for an empty one too); a missing file is scanned so that its record says so."""
-    from genvis_trust.audit import iter_entries, problem_record
+def _expand(paths: list[Path], include: list[str] | None = None,
+            exclude: list[str] | None = None) -> list[tuple[str, dict | None, dict | None]]:
+    """(path to scan, link, ready record) per input: a folder gives one per entry below it
+    (a record for an empty one too), its files that are not media a ``skipped`` record, the
+    toolkit's own outputs none; a file named on the command line is always scanned (a
+    missing one so that its record says so)."""
+    from genvis_trust.audit import FolderWalk, problem_record, skipped_record
+    from genvis_trust.triage import Filter
 
+    flt = Filter(include or (), exclude or ())
     plan: list[tuple[str, dict | None, dict | None]] = []
     for p in paths:
         if not p.is_dir():
             plan.append((str(p), None, None))
             continue
         n = len(plan)
-        for e in iter_entries(p):
+        for e, skip in FolderWalk(p, filter=flt):
             name = str(e.path)
             if e.error is not None:
                 plan.append((name, e.link, {**problem_record(e), "input": name}))
+            elif skip is not None:
+                plan.append((name, e.link, {**skipped_record(e, *skip), "input": name}))
             else:
                 plan.append((name, e.link, None))
         if len(plan) == n:
             from genvis_trust.scan import ScanResult
 
-            msg = "folder holds no files to scan (hidden files are skipped)"
+            msg = "folder holds no files to scan (hidden files, the toolkit's own outputs and filtered-out files are skipped)"
             plan.append((str(p), None, ScanResult(str(p), "error", f"error: {msg} [empty]",
                                                    error={"code": "empty", "message": msg, "path": str(p)}).to_dict()))
     return plan
@@ -96,6 +129,9 @@ def scan_cmd(
     frames: int = typer.Option(16, "--frames", help=FRAMES_HELP),
     scene_cuts: bool = typer.Option(True, "--scene-cuts/--no-scene-cuts", help=CUTS_HELP),
     max_duration: float = typer.Option(1800.0, "--max-duration", help=DURATION_HELP),
+    include: list[str] = typer.Option(None, "--include", help=INCLUDE_HELP),
+    exclude: list[str] = typer.Option(None, "--exclude", help=EXCLUDE_HELP),
+    fail_on: str | None = typer.Option(None, "--fail-on", help=FAIL_ON_HELP),
 ):
     """Scan images and videos: every signal fused into one verdict per file, with its evidence.
 
@@ -103,9 +139,21 @@ def scan_cmd(
     sampled frames (evenly spread plus scene cuts), per-frame evidence with timestamps.
 
     Signals: C2PA manifests, metadata markers, watermarks (ours and known generators'),
-    the provenance store, and the detector. Never claims "real".
+    the provenance store, and the detector. Never claims "real". A C2PA manifest that is
+    present but invalid puts TAMPERED in front of the verdict (JSON: "flags": ["tampered"]).
 
-    Exit codes: 0 every image scanned; 1 some inputs could not be read (their records say why).
+    In a folder, files that are not media (keys, databases, HTML, JSON, text, archives,
+    programs) get a "skipped" record with the reason; the toolkit's own outputs (audit
+    folders, provenance stores, key folders) are not read at all.
+
+    Exit codes: 0 every input scanned; 1 some inputs could not be read (their records say
+    why); 3 --fail-on matched a record (checked first).
+
+    Examples:
+
+        genvis-trust scan photo.jpg
+
+        genvis-trust scan incoming/ --json --fail-on generated,tampered,error > records.jsonl
     """
     from rich.markup import escape
 
@@ -113,15 +161,16 @@ def scan_cmd(
     from genvis_trust.datasets.folders import display_name
     from genvis_trust.scan import Scanner
 
+    wanted = _fail_on(fail_on)
     with phase("listing files"):
-        plan = _expand(paths)
+        plan = _expand(paths, include, exclude)
     if not plan:
         fail("no files to scan", 2)
     with friendly_errors(ArtifactError, FileNotFoundError, ValueError), phase("loading the detector"):
         scanner = Scanner(**_scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch,
                                             frames, scene_cuts, max_duration))
     results = []
-    n_err = 0
+    n_err = n_trip = 0
     try:
         with progress() as bar:
             task = bar.add_task("scan", total=len(plan))
@@ -130,6 +179,7 @@ def scan_cmd(
                 if link is not None:
                     rec["link"] = link
                 n_err += rec["verdict"] == "error"
+                n_trip += _trips(rec, wanted)
                 if json_out:
                     shown = rec if full or "provenance" not in rec else {k: v for k, v in rec.items() if k != "provenance"}
                     sys.stdout.write(json.dumps(shown, sort_keys=True, default=str) + "\n")
@@ -144,7 +194,8 @@ def scan_cmd(
             t.add_column(c, overflow="fold")
         for r in results:
             strong = [e["summary"] for e in r["evidence"] if e.get("indicates") not in (None, "none")]
-            t.add_row(escape(display_name(r["input"])), f"[{_VERDICT_STYLE[r['verdict']]}]{escape(display_name(r['summary']))}[/]",
+            style = "bold red" if r.get("flags") else _VERDICT_STYLE[r["verdict"]]
+            t.add_row(escape(display_name(r["input"])), f"[{style}]{escape(display_name(r['summary']))}[/]",
                       escape(display_name("; ".join(strong[:2]))) or "-")
         out.print(t)
     if html_out is not None:
@@ -152,6 +203,10 @@ def scan_cmd(
         err.print(f"HTML report: {html_out}")
     if n_err:
         err.print(f"[yellow]{n_err} of {len(plan)} input(s) could not be scanned; their records say why[/]")
+    if n_trip:
+        err.print(f"[red]{n_trip} of {len(plan)} record(s) matched --fail-on {fail_on}[/]")
+        raise typer.Exit(EXIT_FAIL_ON)
+    if n_err:
         raise typer.Exit(EXIT_PROBLEM)
 
 
@@ -176,7 +231,7 @@ def _write_scan_html(path: Path, results: list[dict], detector, limit: int = 200
             if r.get("video"):
                 from genvis_trust.report.plots import video_timeline
 
-                pics["frames over time"] = video_timeline(r["video"])
+                pics["frames over time"] = video_timeline(r["video"], flags=r.get("flags"))
             elif r["verdict"] != "error":
                 try:
                     img = load_image(r["input"]).array
@@ -211,30 +266,49 @@ def audit_cmd(
     frames: int = typer.Option(16, "--frames", help=FRAMES_HELP),
     scene_cuts: bool = typer.Option(True, "--scene-cuts/--no-scene-cuts", help=CUTS_HELP),
     max_duration: float = typer.Option(1800.0, "--max-duration", help=DURATION_HELP),
+    include: list[str] = typer.Option(None, "--include", help=INCLUDE_HELP),
+    exclude: list[str] = typer.Option(None, "--exclude", help=EXCLUDE_HELP),
+    fail_on: str | None = typer.Option(None, "--fail-on", help=FAIL_ON_HELP),
 ):
     """Audit a folder: every file through scan (videos as one record each), resumable, with a summary report.
 
     Records are appended to OUT/results.jsonl as they come; rerun the same command after an
     interruption to resume. Writes OUT/summary.json and OUT/report.html.
 
-    Exit codes: 0 done; 1 done, but some files could not be scanned (listed in the report).
+    Files that are not media (keys, databases, HTML, JSON, text, archives, programs) are
+    recorded as "skipped" with the reason and counted apart. The toolkit's own outputs
+    (earlier audits' folders wherever they sit, provenance stores and their -wal/-shm
+    files, key folders) are never read or recorded; the summary counts them.
+
+    Exit codes: 0 done; 1 done, but some files could not be scanned (listed in the report);
+    3 --fail-on matched a record (checked first).
+
+    Examples:
+
+        genvis-trust audit incoming/ --out audit-incoming
+
+        genvis-trust audit incoming/ --out audit-incoming --exclude '*.tmp' --fail-on generated,tampered,error
     """
     from genvis_trust.artifacts import ArtifactError
-    from genvis_trust.audit import RESULTS, SUMMARY_HTML, iter_entries, load_done, run_audit
+    from genvis_trust.audit import RESULTS, SUMMARY_HTML, FolderWalk, load_done, run_audit
+    from genvis_trust.triage import Filter
 
     if not folder.is_dir():
         fail(f"{folder}: not a folder", 2)
+    wanted = _fail_on(fail_on)
     kwargs = _scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch,
                              frames, scene_cuts, max_duration)
     done = len(load_done(out_dir / RESULTS))
-    with phase("listing files"):
-        total = sum(1 for _ in iter_entries(folder, exclude=out_dir))
+    with phase("listing files"):  # the same walk the audit makes; corrected as files come and go
+        total = sum(1 for _ in FolderWalk(folder, exclude=out_dir, filter=Filter(include or (), exclude or ())))
     if done:
         err.print(f"resuming: {done} file(s) already recorded in {out_dir / RESULTS}")
     with friendly_errors(ArtifactError, FileNotFoundError, ValueError):
         if engine == "ray":
             from genvis_trust.ray_engine import run_audit_ray
 
+            if include or exclude:
+                fail("--include/--exclude work with --engine local only", 2)
             summary = run_audit_ray(folder, out_dir, scanner_kwargs=kwargs)
         elif engine == "local":
             with progress() as bar:
@@ -246,13 +320,38 @@ def audit_cmd(
                         bar.start_task(pages)
                     bar.update(pages, completed=k, total=n, visible=True)
 
+                seen = [min(done, total)]
+
+                def on_result(rec: dict) -> None:
+                    seen[0] += 1  # a file that appeared since the listing raises the total
+                    bar.update(task, completed=seen[0], total=max(total, seen[0]))
+
                 summary = run_audit(folder, out_dir, scanner_kwargs=kwargs, heatmaps=heatmaps,
-                                    on_result=lambda r: bar.advance(task), on_report=on_report)
+                                    on_result=on_result, on_report=on_report,
+                                    include=include or (), exclude=exclude or ())
+                bar.update(task, total=seen[0])  # the total shown is the total recorded
         else:
             fail(f"--engine must be local or ray, got {engine!r}", 2)
-    v = ", ".join(f"{k} {n}" for k, n in sorted(summary["verdicts"].items()))
+    v = ", ".join(f"{k} {n}" for k, n in sorted(summary["verdicts"].items()) if k != "skipped")
     out.print(f"{summary['records']} records ({v}); {summary['new_this_run']} new, scanned in {summary['elapsed_s']:.1f}s")
+    if summary.get("flags", {}).get("tampered"):
+        out.print(f"[red]TAMPERED: {summary['flags']['tampered']} file(s) carry an invalid C2PA manifest[/]")
+    if summary.get("skipped"):
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(summary["skipped"].items()))
+        out.print(f"skipped (not media): {summary['verdicts'].get('skipped', 0)} ({kinds})")
+    nr = summary.get("not_recorded") or {}
+    if nr.get("own_outputs") or nr.get("excluded"):
+        out.print(f"not read: {nr.get('own_outputs', 0)} of the toolkit's own outputs, "
+                  f"{nr.get('excluded', 0)} left out by --include/--exclude")
     out.print(f"report: {out_dir / SUMMARY_HTML}")
     if summary["errors"]:
         err.print(f"[yellow]{len(summary['errors'])} file(s) could not be scanned: see the report's error list[/]")
+    tripped = 0
+    if wanted:
+        with open(out_dir / RESULTS, encoding="utf-8") as f:
+            tripped = sum(_trips(json.loads(line), wanted) for line in f if line.strip())
+    if tripped:
+        err.print(f"[red]{tripped} record(s) matched --fail-on {fail_on}[/]")
+        raise typer.Exit(EXIT_FAIL_ON)
+    if summary["errors"]:
         raise typer.Exit(EXIT_PROBLEM)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -83,11 +83,13 @@ def _link_entry(path: Path, rel: str, root_real: str) -> Entry:
     return Entry(path, rel, link)
 
 
-def walk_entries(root: str | os.PathLike, *, exclude: str | os.PathLike | None = None) -> Iterator[Entry]:
+def walk_entries(root: str | os.PathLike, *, exclude: str | os.PathLike | None = None,
+                 prune: Callable[[Path, str], bool] | None = None) -> Iterator[Entry]:
     """Every entry below ``root``, lazily, depth first, sorted by name; hidden ones skipped.
 
     Never follows a folder link, so loops cannot trap it; each entry is yielded once under
     its own path, problems included (see :class:`Entry`), so a caller can record them.
+    ``prune(path, rel)``: a sub-folder for which it returns True is not walked.
     """
     root = Path(root)
     root_real = os.path.realpath(root)
@@ -117,7 +119,7 @@ def walk_entries(root: str | os.PathLike, *, exclude: str | os.PathLike | None =
                     yield _link_entry(p, r, root_real)
                 elif e.is_dir(follow_symlinks=False):
                     st = e.stat(follow_symlinks=False)
-                    if (st.st_dev, st.st_ino) != ex:
+                    if (st.st_dev, st.st_ino) != ex and not (prune is not None and prune(p, r)):
                         subfolders.append((p, r))
                 elif e.is_file(follow_symlinks=False):
                     yield Entry(p, r)

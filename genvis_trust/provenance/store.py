@@ -124,6 +124,14 @@ def close_open_stores() -> None:
         st.close()
 
 
+def _close_connections(opened: list[sqlite3.Connection], lock: threading.Lock) -> None:
+    with lock:
+        cons = list(opened)
+        opened.clear()
+    for con in cons:
+        con.close()
+
+
 class ProvenanceStore:
     """A SQLite provenance store at ``path`` (created on first use)."""
 
@@ -134,6 +142,10 @@ class ProvenanceStore:
         self._opened: list[sqlite3.Connection] = []  # every thread's connection, so close() reaches them all
         self._opened_lock = threading.Lock()
         _OPEN_STORES.add(self)
+        # a store dropped without close() (or alive at exit) still closes its connections, so
+        # SQLite checkpoints the WAL and removes -wal/-shm; a connection left to the garbage
+        # collector is never closed when the CLI freezes the heap at exit
+        self._finalizer = weakref.finalize(self, _close_connections, self._opened, self._opened_lock)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         con = self._con()
         with con:
@@ -165,11 +177,8 @@ class ProvenanceStore:
         """Close the connection of every thread that used the store (worker threads open their
         own), so no SQLite handle is left for the garbage collector and the WAL is checkpointed
         now. A later call on any thread opens a new connection."""
-        with self._opened_lock:
-            cons, self._opened = self._opened, []
-            self._local = threading.local()
-        for con in cons:
-            con.close()
+        self._local = threading.local()
+        _close_connections(self._opened, self._opened_lock)
 
     # ------------------------------------------------------------------ writes
 

@@ -192,7 +192,7 @@ def _c2pa_evidence(info: dict) -> Evidence:
         summary += f" ({', '.join(fails[:3])})"
     return Evidence("c2pa", "cryptographic", summary, what,
                     {k: info.get(k) for k in ("status", "state", "failure_codes", "ingredient_failure_codes", "signer",
-                                              "active_manifest")}, c2pa_state=state)
+                                              "active_manifest", "trust_anchors_configured")}, c2pa_state=state)
 
 
 def _find_record(store: ProvenanceStore, c2pa: dict, digest: str, ph: str | None,

@@ -102,10 +102,11 @@ def bar_counts(path, counts: Mapping[str, int], title: str) -> Path:
     return _save(fig, path)
 
 
-def video_timeline(video: Mapping, threshold: float = 0.5) -> np.ndarray:
+def video_timeline(video: Mapping, threshold: float = 0.5, flags: list[str] | None = None) -> np.ndarray:
     """The frames a video scan examined, over time: the detector's p(generated) per frame
     (hollow: outside the detector's domain), the threshold, scene cuts (dotted) and the
-    frames where a mark or record was found (red triangles). An RGB array, for the reports."""
+    frames where a mark or record was found (red triangles); ``flags`` with ``tampered``
+    (the record's) bands the chart red and says so in its title. An RGB array, for the reports."""
     frames = list(video.get("frames") or [])
     fig, ax = plt.subplots(figsize=(7, 2.4))
     t = np.array([f["time_s"] for f in frames], float)
@@ -127,7 +128,12 @@ def video_timeline(video: Mapping, threshold: float = 0.5) -> np.ndarray:
     ax.axhline(threshold, color="#dd8452", ls="--", lw=1, label=f"threshold {threshold:g}")
     end = video.get("duration_s") or (float(t.max()) if len(t) else 1.0)
     ax.set(xlim=(0, max(end, 1e-3)), ylim=(0, 1), xlabel="time (s)", ylabel="p(generated)")
-    ax.set_title(f"{len(frames)} frames examined (dotted: scene cuts)", fontsize=9)
+    title = f"{len(frames)} frames examined (dotted: scene cuts)"
+    if "tampered" in (flags or []):
+        ax.axhspan(0, 1, color="#c0392b", alpha=0.08, zorder=0)
+        ax.set_title("TAMPERED: the video's C2PA manifest is present but invalid\n" + title, fontsize=9, color="#c0392b")
+    else:
+        ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
