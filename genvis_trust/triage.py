@@ -163,7 +163,7 @@ def not_media(head: bytes, name: str, path: Path | None = None) -> tuple[str, st
     """``(code, reason)`` when a file is not media the toolkit reads, from its first bytes
     (and its zip directory for archives); None when it is to be scanned."""
     from genvis_trust.io import sniff_media_type
-    from genvis_trust.video.frames import video_media_type
+    from genvis_trust.media.frames import video_media_type
 
     ext = os.path.splitext(name)[1].lower()
     if ext in MEDIA_EXTENSIONS:
