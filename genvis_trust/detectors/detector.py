@@ -35,6 +35,9 @@ from .registry import build_net, get_family
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "detectors"
 AGGREGATION = "mean_logit"
+# detector artifacts whose family is not a network family, by family: loader(path, device=...)
+# (a fusion of other detectors registers itself here: .fusion, imported by the package)
+ARTIFACT_LOADERS: dict[str, Callable[..., Detector]] = {}
 
 
 @dataclass
@@ -553,10 +556,8 @@ class Detector:
     def load(cls, path: str | os.PathLike, device="auto") -> Detector:
         path = Path(path)
         family = read_config(path).get("family")
-        if family == "fusion" and cls is Detector:  # members combined at image level: see .fusion
-            from .fusion import FusionDetector
-
-            return FusionDetector.load(path, device=device)
+        if cls is Detector and family in ARTIFACT_LOADERS:  # e.g. a fusion of other detectors (.fusion)
+            return ARTIFACT_LOADERS[family](path, device=device)
         fam = get_family(family)
         art = load_artifact(path, kind="detector", family=family, max_version=fam.version)
         cfg = art.config

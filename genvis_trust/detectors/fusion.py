@@ -35,7 +35,7 @@ from torch import nn
 
 from genvis_trust.artifacts import ArtifactError, load_artifact, save_artifact
 
-from .detector import DetectionScore, Detector, load_detector
+from .detector import ARTIFACT_LOADERS, DetectionScore, Detector, load_detector
 
 __all__ = ["FUSION", "FusedInput", "FusionDetector", "FusionHead", "member_licence"]
 
@@ -221,3 +221,6 @@ def resolve_member(spec: dict[str, Any], fusion: Path, device="auto") -> Detecto
                             f"(sha256 {str(det.sha256)[:16]}…, fitted with {want[:16]}…): refit it with `genvis-trust detectors stack`")
     det.name = name
     return det
+
+
+ARTIFACT_LOADERS[FUSION] = FusionDetector.load
