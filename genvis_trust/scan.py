@@ -159,8 +159,9 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
         cal = "calibrated" if score.calibrated else "uncalibrated"
         detail = {"probability": round(p, 6), "calibrated": score.calibrated, "detector": score.detector}
         text = f"detector {score.detector}: p(generated)={p:.2f} ({cal}, {score.tiles} tiles)"
-        if score.members:  # a fusion: each member's own p and licence
+        if score.members:  # a fusion's (or a stack's) members: each one's own p and licence
             detail["members"] = score.members
+        if score.members and score.aggregation == "fused_member_logits":  # a fusion says them in its line too
             text += "; members: " + ", ".join(f"{os.path.basename(m['name']) or m['name']} p={m['probability']:.2f} ({m['licence']})"
                                                for m in score.members)
         if ood:

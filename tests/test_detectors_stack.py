@@ -91,7 +91,14 @@ def test_stack_refit_end_to_end(data, home):
     # usable by scan
     r = runner.invoke(app, ["scan", "--detector", "mystack", "--no-provenance", "--json", str(tmp / "gen" / "000.png")])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout.strip().splitlines()[-1])["detector"]["detector"] == "mystack"
+    rec = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rec["detector"]["detector"] == "mystack"
+    # its evidence details name each member with its own p (the sigmoid of its image logit) and licence
+    ms = next(e for e in rec["evidence"] if e["kind"] == "detector")["details"]["members"]
+    g0 = gen[0]
+    assert [(m["name"], m["family"]) for m in ms] == [(str(paths["a"]), "npr"), (str(paths["z"]), "zed")]
+    assert [m["probability"] for m in ms] == pytest.approx([a.score(g0).probability, z.score(g0).probability], abs=1e-5)
+    assert all(m["licence"].startswith("the toolkit's") for m in ms)
 
 
 def test_stack_members_of_a_stack_and_licences(data):

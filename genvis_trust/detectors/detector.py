@@ -532,7 +532,25 @@ class Detector:
             tile_positions=positions,
             out_of_domain=out_of_domain,
             head=head,
+            members=self.stack_members(members) if members is not None and hasattr(self.net, "member_specs") else None,
         )
+
+    def stack_members(self, members: np.ndarray) -> list[dict[str, Any]]:
+        """A stack's members on one image, from its ``tiles x M`` member logits: each member's
+        name (its card's), family, image logit (the mean over the tiles), p (the sigmoid: a stack's
+        members carry no calibration of their own) and licence (the card's, else the toolkit's)."""
+        card = self.card or {}
+        names = (card.get("stacking") or {}).get("members") or []
+        described = card.get("members") or {}
+        out = []
+        for i, (spec, z) in enumerate(zip(self.net.member_specs, np.asarray(members, np.float64).mean(0), strict=True)):
+            name = names[i] if i < len(names) else f"{spec['family']}{i}"
+            d = described.get(name) if isinstance(described.get(name), dict) else {}
+            out.append({"name": name, "family": spec["family"], "logit": round(float(z), 6),
+                        "probability": round(float(1.0 / (1.0 + np.exp(-z))), 6), "calibrated": False,
+                        "licence": d.get("licence") or "the toolkit's (Apache-2.0)",
+                        "commercial_use": d.get("commercial_use", True) if d.get("licence") else True})
+        return out
 
     # -- persistence
     def save(self, path: str | os.PathLike, card: dict[str, Any] | None = None) -> str:

@@ -40,6 +40,7 @@ from .detector import ARTIFACT_LOADERS, DetectionScore, Detector, load_detector
 __all__ = ["FUSION", "FusedInput", "FusionDetector", "FusionHead", "member_licence"]
 
 FUSION = "fusion"  # the artifact family (not a network family: it has no registry entry)
+AGGREGATION = "fused_member_logits"  # DetectionScore.aggregation of a fusion's scores
 VERSION = 1
 
 
@@ -177,6 +178,7 @@ class FusionDetector(Detector):
             members = self.member_logits([tiles]) if isinstance(tiles, FusedInput) else None
         s = super().aggregate(z, tiles, positions, grid, notes, out_of_domain)
         s.tile_logits = s.tile_positions = None  # no tiles of its own: nothing to map
+        s.aggregation = AGGREGATION
         if members is not None:
             s.members = self.member_scores(np.asarray(members).reshape(-1))
         return s
@@ -187,7 +189,7 @@ class FusionDetector(Detector):
         config = {
             "members": [{"name": n, "family": m.family, "weights_sha256": m.sha256} for n, m in zip(self.member_names, self.members, strict=True)],
             "calibration": self.calibration,
-            "aggregation": "weights . member image logits + bias",
+            "aggregation": AGGREGATION,  # weights . member image logits + bias
         }
         tensors = {"weights": self.net.weights, "bias": self.net.bias.reshape(1)}
         self.sha256 = save_artifact(path, kind="detector", family=FUSION, config=config, tensors=tensors, card=self.card, version=VERSION)
