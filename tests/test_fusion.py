@@ -116,7 +116,8 @@ def test_scan_and_audit_name_each_member_with_p_and_licence(data, home, tmp_path
         assert ms[0]["licence"] == pub.published["licence"] and ms[1]["licence"].startswith("the toolkit's")
         ev = next(e for e in rec["evidence"] if e["kind"] == "detector")
         assert ev["details"]["members"] == ms
-        assert f"members: pub p={ms[0]['probability']:.2f} ({ms[0]['licence']})" in ev["summary"] + ev.get("text", "")
+        assert "(calibrated, 2 members); members: " in ev["summary"]
+        assert f"members: pub p={ms[0]['probability']:.2f} ({ms[0]['licence'].split(' (')[0]}), z p={ms[1]['probability']:.2f}" in ev["summary"]
     # the folder form of --detector, and audit
     r = runner.invoke(app, ["scan", "--detector", str(home / "detectors" / "fused"), "--no-provenance", "--device", "cpu",
                             "--json", str(files[0])])

@@ -266,7 +266,7 @@ def stack_cmd(
     if json_out:
         print_json(rep)
     else:
-        t = Table(title=f"stack {card['name']}: weights per member (threshold logit {fit.threshold_logit:.3f})")
+        t = Table(title=f"{'fusion' if fused else 'stack'} {card['name']}: weights per member (threshold logit {fit.threshold_logit:.3f})")
         for c in ("member", "family", "weight", "licence"):
             t.add_column(c)
         for (n, m), w in zip(members.items(), fit.weights, strict=True):
