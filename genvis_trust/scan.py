@@ -158,7 +158,14 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
     if score is not None:
         cal = "calibrated" if score.calibrated else "uncalibrated"
         detail = {"probability": round(p, 6), "calibrated": score.calibrated, "detector": score.detector}
-        text = f"detector {score.detector}: p(generated)={p:.2f} ({cal}, {score.tiles} tiles)"
+        fused = bool(score.members) and score.aggregation == "fused_member_logits"  # a fusion (detectors/fusion.py)
+        read = f"{len(score.members)} members" if fused else f"{score.tiles} tiles"
+        text = f"detector {score.detector}: p(generated)={p:.2f} ({cal}, {read})"
+        if score.members:  # a fusion's (or a stack's) members: each one's own p and licence
+            detail["members"] = score.members
+        if fused:  # ... which a fusion also says in its line, briefly (the licence up to its first remark)
+            text += "; members: " + ", ".join(f"{os.path.basename(m['name']) or m['name']} p={m['probability']:.2f} "
+                                              f"({m['licence'].split(' (')[0]})" for m in score.members)
         if ood:
             detail["out_of_domain"] = ood
             text += "; outside what it was trained on: " + "; ".join(o["message"] for o in ood)

@@ -1,7 +1,8 @@
 """`detectors stack`: a calibrated stack refitted over tiny members on small synthetic folders,
 installed by name, its card (members, sha256, licence, what it was fitted on), its image-level
 equivalence (the stack's logit is the fitted combination of each member's own image logit),
-the FPR budget, and the refusals (whole-image members, too few images)."""
+the FPR budget, a whole-image member making it a fusion (tests/test_fusion.py), and the refusals
+(too few images, a folder that is not an artifact)."""
 
 from __future__ import annotations
 
@@ -90,7 +91,14 @@ def test_stack_refit_end_to_end(data, home):
     # usable by scan
     r = runner.invoke(app, ["scan", "--detector", "mystack", "--no-provenance", "--json", str(tmp / "gen" / "000.png")])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout.strip().splitlines()[-1])["detector"]["detector"] == "mystack"
+    rec = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rec["detector"]["detector"] == "mystack"
+    # its evidence details name each member with its own p (the sigmoid of its image logit) and licence
+    ms = next(e for e in rec["evidence"] if e["kind"] == "detector")["details"]["members"]
+    g0 = gen[0]
+    assert [(m["name"], m["family"]) for m in ms] == [(str(paths["a"]), "npr"), (str(paths["z"]), "zed")]
+    assert [m["probability"] for m in ms] == pytest.approx([a.score(g0).probability, z.score(g0).probability], abs=1e-5)
+    assert all(m["licence"].startswith("the toolkit's") for m in ms)
 
 
 def test_stack_members_of_a_stack_and_licences(data):
@@ -102,7 +110,7 @@ def test_stack_members_of_a_stack_and_licences(data):
     assert [m.family for m in members] == ["npr", "zed", "npr"]
 
 
-def test_stack_refuses_whole_image_members_and_too_few_images(data, home, tmp_path):
+def test_stack_with_a_whole_image_member_is_a_fusion_and_too_few_images_are_refused(data, home, tmp_path):
     from genvis_trust.detectors.published import PublishedCard
     from genvis_trust.detectors.registry import DETECTORS, register_detector
 
@@ -125,8 +133,15 @@ def test_stack_refuses_whole_image_members_and_too_few_images(data, home, tmp_pa
     try:
         Detector.create("whole-test", device="cpu").save(tmp_path / "w")
         r = runner.invoke(app, ["detectors", "stack", "--member", str(paths["a"]), "--member", str(tmp_path / "w"),
-                                "--real", str(tmp / "real"), "--generated", str(tmp / "gen")])
-        assert r.exit_code == 2 and "whole images" in r.output
+                                "--real", str(tmp / "real"), "--generated", str(tmp / "gen"), "--out", str(tmp_path / "fw")])
+        assert r.exit_code == 0, r.output
+        cfg = json.loads((tmp_path / "fw" / "config.json").read_text())
+        assert cfg["family"] == "fusion" and [m["name"] for m in cfg["config"]["members"]] == [str(paths["a"]), str(tmp_path / "w")]
+        # the tile stack refuses it when asked directly
+        from genvis_trust.detectors.stacking import resolve_members
+
+        with pytest.raises(ValueError, match="whole images"):
+            resolve_members([str(tmp_path / "w")])
     finally:
         DETECTORS._entries.pop("whole-test", None)  # the Registry has no verb to remove an entry
     r = runner.invoke(app, ["detectors", "stack", "--member", str(paths["a"]), "--real", str(tmp / "real"),

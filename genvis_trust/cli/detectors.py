@@ -202,7 +202,10 @@ def stack_cmd(
     60% crop, 16:9 letterbox, PNG re-save); each generated sample as stored, JPEG 90 and long
     side 512. The threshold keeps --fpr false positives on the photographs; p = 0.5 there. The
     card lists every member (name, sha256, licence) and what the stack was fitted on. Keep the
-    images you evaluate on out of these folders.
+    images you evaluate on out of these folders. When a member reads whole images (a published
+    family), the result is an image-level fusion: each member scores the image its own way and
+    the fusion combines their logits; it refers to its members by name or folder (they must stay
+    installed) and its licence is the strictest of theirs.
 
     Example: genvis-trust detectors stack --member default --member npr --real val/photos --generated val/generated"""
     from genvis_trust.detectors.installed import check_replaceable, install_folder, installed_dir
@@ -231,9 +234,14 @@ def stack_cmd(
         members = {m.name: m.describe() for m in fit.members}
         non_commercial = [n for n, m in members.items() if m["commercial_use"] is False]
         unknown = [n for n, m in members.items() if m["commercial_use"] is None]
+        fused = fit.detector.family == "fusion"  # a member reads whole images: each member scored its own way
+        level = ("image (each member scores the image its own way: a tile member the mean of its tile logits, a whole-image "
+                 "member its publication's preprocessing; one logit each, combined)" if fused else
+                 "image (one logit per member per image: the mean of its tile logits; the stack's per-tile combination "
+                 "averages to the same)")
         card = {
             "name": name if out_dir is None else out_dir.name,
-            "summary": f"stack of {', '.join(members)} refitted on the user's images "
+            "summary": f"{'fusion' if fused else 'stack'} of {', '.join(members)} refitted on the user's images "
                        f"(threshold at {fpr:.0%} false positives on their photographs)",
             "domain": fit.detector.card.get("domain"),
             "members": members,
@@ -241,8 +249,7 @@ def stack_cmd(
                                   *(["unknown: " + ", ".join(unknown)] if unknown else [])]) or "every member allows commercial use",
             "commercial_use": False if non_commercial else (None if unknown else True),
             "stacking": {
-                "level": "image (one logit per member per image: the mean of its tile logits; the stack's per-tile combination "
-                         "averages to the same)",
+                "level": level,
                 "members": list(members), "weights": fit.weights, "bias": fit.bias,
                 "threshold_logit": fit.threshold_logit, "fpr_budget": fpr, "free_voided": free_voided,
                 "fitted_on": fit.counts, "skipped_files": fit.skipped,
@@ -259,7 +266,7 @@ def stack_cmd(
     if json_out:
         print_json(rep)
     else:
-        t = Table(title=f"stack {card['name']}: weights per member (threshold logit {fit.threshold_logit:.3f})")
+        t = Table(title=f"{'fusion' if fused else 'stack'} {card['name']}: weights per member (threshold logit {fit.threshold_logit:.3f})")
         for c in ("member", "family", "weight", "licence"):
             t.add_column(c)
         for (n, m), w in zip(members.items(), fit.weights, strict=True):

@@ -12,12 +12,14 @@
 
 from .calibration import apply_calibration, fit_calibration
 from .detector import DetectionScore, Detector, list_bundled, load_detector, tile_image
+from .fusion import FusionDetector  # registers the fusion artifact's loader
 from .registry import DETECTORS, get_family, list_families, register_detector
 
 __all__ = [
     "DETECTORS",
     "DetectionScore",
     "Detector",
+    "FusionDetector",
     "apply_calibration",
     "fit_calibration",
     "get_family",

@@ -35,6 +35,9 @@ from .registry import build_net, get_family
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "detectors"
 AGGREGATION = "mean_logit"
+# detector artifacts whose family is not a network family, by family: loader(path, device=...)
+# (a fusion of other detectors registers itself here: .fusion, imported by the package)
+ARTIFACT_LOADERS: dict[str, Callable[..., Detector]] = {}
 
 
 @dataclass
@@ -55,6 +58,8 @@ class DetectionScore:
     out_of_domain: list[dict[str, str]] = field(default_factory=list)
     # the domain head that scored an input the main head would void (e.g. ``upscaled``), else None
     head: str | None = None
+    # a fusion's members, each with its own image logit, p and licence (see .fusion), else None
+    members: list[dict[str, Any]] | None = None
 
     def to_dict(self, with_tiles: bool = False) -> dict[str, Any]:
         d = {
@@ -70,6 +75,8 @@ class DetectionScore:
         }
         if self.head:
             d["head"] = self.head
+        if self.members is not None:
+            d["members"] = self.members
         if with_tiles and self.tile_logits is not None:
             d["tile_logits"] = [round(float(v), 4) for v in self.tile_logits]
             d["tile_positions"] = [list(p) for p in self.tile_positions or []]
@@ -266,10 +273,11 @@ class Detector:
         return z, (np.concatenate(ms) if ms and ms[0] is not None else None)
 
     @torch.no_grad()
-    def logits_prepared(self, inputs: list[torch.Tensor], batch_size: int = 8) -> np.ndarray:
+    def logits_prepared(self, inputs: list[torch.Tensor], batch_size: int = 8, *, members: bool = False):
         """Logits of a whole-image detector for inputs already through ``prepare_input``
         (each ``3 x H x W`` float32, or ``1 x 3 x H x W``), in input order. Inputs of one shape
-        share a forward pass (up to ``batch_size``); the others run one by one, unpadded."""
+        share a forward pass (up to ``batch_size``); the others run one by one, unpadded.
+        ``members=True``: ``(logits, None)`` (a fusion gives its members' logits there)."""
         xs = [x[0] if x.dim() == 4 else x for x in inputs]
         out = np.zeros(len(xs), np.float32)
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -279,7 +287,7 @@ class Detector:
             for j in range(0, len(idx), batch_size):
                 part = idx[j : j + batch_size]
                 out[part] = self._forward_float(torch.stack([xs[i] for i in part]))
-        return out
+        return (out, None) if members else out
 
     def _forward_float(self, x: torch.Tensor) -> np.ndarray:
         """One float32 batch through the network, in float32 on any device: a published
@@ -462,7 +470,7 @@ class Detector:
         if not tiled:
             return []
         if self.whole_image:
-            all_logits, all_members = self.logits_prepared([t[0] for t in tiled], min(batch_size, 8)), None
+            all_logits, all_members = self.logits_prepared([t[0] for t in tiled], min(batch_size, 8), members=True)
         else:
             all_logits, all_members = self.logits(np.concatenate([t[0] for t in tiled]), batch_size, members=True)
         out, pos = [], 0
@@ -524,7 +532,25 @@ class Detector:
             tile_positions=positions,
             out_of_domain=out_of_domain,
             head=head,
+            members=self.stack_members(members) if members is not None and hasattr(self.net, "member_specs") else None,
         )
+
+    def stack_members(self, members: np.ndarray) -> list[dict[str, Any]]:
+        """A stack's members on one image, from its ``tiles x M`` member logits: each member's
+        name (its card's), family, image logit (the mean over the tiles), p (the sigmoid: a stack's
+        members carry no calibration of their own) and licence (the card's, else the toolkit's)."""
+        card = self.card or {}
+        names = (card.get("stacking") or {}).get("members") or []
+        described = card.get("members") or {}
+        out = []
+        for i, (spec, z) in enumerate(zip(self.net.member_specs, np.asarray(members, np.float64).mean(0), strict=True)):
+            name = names[i] if i < len(names) else f"{spec['family']}{i}"
+            d = described.get(name) if isinstance(described.get(name), dict) else {}
+            out.append({"name": name, "family": spec["family"], "logit": round(float(z), 6),
+                        "probability": round(float(1.0 / (1.0 + np.exp(-z))), 6), "calibrated": False,
+                        "licence": d.get("licence") or "the toolkit's (Apache-2.0)",
+                        "commercial_use": d.get("commercial_use", True) if d.get("licence") else True})
+        return out
 
     # -- persistence
     def save(self, path: str | os.PathLike, card: dict[str, Any] | None = None) -> str:
@@ -548,6 +574,8 @@ class Detector:
     def load(cls, path: str | os.PathLike, device="auto") -> Detector:
         path = Path(path)
         family = read_config(path).get("family")
+        if cls is Detector and family in ARTIFACT_LOADERS:  # e.g. a fusion of other detectors (.fusion)
+            return ARTIFACT_LOADERS[family](path, device=device)
         fam = get_family(family)
         art = load_artifact(path, kind="detector", family=family, max_version=fam.version)
         cfg = art.config

@@ -18,9 +18,11 @@ both hold at once in the ``stack`` family (:class:`~.stack.StackNet`): it runs e
 the stack's tiles and combines them per tile, and because the image's logit is the mean of its
 tile logits, that is the same linear combination of the members' image-level logits; the
 features here are computed through the built stack itself, so the fit sees what ``scan`` will
-compute. A member that reads whole images cannot share tiles: such a stack needs a detector
-that scores each member its own way and combines the image logits, which the toolkit does not
-have yet, so :func:`refit_stack` refuses such members with a message that says so.
+compute. A member that reads whole images cannot share tiles: when any member does,
+:func:`refit_stack` fits a :class:`~.fusion.FusionDetector` instead, which scores each member its
+own way (tile members: the mean of their tile logits; whole-image members: their reference
+preprocessing) and combines the image logits; its features are computed through the built
+fusion itself, as a stack's are.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -41,7 +43,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .detector import Detector, load_detector
+from .detector import Detector, list_bundled, load_detector
 
 __all__ = [
     "GENERATED_FORMS",
@@ -50,6 +52,7 @@ __all__ = [
     "REAL_FORMS",
     "StackFit",
     "StackMember",
+    "build_fusion",
     "build_stack",
     "fit_logistic",
     "held_out_sensitivity",
@@ -165,18 +168,21 @@ def _whole_image(det: Detector) -> bool:
     return getattr(type(det.net), "published", None) is not None or bool(getattr(det.net, "whole_image", False))
 
 
-def resolve_members(names: Iterable[str], device: str = "cpu") -> tuple[list[StackMember], list[Detector]]:
-    """Members by name (bundled, installed) or folder. A stack named as a member (e.g. the bundled
-    ``default``) brings its own members, each with its weights. Returns (members, the detectors)."""
+def resolve_members(names: Iterable[str], device: str = "cpu", loaded: list[Detector] | None = None
+                    ) -> tuple[list[StackMember], list[Detector]]:
+    """Members of a tile stack by name (bundled, installed) or folder (``loaded``: those
+    detectors, already loaded). A stack named as a member (e.g. the bundled ``default``) brings
+    its own members, each with its weights. Returns (members, the detectors)."""
     members: list[StackMember] = []
     dets: list[Detector] = []
-    for spec in names:
-        det = load_detector(spec, device=device)
+    names = list(names)
+    for k, spec in enumerate(names):
+        det = loaded[k] if loaded is not None else load_detector(spec, device=device)
         if _whole_image(det):
             raise ValueError(
                 f"{spec} ({det.family}) reads whole images the way its publication does; the stack family combines members "
-                "on shared tiles, so it cannot hold it without changing how that member reads an image. An image-level "
-                "stack (each member scored its own way, one logit each) is not in this version")
+                "on shared tiles, so it cannot hold it without changing how that member reads an image: fit a fusion "
+                "(detectors stack does when any member reads whole images)")
         dets.append(det)
         licence = det.card.get("licence") or "the toolkit's (Apache-2.0)"
         commercial = det.card.get("commercial_use", True) if "licence" in det.card else True
@@ -192,6 +198,43 @@ def resolve_members(names: Iterable[str], device: str = "cpu") -> tuple[list[Sta
     if len(set(names_seen)) != len(names_seen):
         raise ValueError(f"a member is named twice: {names_seen}")
     return members, dets
+
+
+def member_ref(spec: str) -> str:
+    """How a fusion records a member: its name when bundled or installed, else its folder's
+    absolute path (so that the fusion loads from any working directory)."""
+    from .installed import list_installed
+
+    if spec in list_bundled() or spec in list_installed():
+        return spec
+    return str(Path(spec).resolve())
+
+
+def fusion_members(names: list[str], dets: list[Detector]) -> list[StackMember]:
+    """Members of an image-level fusion: each detector as it is (a stack stays one member)."""
+    from .fusion import FusionDetector, member_licence
+
+    out = []
+    for spec, det in zip(names, dets, strict=True):
+        if isinstance(det, FusionDetector):
+            raise ValueError(f"{spec} is itself a fusion: name its members instead")
+        licence, commercial = member_licence(det)
+        out.append(StackMember(spec, det.family, dict(det.net_config), det.patch, {}, det.sha256, licence, commercial,
+                               det.card.get("source")))
+    if len({m.name for m in out}) != len(out):
+        raise ValueError(f"a member is named twice: {[m.name for m in out]}")
+    return out
+
+
+def build_fusion(members: list[StackMember], dets: list[Detector], weights, bias: float, z_t: float, fpr: float, *,
+                 domain: dict | None = None) -> Detector:
+    """The image-level fusion of ``dets`` (see :mod:`.fusion`): the fitted combination, p = 0.5
+    at the threshold ``z_t`` that keeps ``fpr`` on the validation photographs."""
+    from .fusion import FusionDetector
+
+    cal = {"method": "platt", "a": 1.0, "b": -float(z_t), "fpr_budget": fpr, "threshold_logit": float(z_t)}
+    return FusionDetector(dets, [m.name for m in members], weights=[float(v) for v in weights], bias=float(bias), calibration=cal,
+                          card={"domain": domain} if domain else {})
 
 
 def build_stack(members: list[StackMember], weights, bias: float, z_t: float, fpr: float, *, domain: dict | None = None,
@@ -242,9 +285,12 @@ def _void(codes: list[str]) -> bool:
 def _features(det: Detector, image: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The image-level member logits the stack will compute for ``image`` (its tiles, its
     members), and the image's domain codes."""
+    codes = sorted({o["code"] for o in det.domain_check(image)})
+    if hasattr(det, "image_member_logits"):  # a fusion: each member its own way
+        return det.image_member_logits([image])[0], codes
     tiles = det.tiles(image)[0]
     _, m = det.logits(tiles, members=True)
-    return m.mean(0), sorted({o["code"] for o in det.domain_check(image)})
+    return m.mean(0), codes
 
 
 def _images(folder: Path, max_images: int | None, skipped: list[str], max_pixels: int | None) -> Iterable[tuple[Path, np.ndarray]]:
@@ -287,16 +333,30 @@ def refit_stack(
     ``upscaled_head``: also fit the up-scaled head (inputs the domain voids only as up-scaled:
     photographs in that state, :data:`HEAD_FORMS` included, vs generated samples in that state,
     with its own ``fpr`` budget), as the bundled default has."""
-    members, dets = resolve_members(member_names)
     if domain_from is not None and domain_from not in member_names:
         raise ValueError(f"--domain-from {domain_from!r} is not one of the members {member_names}")
+    loaded = [load_detector(spec, device="cpu") for spec in member_names]
+    fused = any(_whole_image(d) for d in loaded)  # a member reads whole images: an image-level fusion
+    if fused:
+        if upscaled_head:
+            raise ValueError("--upscaled-head needs a stack of tile members; a member here reads whole images (a fusion has no head)")
+        refs = [member_ref(str(spec)) for spec in member_names]
+        members, dets = fusion_members(refs, loaded), loaded
+    else:
+        members, dets = resolve_members(member_names, loaded=loaded)
     dom = dets[member_names.index(domain_from)] if domain_from else dets[0]
     pre = {d.preprocess for d in dets}
-    if len(pre) > 1:
+    if len(pre) > 1 and not fused:  # a fusion's members each read through their own codec
         raise ValueError(f"the members read images through different codecs ({sorted(map(str, pre))}); a stack has one")
+
+    def build(w, b, z_t, head=None, **kw):
+        if fused:
+            return build_fusion(members, dets, w, b, z_t, fpr, domain=dom.card.get("domain"))
+        return build_stack(members, w, b, z_t, fpr, domain=dom.card.get("domain"), max_tiles=dom.max_tiles,
+                           preprocess=next(iter(pre)), head=head, **kw)
+
     # built first with placeholder weights: the features are computed by the stack itself
-    det = build_stack(members, [1.0] * len(members), 0.0, 0.0, fpr, domain=dom.card.get("domain"), max_tiles=dom.max_tiles,
-                      preprocess=next(iter(pre)))
+    det = build([1.0] * len(members), 0.0, 0.0)
     skipped: list[str] = []
     x0: list[np.ndarray] = []
     forms0: list[str] = []
@@ -348,8 +408,7 @@ def refit_stack(
             raise ValueError(f"too few inputs that look up-scaled for a head: {int(H0.sum())} photographs, {int(H1.sum())} generated "
                              "(at least 10 each; the domain member must declare min_hf_share)")
         head = fit_logistic(X0[H0], X1[H1], fpr)
-    final = build_stack(members, w, b, z_t, fpr, domain=dom.card.get("domain"), max_tiles=dom.max_tiles, preprocess=next(iter(pre)),
-                        head=head, head_fitted_on="the user's validation photographs that look up-scaled (re-shipped forms)")
+    final = build(w, b, z_t, head, head_fitted_on="the user's validation photographs that look up-scaled (re-shipped forms)")
     flagged0 = (X0 @ w + b >= z_t) & ~V0
     flagged1 = (X1 @ w + b >= z_t) & ~V1
     if head is not None:

@@ -143,7 +143,9 @@ def render_audit_report(
     for sub in ("files", "thumbs", "heat"):
         (pages / sub).mkdir(parents=True, exist_ok=True)
     scored = [r for r in records if r.get("detector") and not r.get("error")]
-    with_heat = {r["input"] for r in sorted(scored, key=lambda r: -r["detector"]["probability"])[:heatmaps]} if detector else set()
+    # a detector reading whole images (a published family, a fusion) has no tiles to map
+    tiled = detector is not None and not getattr(detector, "whole_image", False)
+    with_heat = {r["input"] for r in sorted(scored, key=lambda r: -r["detector"]["probability"])[:heatmaps]} if tiled else set()
     det_tag = (getattr(detector, "sha256", None) or "x")[:8] if detector is not None else ""
 
     if on_progress is not None:
@@ -293,9 +295,10 @@ def _pictures(row: dict, root: Path | None, pages: Path, detector, det_tag: str,
         pics["heat"] = names["heat"]
         pics["heat_meta"] = json.loads(meta_path.read_text(encoding="utf-8"))
     elif det:
-        pics["note"] = (f"No heat map: the report draws one for the {heatmaps} highest-scoring files only"
-                        " (audit --heatmaps sets how many)." if detector is not None else
-                        "No heat map: the detector was not loaded when this report was written.")
+        pics["note"] = ("No heat map: the detector was not loaded when this report was written." if detector is None else
+                        "No heat map: this detector reads whole images, it has no tiles to map." if getattr(detector, "whole_image", False)
+                        else f"No heat map: the report draws one for the {heatmaps} highest-scoring files only"
+                        " (audit --heatmaps sets how many).")
     return pics
 
 

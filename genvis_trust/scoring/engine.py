@@ -191,7 +191,8 @@ class ScoringEngine:
         ready.clear()
         stacks = [p.tiles for p in batch if p.tiles is not None]
         if self.detector.whole_image:  # one prepared input per image; equal shapes share a pass
-            logits, members = self.detector.logits_prepared(stacks, self.batch_size), None
+            # (a fusion: each member over the batch its own way; its member logits come with them)
+            logits, members = self.detector.logits_prepared(stacks, self.batch_size, members=True)
         else:
             # one pass: a stack's member logits come with its logits, for inputs a domain head decides
             logits, members = (self.detector.logits(np.concatenate(stacks), self.batch_size, members=True)
