@@ -50,7 +50,7 @@ def main() -> int:
     D = ev["detectors"]
     first = D[next(iter(D))]
     gens = sorted(g for g in first["logits"] if g not in ("real", "real_val") and not g.startswith(("bundled", "recon")))
-    val_forms = list(first["logits"]["real_val"])
+    val_forms = [f for f in first["logits"]["real_val"] if not f.startswith("head_")]  # head_* forms feed only the up-scaled head (as in the stack script)
     res: dict = {"generators": gens, "members": {}, "meta": {"scores": args.scores, "scores_command": ev["meta"]["command"],
                                                              "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}}
     for m in args.members:
