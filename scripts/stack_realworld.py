@@ -156,7 +156,7 @@ def main() -> int:
     # feed the up-scaled head's class 0; the main threshold sees the same forms as the test photos
     x0 = np.concatenate([features(members, "real_val", e)[keep0(e)] for e in first["real_val"] if not e.startswith("head_")])
 
-    pos_sets = ["recon_val", *own_val]
+    pos_sets = [s for s in ("recon_val", *own_val) if s in first]  # a run without reconstructions or bundled samples has none
 
     def positives(exclude: str | None, keep=lambda s, e: ~void(dom, s, e)):
         parts = [features(members, s, e)[keep(s, e)] for s in pos_sets for e in ENCODINGS if e in first[s]]
