@@ -13,9 +13,11 @@ from pathlib import Path
 import typer
 
 from .common import EXIT_PROBLEM, EXIT_USAGE, err, fail, out, print_json, progress
+from .watermark_train import train_cmd
 
 keys_app = typer.Typer(help="Signing keys for C2PA manifests.", no_args_is_help=True)
 watermark_app = typer.Typer(help="Invisible-watermark backends.", no_args_is_help=True)
+watermark_app.command("train")(train_cmd)  # the learned watermark's training: cli/watermark_train.py
 
 
 @keys_app.command("init")

@@ -27,7 +27,7 @@ present: ``detected`` only for a valid payload, whose false-accept rate for rand
 stated in the result.
 
 >>> sorted(list_watermarks())
-['dwtDct', 'dwtDctSvd', 'dwtDctSvdVideo', 'rivaGan']
+['dwtDct', 'dwtDctSvd', 'dwtDctSvdVideo', 'learnedWm', 'rivaGan']
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class WatermarkError(ValueError):
 
 
 def _ensure_registered() -> None:
-    from . import dwt, rivagan  # noqa: F401  (register on import)
+    from . import dwt, learned_wm, rivagan  # noqa: F401  (register on import)
 
 
 WATERMARKS: Registry[Callable[[], WatermarkBackend]] = Registry("watermark backend", error=WatermarkError, load=_ensure_registered)
