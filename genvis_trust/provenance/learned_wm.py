@@ -181,7 +181,10 @@ class LearnedWatermark(WatermarkBackend):
     library_order = "RGB"
     soft_threshold = 0.5
 
-    def __init__(self, path: str | os.PathLike | None = None, strength: float = 1.0, device: str = "cpu"):
+    def __init__(self, path: str | os.PathLike | None = None, strength: float = 1.0, device: str = "cpu",
+                 refine_steps: int | None = None):
+        if refine_steps is not None:
+            self.refine_steps = int(refine_steps)
         self.path = Path(path or os.environ.get(_ENV) or bundled_dir())
         self.strength = float(strength)
         self.device = device
@@ -209,10 +212,13 @@ class LearnedWatermark(WatermarkBackend):
         model, cfg = self.model()
         for im in images:
             self.check_image(im)
-        msgs = np.stack([self.check_bits(b) ^ self._key for b in bits]).astype(np.float32) * 2 - 1
+        msgs = np.stack([self.check_bits(b) ^ self._key for b in bits]).astype(np.float32)
         x = torch.from_numpy(to_work(images, cfg["work"])).to(self.device)
+        m = torch.from_numpy(msgs).to(self.device)
         with torch.inference_mode():
-            res = model.encoder(x * 2 - 1, torch.from_numpy(msgs).to(self.device))
+            res = model.encoder(x * 2 - 1, m * 2 - 1)
+        if self.refine_steps:
+            res = self._refine(images, res.clone(), m)
         out = []
         for i, im in enumerate(images):
             h, w = im.shape[:2]
@@ -222,6 +228,51 @@ class LearnedWatermark(WatermarkBackend):
             r = r.permute(1, 2, 0).cpu().numpy() * 255.0
             out.append(np.clip(np.rint(im.astype(np.float32) + r), 0, 255).astype(np.uint8))
         return out
+
+    #: gradient steps that refine the encoder's residual for the image at hand (informed
+    #: embedding): the residual is optimised, at its fixed RMS, so that the decoder reads the
+    #: payload with a margin through random attack stand-ins; 0 keeps the encoder's residual.
+    refine_steps = 30
+    refine_margin = 3.0
+
+    def _refine(self, images: Sequence[np.ndarray], res, m):
+        """Optimise the working-size residuals ``res`` (N, 3, work, work) for their payloads
+        ``m`` (0/1) through the training's attack stand-ins at twice the working size.
+        Deterministic: a fixed seed, the global random state left untouched."""
+        import torch
+        from torch.nn import functional as F
+
+        from .learned_wm_train import apply_attacks
+
+        model, cfg = self.model()
+        side = 2 * cfg["work"]
+        x = torch.from_numpy(to_work(images, side)).to(self.device)
+        sign = m * 2 - 1
+        rng = np.random.default_rng(0)
+        with torch.random.fork_rng(devices=[]), torch.enable_grad():
+            torch.manual_seed(0)
+            delta = res.detach().requires_grad_(True)
+            opt = torch.optim.Adam([delta], lr=0.05)
+            for p in model.parameters():
+                p.requires_grad_(False)
+            try:
+                for _ in range(self.refine_steps):
+                    r = F.interpolate(delta, size=(side, side), mode="bilinear", align_corners=False)
+                    r = r * (self.strength * cfg["target_rms"] / (r.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-8))
+                    y = (x + r).clamp(0, 1)
+                    ya, _ = apply_attacks(y, 1.0, rng)
+                    big = min(ya.shape[-2:]) >= cfg["work"]
+                    yw = F.interpolate(ya, size=(cfg["work"], cfg["work"]), mode="area" if big else "bilinear",
+                                       **({} if big else {"align_corners": False}))
+                    lg = model.decoder(standardise(yw)) - model.bias
+                    loss = F.relu(self.refine_margin - sign * lg).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+            finally:
+                for p in model.parameters():
+                    p.requires_grad_(True)
+        return delta.detach()
 
     def logits_batch(self, images: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """(N, n_bits) calibrated logits (positive: the key-scrambled bit reads 1)."""

@@ -16,7 +16,8 @@
   approximation (8x8 DCT, the standard tables scaled by quality, 4:2:0 chroma, cubic
   rounding) or the real codec (OpenCV) through a straight-through step;
 - **curriculum**: every attack's strength grows linearly from none to full over the first
-  ``curriculum`` fraction of the steps;
+  ``curriculum`` fraction of the steps, while the residual shrinks from ``1 + warmup_boost``
+  times its target RMS to the target;
 - **checkpoints** every ``checkpoint_minutes`` (model, Adam state, step, random states) in
   ``DIR/checkpoint``; ``resume=True`` continues from there with the same schedule;
 - **calibration** at the end: the median logit per bit on unmarked training photographs
@@ -44,6 +45,7 @@ TRAIN_DEFAULTS = {
     "lr": 1e-3,
     "train_size": 128,
     "curriculum": 0.4,
+    "warmup_boost": 4.0,
     "seed": 0,
 }
 
@@ -258,15 +260,16 @@ def _batch(photos: Sequence[np.ndarray], batch: int, size: int, rng: np.random.G
 # --------------------------------------------------------------------------- loop
 
 
-def _embed_train(model, x, bits, cfg):
-    """Marked batch at ``x``'s size: residual at the working size, resized, RMS-scaled, uint8 (ST)."""
+def _embed_train(model, x, bits, cfg, boost: float = 1.0):
+    """Marked batch at ``x``'s size: residual at the working size, resized, RMS-scaled
+    (``boost`` times the target), uint8 (ST)."""
     from torch.nn import functional as F
 
     work = cfg["work"]
     xw = F.interpolate(x, size=(work, work), mode="area")
     r = model.encoder(xw * 2 - 1, bits * 2 - 1)
     r = F.interpolate(r, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    r = r * (cfg["target_rms"] / (r.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-8))
+    r = r * (boost * cfg["target_rms"] / (r.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-8))
     y = (x + r).clamp(0, 1)
     return y + ((y * 255).round() / 255 - y).detach()
 
@@ -345,6 +348,7 @@ def train(
     lr: float = TRAIN_DEFAULTS["lr"],
     train_size: int = TRAIN_DEFAULTS["train_size"],
     curriculum: float = TRAIN_DEFAULTS["curriculum"],
+    warmup_boost: float = TRAIN_DEFAULTS["warmup_boost"],
     seed: int = TRAIN_DEFAULTS["seed"],
     device: str = "auto",
     resume: bool = False,
@@ -375,12 +379,13 @@ def train(
     rng = np.random.default_rng(seed)
     step, wall_before = 0, 0.0
     recipe = {"steps": steps, "batch": batch, "lr": lr, "train_size": train_size, "curriculum": curriculum,
-              "seed": seed, "config": cfg}
+              "warmup_boost": warmup_boost, "seed": seed, "config": cfg}
     if resume:
         if not (ckpt / "state.json").is_file():
             raise FileNotFoundError(f"{ckpt}: no checkpoint to resume from")
         step, rng_state, meta = _load_checkpoint(ckpt, model, opt)
-        if meta.get("recipe") != json.loads(json.dumps(recipe)):
+        # the step count may grow (a longer run); anything else must match
+        if {**(meta.get("recipe") or {}), "steps": steps} != json.loads(json.dumps(recipe)):
             raise ValueError(f"{ckpt}: checkpoint was made with another recipe: {meta.get('recipe')}")
         rng.bit_generator.state = rng_state
         wall_before = float(meta.get("wall_s", 0.0))
@@ -404,7 +409,10 @@ def train(
             g["lr"] = lr if frac < 0.5 else lr * 0.5 * (1 + math.cos(math.pi * (frac - 0.5) / 0.5))
         x = torch.from_numpy(_batch(photos, batch, train_size, rng)).to(dev)
         bits = torch.from_numpy(rng.integers(0, 2, (batch, cfg["n_bits"])).astype(np.float32)).to(dev)
-        y = _embed_train(model, x, bits, cfg)
+        # the residual starts (1 + warmup_boost) times stronger and shrinks to its target over
+        # the curriculum: a decoder finds a loud signal first, then learns to read it quietly
+        boost = 1.0 + warmup_boost * max(0.0, 1.0 - s)
+        y = _embed_train(model, x, bits, cfg, boost)
         ya, names = apply_attacks(y, s, rng)
         logits = _decode_train(model, ya, cfg)
         loss = F.binary_cross_entropy_with_logits(logits, bits)
