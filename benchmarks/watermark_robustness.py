@@ -1,7 +1,10 @@
 """The learned watermark beside dwtDctSvd and rivaGan, on the same held-out photographs, in one run.
 
     nice -n 19 taskset -c 0 python benchmarks/watermark_robustness.py \
-        --out benchmarks/results/watermark-robustness --n 4 --sizes 256,512,1024 --null 1000
+        --out benchmarks/results/watermark-robustness --n 3 --sizes 256,512,1024 --null 1000
+
+rivaGan runs at ``--rivagan-sizes`` only (default 256) and reads ``--null-rivagan`` of the
+unmarked images (the smallest): its ONNX decoder costs seconds per 512-px image on a CPU.
 
 Images: the ``photos-native`` corpus's **test** split (never trained on; the learned mark is
 trained on the train split): per size S, ``--n`` photographs whose shorter side is at least
@@ -9,7 +12,7 @@ S (shrunk with area averaging so that it is S, then the centre S x S), chosen by
 shuffle.
 
 Per backend, size and attack (:data:`ATTACKS`, through the shared
-``genvis_trust.datasets.perturbations`` and, for H.264, PyAV/libx264 on an 8-frame clip of
+``genvis_trust.datasets.perturbations`` and, for H.264, PyAV/libx264 on a 4-frame clip of
 the stamped image whose frames' soft scores are averaged as ``verify`` pools a video):
 
 - ``payload``: fraction of images whose payload decodes (BCH, the codec's default radius)
@@ -98,7 +101,7 @@ def held_out(size: int, n: int, seed: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def h264_soft(be, img: np.ndarray, crf: int, frames: int = 8) -> np.ndarray:
+def h264_soft(be, img: np.ndarray, crf: int, frames: int = 4) -> np.ndarray:
     import av
 
     from genvis_trust.video.frames import encode_mp4
@@ -199,8 +202,8 @@ def null_images(n: int, seed: int, log) -> tuple[list[np.ndarray], dict]:
 
         for name in ("gan-photos-128", "vae-photos"):
             m = load_generator(name, device="cpu")
-            arr = generate_images(m, 100, seed=seed)
-            ims = [cv2.resize(np.asarray(a), (256, 256), interpolation=cv2.INTER_CUBIC) for a in arr]
+            ims = [cv2.resize(np.asarray(img, np.uint8), (256, 256), interpolation=cv2.INTER_CUBIC)
+                   for _, img, _, _ in generate_images(m, 100, seed=seed)]
             gen += ims
             counts[name] = len(ims)
     except Exception as e:  # noqa: BLE001
@@ -225,7 +228,7 @@ def null_images(n: int, seed: int, log) -> tuple[list[np.ndarray], dict]:
         t, left = int(rng.integers(0, small.shape[0] - side + 1)), int(rng.integers(0, small.shape[1] - side + 1))
         out.append(np.ascontiguousarray(small[t : t + side, left : left + side]))
     counts["crops"] = len(out) - counts["whole"] - len(gen)
-    return out[:max(n, len(out))], counts
+    return out, counts
 
 
 def false_accepts(backend: str, images: list[np.ndarray], limit: int | None) -> dict:
@@ -240,10 +243,11 @@ def false_accepts(backend: str, images: list[np.ndarray], limit: int | None) -> 
         readings += be.read_bits_batch(images[s : s + 32])
     decs = [codec.decode(r.bits) for r in readings]
     fa = sum(d.valid for d in decs)
-    near = sum(d.distance is not None for d in decs)
+    # accepted at the code's full correction capability t: a looser test with a larger stated rate
+    near = sum(codec.decode(r.bits, radius=codec.t).valid for r in readings)
     out = {"images": len(images), "false_accepts": int(fa), "observed_rate": fa / len(images),
            "stated_rate": codec.false_accept_rate(),
-           "within_capability": int(near), "within_capability_stated": codec.false_accept_rate(codec.t, legacy=False)}
+           "within_capability": int(near), "within_capability_stated": codec.false_accept_rate(codec.t)}
     bits = np.stack([r.bits for r in readings]).astype(np.float64)
     one = bits.mean(0)
     sub = bits[:300]
@@ -261,22 +265,23 @@ def markdown(res: dict) -> str:
          "Held-out photographs: photos-native test split, centre squares. Cells: payload recovered (issuer and record "
          "after BCH) / raw bit accuracy; n/a: attacked image below the backend's minimum side.", ""]
     for size, per in res["sizes"].items():
-        b0 = per[res["backends"][0]]
+        bs = [b for b in res["backends"] if b in per]
+        b0 = per[bs[0]]
         L += [f"## {size} px ({b0['n_images']} photographs)", "",
-              "| attack | " + " | ".join(res["backends"]) + " |", "|---" * (1 + len(res["backends"])) + "|"]
+              "| attack | " + " | ".join(bs) + " |", "|---" * (1 + len(bs)) + "|"]
         for a in ATTACKS:
             cells = []
-            for b in res["backends"]:
+            for b in bs:
                 r = per[b]["attacks"].get(a, {})
                 cells.append(r.get("n_a") and "n/a" or f"{r['payload']:.2f} / {r['bit_acc']:.3f}")
             L.append(f"| {a} | " + " | ".join(cells) + " |")
-        L += ["", "| quality and time | " + " | ".join(res["backends"]) + " |", "|---" * (1 + len(res["backends"])) + "|",
-              "| PSNR mean (min) dB | " + " | ".join(f"{per[b]['psnr_db_mean']} ({per[b]['psnr_db_min']})" for b in res["backends"]) + " |",
-              "| SSIM mean | " + " | ".join(str(per[b]["ssim_mean"]) for b in res["backends"]) + " |",
-              "| stamp time / Pillow decode | " + " | ".join(f"{per[b]['embed_vs_decode']}x" for b in res["backends"]) + " |",
-              "| read time / Pillow decode | " + " | ".join(f"{per[b]['read_vs_decode']}x" for b in res["backends"]) + " |", ""]
+        L += ["", "| quality and time | " + " | ".join(bs) + " |", "|---" * (1 + len(bs)) + "|",
+              "| PSNR mean (min) dB | " + " | ".join(f"{per[b]['psnr_db_mean']} ({per[b]['psnr_db_min']})" for b in bs) + " |",
+              "| SSIM mean | " + " | ".join(str(per[b]["ssim_mean"]) for b in bs) + " |",
+              "| stamp time / Pillow decode | " + " | ".join(f"{per[b]['embed_vs_decode']}x" for b in bs) + " |",
+              "| read time / Pillow decode | " + " | ".join(f"{per[b]['read_vs_decode']}x" for b in bs) + " |", ""]
     L += ["## False accepts on unmarked images", "", f"Unmarked set: {res['null_counts']}", "",
-          "| backend | images | false accepts | observed | stated (random bits) | within BCH capability: observed / stated | bit one-rate min..max | pairwise agreement mean (p99) |",
+          "| backend | images | false accepts | observed | stated (random bits) | accepted at radius t (BCH capability): observed / stated | bit one-rate min..max | pairwise agreement mean (p99) |",
           "|---|---|---|---|---|---|---|---|"]
     for b, r in res["false_accepts"].items():
         L.append(f"| {b} | {r['images']} | {r['false_accepts']} | {r['observed_rate']:.1e} | {r['stated_rate']:.1e} | "
@@ -295,7 +300,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--sizes", default="256,512,1024")
     ap.add_argument("--backends", default=",".join(BACKENDS))
     ap.add_argument("--null", type=int, default=1000, help="unmarked images for the false-accept count")
-    ap.add_argument("--null-rivagan", type=int, default=200, help="of those, read by rivaGan (slow on a CPU)")
+    ap.add_argument("--null-rivagan", type=int, default=100, help="of those, read by rivaGan (slow on a CPU)")
+    ap.add_argument("--rivagan-sizes", default="256",
+                    help="sizes rivaGan runs at (its ONNX decoder takes seconds per 512-px image on a CPU)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     from genvis_trust.provenance.watermarks import get_watermark
@@ -306,6 +313,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     backends = [b for b in args.backends.split(",") if b]
     sizes = [int(s) for s in args.sizes.split(",")]
+    riva_sizes = {int(s) for s in args.rivagan_sizes.split(",") if s}
     res = {"backends": backends, "sizes": {}, "command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]),
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPU core(s) usable, no GPU, "
@@ -314,10 +322,14 @@ def main(argv=None) -> dict:
     for size in sizes:
         photos = held_out(size, args.n, args.seed)
         log(f"{size}px: {len(photos)} photographs")
-        res["sizes"][str(size)] = {b: run_size(b, photos, args.seed, log) for b in backends}
+        res["sizes"][str(size)] = {b: run_size(b, photos, args.seed, log) for b in backends
+                                   if b != "rivaGan" or size in riva_sizes}
     nulls, counts = null_images(args.null, args.seed, log)
     res["null_counts"] = counts
-    res["false_accepts"] = {b: false_accepts(b, nulls, args.null_rivagan if b == "rivaGan" else None) for b in backends}
+    # rivaGan reads the smallest unmarked images only (its cost grows with the pixels)
+    by_size = sorted(nulls, key=lambda im: im.shape[0] * im.shape[1])
+    res["false_accepts"] = {b: false_accepts(b, by_size if b == "rivaGan" else nulls,
+                                             args.null_rivagan if b == "rivaGan" else None) for b in backends}
     res["targets"] = []
     if "learnedWm" in backends:
         lw = get_watermark("learnedWm")

@@ -37,7 +37,7 @@ import numpy as np
 
 from .learned_wm import DEFAULT_CONFIG, FAMILY, build_model, key_bits, save_model, standardise
 
-__all__ = ["ATTACKS", "TRAIN_DEFAULTS", "apply_attacks", "calibrate", "diff_jpeg", "load_training_photos", "train"]
+__all__ = ["ATTACKS", "TRAIN_DEFAULTS", "apply_attacks", "calibrate", "calibration_images", "diff_jpeg", "load_training_photos", "train"]
 
 TRAIN_DEFAULTS = {
     "steps": 3000,
@@ -320,9 +320,25 @@ def _load_checkpoint(d: Path, model, opt) -> tuple[int, dict, dict]:
     return int(meta["step"]), meta["numpy_rng"], meta
 
 
+def calibration_images(photos: Sequence[np.ndarray], crops: int = 4, seed: int = 1) -> list[np.ndarray]:
+    """Unmarked images to calibrate on: each photograph whole and as ``crops`` random crops
+    (30-100% of the shorter side), as the decoder meets them."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for im in photos:
+        out.append(im)
+        h, w = im.shape[:2]
+        for _ in range(crops):
+            side = int(rng.integers(max(16, int(0.3 * min(h, w))), min(h, w) + 1))
+            t, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+            out.append(np.ascontiguousarray(im[t : t + side, left : left + side]))
+    return out
+
+
 def calibrate(model, cfg: dict, photos: Sequence[np.ndarray], device="cpu") -> dict:
-    """Set ``model.bias`` to the median logit per bit of unmarked ``photos`` (whole images, as
-    read), and return how fair the calibrated bits are on them."""
+    """Set ``model.bias`` to the median logit per bit of unmarked ``photos`` (as given: pass
+    :func:`calibration_images` for crops too), and return how fair the calibrated bits are on
+    them."""
     import torch
 
     from .learned_wm import to_work
@@ -333,7 +349,7 @@ def calibrate(model, cfg: dict, photos: Sequence[np.ndarray], device="cpu") -> d
         lg = torch.cat([model.decoder(standardise(x[s : s + 64])) for s in range(0, len(x), 64)])
     model.bias.copy_(lg.median(dim=0).values)
     bits = ((lg - model.bias) > 0).cpu().numpy()
-    return {"photos": len(photos), "bit_one_rate_min": round(float(bits.mean(0).min()), 3),
+    return {"images": len(photos), "bit_one_rate_min": round(float(bits.mean(0).min()), 3),
             "bit_one_rate_max": round(float(bits.mean(0).max()), 3)}
 
 
@@ -436,7 +452,7 @@ def train(
             last_ck = time.perf_counter()
     wall = wall_before + time.perf_counter() - t0
     _save_checkpoint(ckpt, model, opt, step, rng, {"recipe": recipe, "wall_s": wall})
-    fairness = calibrate(model, cfg, photos, dev)
+    fairness = calibrate(model, cfg, calibration_images(photos), dev)
     card = {
         "about": "learned watermark trained by genvis-trust (provenance/learned_wm_train.py)",
         "family": FAMILY,
