@@ -2,9 +2,9 @@
 metadata signals, known-generator signatures, and the provenance store.
 
 One mechanism per module: ``payload`` (BCH codec), ``watermarks`` (registry, detection),
-``dwt`` / ``rivagan`` (backends), ``keys`` and ``c2pa_manifest`` (C2PA), ``store`` and
-``phash`` (records), ``metadata`` and ``known_generators`` (signals), ``stamp``,
-``verify`` and ``robustness``.
+``dwt`` / ``rivagan`` / ``learned_wm`` (backends; ``learned_wm_train`` trains the last),
+``keys`` and ``c2pa_manifest`` (C2PA), ``store`` and ``phash`` (records), ``metadata``
+and ``known_generators`` (signals), ``stamp``, ``verify`` and ``robustness``.
 
 >>> from genvis_trust.provenance import get_codec, list_watermarks
 >>> get_codec("p64").n_bits, "dwtDctSvd" in list_watermarks()

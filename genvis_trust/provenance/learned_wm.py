@@ -11,7 +11,15 @@ returns a 3-channel residual there; the residual is resized (bilinear) to the im
 size, scaled so that its root-mean-square is ``strength * target_rms`` (of the 0..1 range:
 ``target_rms`` 0.0112 is about 39 dB PSNR before rounding), added, rounded to ``uint8``.
 The residual therefore lives at low spatial frequencies of the image (a cell of ``H/work``
-pixels), where JPEG, resizing, blur and noise do little.
+pixels), where JPEG, resizing, blur and noise do little. Before that, the encoder's residual
+is refined for the image at hand (:attr:`LearnedWatermark.refine_steps` gradient steps, 30 by
+default, about a second on a CPU core): kept at its RMS, it is optimised so that the decoder
+reads every bit with a margin through random attack stand-ins (informed embedding, as in
+"Watermarking Images in Self-Supervised Latent Spaces", Fernandez et al. 2022). The result
+is deterministic (fixed seed, global random state untouched).
+
+``verify`` reads this backend when asked (``backends=("learnedWm",)`` or ``"all"``) or when
+a file's C2PA soft binding names it; its default set is unchanged.
 
 **Reading**: the image resized (area) to ``work`` x ``work``, standardised per image (mean
 per channel, one standard deviation: brightness and contrast changes cancel), the decoder
