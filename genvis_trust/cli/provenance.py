@@ -1,4 +1,4 @@
-"""Provenance commands: ``keys init``, ``stamp``, ``verify``, ``watermark list|evaluate``.
+"""Provenance commands: ``keys init``, ``stamp``, ``verify``, ``watermark list|evaluate|train``.
 
 Exit codes: 0 ok; 1 some input failed (stamp) or a file carries an Invalid C2PA
 manifest or an image could not be read (verify; video, audio and PDF files are not
