@@ -215,7 +215,6 @@ class LearnedWatermark(WatermarkBackend):
 
     def embed_batch(self, images: Sequence[np.ndarray], bits: Sequence) -> list[np.ndarray]:
         import torch
-        from torch.nn import functional as F
 
         model, cfg = self.model()
         for im in images:
@@ -225,8 +224,29 @@ class LearnedWatermark(WatermarkBackend):
         m = torch.from_numpy(msgs).to(self.device)
         with torch.inference_mode():
             res = model.encoder(x * 2 - 1, m * 2 - 1)
-        if self.refine_steps:
-            res = self._refine(images, res.clone(), m)
+        res = res.clone()  # an ordinary tensor: refined rows are written back into it
+        out = self._apply(images, res)
+        if not self.refine_steps:
+            return out
+        # refine; an image that still misreads a bit at full size gets more rounds
+        todo = list(range(len(images)))
+        for k in range(self.refine_rounds):
+            sub = self._refine([images[i] for i in todo], res[todo].clone(), m[todo], steps=self.refine_steps * (1 + 2 * k))
+            res[todo] = sub
+            for i, o in zip(todo, self._apply([images[i] for i in todo], sub), strict=True):
+                out[i] = o
+            read = self.read_bits_batch([out[i] for i in todo])
+            todo = [i for i, r in zip(todo, read, strict=True) if not np.array_equal(r.bits ^ self._key, msgs[i].astype(np.uint8))]
+            if not todo:
+                break
+        return out
+
+    def _apply(self, images: Sequence[np.ndarray], res) -> list[np.ndarray]:
+        """Each working-size residual resized to its image, scaled to the target RMS, added."""
+        import torch
+        from torch.nn import functional as F
+
+        _, cfg = self.model()
         out = []
         for i, im in enumerate(images):
             h, w = im.shape[:2]
@@ -242,8 +262,11 @@ class LearnedWatermark(WatermarkBackend):
     #: payload with a margin through random attack stand-ins; 0 keeps the encoder's residual.
     refine_steps = 30
     refine_margin = 3.0
+    #: rounds of refinement at most: the images whose full-size stamp still misreads a bit
+    #: get another round, each longer than the last (refine_steps times 1, 3, 5)
+    refine_rounds = 3
 
-    def _refine(self, images: Sequence[np.ndarray], res, m):
+    def _refine(self, images: Sequence[np.ndarray], res, m, steps: int):
         """Optimise the working-size residuals ``res`` (N, 3, work, work) for their payloads
         ``m`` (0/1) through the training's attack stand-ins at twice the working size.
         Deterministic: a fixed seed, the global random state left untouched."""
@@ -264,7 +287,7 @@ class LearnedWatermark(WatermarkBackend):
             for p in model.parameters():
                 p.requires_grad_(False)
             try:
-                for _ in range(self.refine_steps):
+                for _ in range(steps):
                     r = F.interpolate(delta, size=(side, side), mode="bilinear", align_corners=False)
                     r = r * (self.strength * cfg["target_rms"] / (r.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-8))
                     y = (x + r).clamp(0, 1)
