@@ -59,6 +59,8 @@ EXAMPLES = {
     "gaussian_noise": {"sigma": 4.0},
     "brightness_contrast": {"brightness": 0.1, "contrast": 1.3},
     "format_roundtrip": {"fmt": "JPEG", "quality": 80},
+    "saturation": {"factor": 1.5},
+    "rotate": {"degrees": 2.0},
 }
 
 
@@ -511,3 +513,13 @@ def test_doctest_example_in_module_docstring():
 
     result = doctest.testmod(P, verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_saturation_and_rotate():
+    img = natural(48, 40)
+    grey = create_perturbation("saturation", factor=0.0)(img)
+    assert np.abs(grey[..., 0].astype(int) - grey[..., 2]).max() <= 1  # channels equal up to rounding
+    assert np.array_equal(create_perturbation("saturation", factor=1.0)(img), img)
+    assert np.array_equal(create_perturbation("rotate", degrees=0.0)(img), img)
+    turned = create_perturbation("rotate", degrees=2.0)(img)
+    assert turned.shape == img.shape and not np.array_equal(turned, img)

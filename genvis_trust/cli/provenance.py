@@ -1,4 +1,4 @@
-"""Provenance commands: ``keys init``, ``stamp``, ``verify``, ``watermark list|evaluate``.
+"""Provenance commands: ``keys init``, ``stamp``, ``verify``, ``watermark list|evaluate|train``.
 
 Exit codes: 0 ok; 1 some input failed (stamp) or a file carries an Invalid C2PA
 manifest or an image could not be read (verify; video, audio and PDF files are not
@@ -14,9 +14,11 @@ from pathlib import Path
 import typer
 
 from .common import EXIT_PROBLEM, EXIT_USAGE, check_path, err, fail, out, print_json, progress
+from .watermark_train import train_cmd
 
 keys_app = typer.Typer(help="Signing keys for C2PA manifests.", no_args_is_help=True)
 watermark_app = typer.Typer(help="Invisible-watermark backends.", no_args_is_help=True)
+watermark_app.command("train")(train_cmd)  # the learned watermark's training: cli/watermark_train.py
 
 
 @keys_app.command("init")

@@ -79,6 +79,8 @@ __all__ = [
     "register_perturbation",
     "resize",
     "resize_back",
+    "rotate",
+    "saturation",
     "webp",
 ]
 
@@ -305,6 +307,29 @@ def brightness_contrast(
         127.5 + brightness * 255.0
     )
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+@register_perturbation()
+def saturation(img: np.ndarray, factor: float = 1.0) -> np.ndarray:
+    """Scale colourfulness: ``grey + (img - grey) * factor`` with ``grey`` the Rec. 601 luma,
+    rounded and clipped (``0``: greyscale, ``1``: unchanged)."""
+    _check_image(img)
+    if factor < 0:
+        raise ValueError(f"saturation: factor must be >= 0, got {factor}")
+    x = img.astype(np.float32)
+    grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    out = grey[..., None] + (x - grey[..., None]) * np.float32(factor)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+@register_perturbation()
+def rotate(img: np.ndarray, degrees: float = 2.0, method: str = "bilinear") -> np.ndarray:
+    """Rotate about the centre by ``degrees`` (counter-clockwise), same size, reflected
+    borders: a slightly tilted re-shoot or a straightening edit."""
+    _check_image(img)
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), float(degrees), 1.0)
+    return cv2.warpAffine(img, m, (w, h), flags=_check_method(method), borderMode=cv2.BORDER_REFLECT_101)
 
 
 @register_perturbation()

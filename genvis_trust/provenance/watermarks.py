@@ -27,7 +27,7 @@ present: ``detected`` only for a valid payload, whose false-accept rate for rand
 stated in the result.
 
 >>> sorted(list_watermarks())
-['dwtDct', 'dwtDctSvd', 'dwtDctSvdVideo', 'rivaGan']
+['dwtDct', 'dwtDctSvd', 'dwtDctSvdVideo', 'learnedWm', 'rivaGan']
 """
 
 from __future__ import annotations
