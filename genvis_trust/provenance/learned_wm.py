@@ -273,7 +273,7 @@ class LearnedWatermark(WatermarkBackend):
         import torch
         from torch.nn import functional as F
 
-        from .learned_wm_train import apply_attacks
+        from .learned_wm_attacks import apply_attacks
 
         model, cfg = self.model()
         side = 2 * cfg["work"]
