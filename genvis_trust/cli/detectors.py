@@ -310,7 +310,7 @@ def import_cmd(
 def explain_cmd(
     image: Path = typer.Argument(..., help="Image to explain."),
     out_png: Path = typer.Option(..., "--out", "-o", help="PNG to write: the image with the evidence map over it."),
-    detector: str = typer.Option("default", help="Bundled name or artifact folder."),
+    detector: str = typer.Option("default", help="Detector: a bundled or installed name, or an artifact folder."),
     method: str = typer.Option("auto", help="tiles (patch-score map), gradcam, or auto (gradcam for one-tile images)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ):
@@ -350,7 +350,7 @@ def regions_cmd(
     image: Path = typer.Argument(..., help="Image to map."),
     out_png: Path = typer.Option(..., "--out", "-o", help="PNG to write: the image, its region map and (with --mask) the mask, side by side."),
     mask: Path | None = typer.Option(None, help="Mask image (white = regenerated), e.g. a corpus record's masks/NNN/NNNNNN.png, drawn beside the map."),
-    detector: str = typer.Option("default", help="Bundled name or artifact folder."),
+    detector: str = typer.Option("default", help="Detector: a bundled or installed name, or an artifact folder."),
     stride: int | None = typer.Option(None, help="Pixels between tiles (default: half the detector's tile)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     json_out: bool = typer.Option(False, "--json", help="Print the strongest tile and (with --mask) the localisation metrics as JSON."),
@@ -466,7 +466,7 @@ def train_detector_cmd(
 
 
 def evaluate_cmd(
-    detector: str = typer.Argument("default", help="Bundled detector name or artifact folder."),
+    detector: str = typer.Argument("default", help="Detector: a bundled or installed name (`detectors list`; install with `detectors fetch NAME`) or an artifact folder."),
     real: list[str] = typer.Option(["builtin-photos"], help="Real source(s): built-in name or folder; repeat for several."),
     fake: list[str] = typer.Option(..., help="Generated corpus folder(s); repeat for several."),
     split: str = typer.Option("test", help="Split to evaluate on (by source group): test, val, train or all."),

@@ -117,7 +117,7 @@ def scan_cmd(
     paths: list[Path] = typer.Argument(..., help="Image files (folders are expanded recursively; for big folders use `audit`)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON record per image on stdout (JSON Lines; schema in the README)."),
     html_out: Path | None = typer.Option(None, "--html", help="Also write an HTML report: image, evidence, heat map, spectrum."),
-    detector: str = typer.Option("default", help="Bundled detector name or artifact folder."),
+    detector: str = typer.Option("default", help="Detector: a bundled or installed name (`detectors list`; install with `detectors fetch NAME`) or an artifact folder."),
     store: Path | None = typer.Option(None, help="Provenance store (SQLite) to look records up in."),
     trust_anchors: Path | None = typer.Option(None, help="PEM file of trusted C2PA root certificates."),
     backends: str | None = typer.Option(None, help="Watermark backends to read, comma-separated (default dwtDctSvd,dwtDct; 'all' adds rivaGan)."),
@@ -253,7 +253,7 @@ def _write_scan_html(path: Path, results: list[dict], detector, limit: int = 200
 def audit_cmd(
     folder: Path = typer.Argument(..., help="Folder to audit (recursively; every file gets one record)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Output folder: results.jsonl, summary.json, report.html, charts."),
-    detector: str = typer.Option("default", help="Bundled detector name or artifact folder."),
+    detector: str = typer.Option("default", help="Detector: a bundled or installed name (`detectors list`; install with `detectors fetch NAME`) or an artifact folder."),
     store: Path | None = typer.Option(None, help="Provenance store (SQLite) to look records up in."),
     trust_anchors: Path | None = typer.Option(None, help="PEM file of trusted C2PA root certificates."),
     backends: str | None = typer.Option(None, help="Watermark backends, comma-separated (default dwtDctSvd,dwtDct)."),

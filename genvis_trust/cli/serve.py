@@ -22,7 +22,7 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Address to listen on. The default is this machine only; 0.0.0.0 listens on every interface (set a token then)."),
     port: int = typer.Option(8000, help="TCP port."),
-    detector: str = typer.Option("default", help="Bundled detector name or artifact folder; loaded once, at start-up."),
+    detector: str = typer.Option("default", help="Detector: a bundled or installed name, or an artifact folder; loaded once, at start-up."),
     token: str | None = typer.Option(
         None, envvar=TOKEN_ENV, show_envvar=True,
         help=f"Require `Authorization: Bearer TOKEN` on /scan. Prefer the {TOKEN_ENV} variable: "
