@@ -266,6 +266,8 @@ def _pictures(row: dict, root: Path | None, pages: Path, detector, det_tag: str,
         need.append(pages / "heat" / names["heat"])
     pics: dict[str, Any] = {"note": None}
     meta_path = pages / "heat" / f"{names['heat']}.json"
+    if want_heat:  # its scale beside it: two rows of the same bytes may be drawn at once
+        need.append(meta_path)
     if not all(p.is_file() for p in need):
         boxes = local_boxes(det)
         try:
@@ -288,8 +290,9 @@ def _pictures(row: dict, root: Path | None, pages: Path, detector, det_tag: str,
                 with _DETECTOR_LOCK:  # one model, hooks and backward passes: never two threads at once
                     heat = heat_map(detector, img)
             heat["picture"] = draw_boxes(heat["picture"], boxes, shape)
-            _write(need[2], encode_image(heat["picture"], "JPEG" if from_record else "PNG", quality=90))
+            # the scale first: a picture on disk means its scale is there too
             _write(meta_path, json.dumps({k: v for k, v in heat.items() if k != "picture"}).encode())
+            _write(need[2], encode_image(heat["picture"], "JPEG" if from_record else "PNG", quality=90))
     pics["thumb"], pics["image"] = names["thumb"], names["image"]
     if want_heat:
         pics["heat"] = names["heat"]
@@ -346,8 +349,8 @@ def pictures_from_pixels(pages: Path, rec: dict, img: np.ndarray) -> None:
     if det.get("tile_map"):
         heat = tile_heat(small, img.shape[:2], det["tile_map"])
         heat["picture"] = draw_boxes(heat["picture"], boxes, img.shape)
-        _write(pages / "heat" / f"{key}-tiles.jpg", encode_image(heat["picture"], "JPEG", quality=90))
         _write(pages / "heat" / f"{key}-tiles.jpg.json", json.dumps({k: v for k, v in heat.items() if k != "picture"}).encode())
+        _write(pages / "heat" / f"{key}-tiles.jpg", encode_image(heat["picture"], "JPEG", quality=90))
 
 
 def tile_heat(picture: np.ndarray, shape: tuple[int, int], tiles: dict) -> dict[str, Any]:
