@@ -67,13 +67,13 @@ class ScanResult:
     image: dict[str, Any] = field(default_factory=dict)  # input facts: size, format, bytes, sha256, timing
     score: DetectionScore | None = None
     stability: StabilityVerdict | None = None  # run only near the threshold
-    stability_skipped: str | None = None  # why the stability check did not run (written under "detector")
     provenance: ProvenanceReport | None = None
     error: dict[str, Any] | None = None  # {"code", "message", "path"}
     schema_version: str = SCAN_SCHEMA_VERSION
     video: dict[str, Any] | None = None  # videos only: container facts, frames examined, per-frame rows
     local: dict[str, Any] | None = None  # the strongest region and the faces, written under "detector"
     skipped: dict[str, Any] | None = None  # verdict "skipped": {"code", "message"} (not media)
+    stability_skipped: str | None = None  # why the stability check did not run (written under "detector")
 
     def __post_init__(self):
         if self.flags:  # the headline says it, in text, JSON and the reports alike
