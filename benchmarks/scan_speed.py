@@ -71,15 +71,20 @@ def child(folder: Path) -> None:
     files = sorted(str(p) for p in folder.glob("*.jpg"))
     s = Scanner("default", device="cpu")
     list(s.scan(files[:1]))  # first-call set-up, untimed
+    import resource
+
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t = time.perf_counter()
     recs = [r.to_dict() for r in s.scan(files)]
     wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)  # every thread of this process
     s.close()
     rows = [{"input": os.path.basename(r["input"]), "verdict": r["verdict"],
              "p": (r["detector"] or {}).get("probability"),
              "stability": (r["detector"] or {}).get("stability"),
              "elapsed_s": r["image"].get("elapsed_s")} for r in recs]
-    print(json.dumps({"package": genvis_trust.__file__, "wall_s": wall, "n": len(files), "rows": rows}))
+    print(json.dumps({"package": genvis_trust.__file__, "wall_s": wall, "cpu_s": cpu, "n": len(files), "rows": rows}))
 
 
 def run_tree(tree: Path, folder: Path) -> dict:
@@ -108,8 +113,10 @@ def main(argv=None) -> int:
         for name, tree in trees.items():
             r = run_tree(tree, Path(args.folder))
             runs[name].append(r)
-            print(f"rep {rep} {name}: {r['n'] / r['wall_s']:.3f} images/s ({r['wall_s']:.1f} s)", file=sys.stderr, flush=True)
+            print(f"rep {rep} {name}: {r['n'] / r['wall_s']:.3f} images/s ({r['wall_s']:.1f} s wall, "
+                  f"{r['cpu_s']:.1f} s CPU)", file=sys.stderr, flush=True)
     ips = {k: statistics.median(r["n"] / r["wall_s"] for r in v) for k, v in runs.items()}
+    cpu = {k: statistics.median(r["cpu_s"] / r["n"] for r in v) for k, v in runs.items()}
     verdicts = {k: [[row["verdict"] for row in r["rows"]] for r in v] for k, v in runs.items()}
     same = all(x == verdicts["before"][0] for k in verdicts for x in verdicts[k])
     diffs = [(a["input"], a["verdict"], b["verdict"]) for a, b in zip(runs["before"][0]["rows"], runs["after"][0]["rows"],
@@ -123,10 +130,14 @@ def main(argv=None) -> int:
         "images_per_s": {k: round(v, 4) for k, v in ips.items()},
         "images_per_s_runs": {k: [round(r["n"] / r["wall_s"], 4) for r in v] for k, v in runs.items()},
         "ratio_after_over_before": round(ips["after"] / ips["before"], 3),
+        "cpu_s_per_image": {k: round(v, 4) for k, v in cpu.items()},
+        "cpu_s_runs": {k: [round(r["cpu_s"], 2) for r in v] for k, v in runs.items()},
+        "ratio_cpu_before_over_after": round(cpu["before"] / cpu["after"], 3),
         "verdicts_identical": same, "verdict_differences": diffs,
         "rows": {k: v[0]["rows"] for k, v in runs.items()},
     }
-    print(json.dumps({k: rep[k] for k in ("images_per_s", "ratio_after_over_before", "verdicts_identical")}))
+    print(json.dumps({k: rep[k] for k in ("images_per_s", "ratio_after_over_before", "cpu_s_per_image",
+                                          "ratio_cpu_before_over_after", "verdicts_identical")}))
     if args.out:
         stem = Path(args.out)
         stem.parent.mkdir(parents=True, exist_ok=True)
@@ -135,10 +146,11 @@ def main(argv=None) -> int:
                  f"{rep['date']}; {rep['machine']}; `{rep['command']}`", "",
                  f"{len(files)} images (builtin photographs and bundled generator samples up-scaled, JPEG 90), "
                  f"{args.reps} alternating repetitions per tree, each a fresh process.", "",
-                 "| tree | images/s (median) | runs |", "|---|---|---|"]
+                 "| tree | images/s (median) | runs | CPU s per image (median; all threads) |", "|---|---|---|---|"]
         for k in trees:
-            lines.append(f"| {k} | {ips[k]:.3f} | {', '.join(f'{x:.3f}' for x in rep['images_per_s_runs'][k])} |")
-        lines += ["", f"Ratio after/before: **{rep['ratio_after_over_before']}x**. Verdicts identical: **{same}**.", "",
+            lines.append(f"| {k} | {ips[k]:.3f} | {', '.join(f'{x:.3f}' for x in rep['images_per_s_runs'][k])} | {cpu[k]:.3f} |")
+        lines += ["", f"Ratio after/before (images/s): **{rep['ratio_after_over_before']}x**; CPU time per image "
+                  f"before/after: **{rep['ratio_cpu_before_over_after']}x**. Verdicts identical: **{same}**.", "",
                   "| image | verdict before | verdict after | p | stability before | stability after |", "|---|---|---|---|---|---|"]
         for a, b in zip(runs["before"][0]["rows"], runs["after"][0]["rows"], strict=True):
             lines.append(f"| {a['input']} | {a['verdict']} | {b['verdict']} | {a['p']} | "
