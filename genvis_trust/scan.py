@@ -15,7 +15,10 @@ Signals, strongest first:
 4. **learned**: the detector's calibrated probability. An image whose verdict flips under
    mild perturbations (JPEG 90, 0.9x resize, light blur) is ``uncertain``; the check runs
    when the probability lies in ``UNCERTAIN_BAND`` (elsewhere a flip is rare and the extra
-   forward passes are not spent).
+   forward passes are not spent) and only where its answer can change the verdict: not when
+   stronger evidence (C2PA, a mark, a store record, metadata) decides it, nor when the score is
+   out of the detector's domain and not used (:func:`stability_skip_reason`). It stops at the
+   first copy that flips. The record says when and why it was skipped (``stability.skipped``).
 
 Verdicts (``ScanResult.verdict``): ``generated``, ``likely_generated``, ``uncertain``,
 ``no_evidence``, ``error``; a folder walk adds ``skipped`` for files that are not media
@@ -70,6 +73,7 @@ class ScanResult:
     video: dict[str, Any] | None = None  # videos only: container facts, frames examined, per-frame rows
     local: dict[str, Any] | None = None  # the strongest region and the faces, written under "detector"
     skipped: dict[str, Any] | None = None  # verdict "skipped": {"code", "message"} (not media)
+    stability_skipped: str | None = None  # why the stability check did not run (written under "detector")
 
     def __post_init__(self):
         if self.flags:  # the headline says it, in text, JSON and the reports alike
@@ -90,6 +94,11 @@ class ScanResult:
             v = self.stability
             d["stability"] = {"perturbed": {k: round(x, 4) for k, x in v.perturbed.items()},
                               "uncertain": v.uncertain, "spread": round(v.spread, 4)}
+            if v.not_scored:
+                d["stability"]["not_scored"] = {"copies": list(v.not_scored),
+                                                "why": "an earlier copy already flipped the verdict"}
+        elif self.stability_skipped is not None:
+            d["stability"] = {"skipped": self.stability_skipped}
         if self.local:
             d.update(self.local)
         return d
@@ -204,6 +213,32 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
                                   f"likely generated in {what} (p={d['probability']:.2f} at {d['box']}; whole-image detector")
     return ScanResult(record.input, verdict, summary, evidence, image, score, stability if score is not None else None, prov,
                       local=local_extra or None)
+
+
+def stability_skip_reason(record: ScoreRecord, local: dict | None = None, sensitivity: dict | None = None,
+                          band: tuple[float, float] | None = UNCERTAIN_BAND) -> str | None:
+    """Why the stability check need not run for ``record``, or None when it must.
+
+    Outside ``band`` (a cost rule: far from the threshold a flip is rare). Inside it, the check
+    is skipped only where its answer provably cannot change the verdict: :func:`fuse` gives the
+    same verdict with an ``uncertain`` answer as with none (stronger evidence decides first, or
+    the score is out of the detector's domain and not used). A stable answer never changes a
+    verdict (it is the same as no check), so these two are all the cases."""
+    from genvis_trust.detectors.evaluation import StabilityVerdict
+
+    score = record.score
+    if score is None:
+        return "no detector score"
+    p = score.probability
+    if band is not None and not band[0] <= p <= band[1]:
+        return f"p={p:.2f} outside the uncertain band [{band[0]}, {band[1]}]: a flip is rare there (not checked)"
+    without = fuse(record, None, local, sensitivity).verdict
+    flipped = fuse(record, StabilityVerdict(p, {}, uncertain=True), local, sensitivity).verdict
+    if flipped == without:
+        why = ("the detector's score is not used for this input's verdict"
+               if without == "no_evidence" else "stronger evidence decides it")
+        return f"cannot change the verdict ({without}): {why}"
+    return None
 
 
 def tile_map(detector, score: DetectionScore | None) -> dict[str, Any] | None:
@@ -397,15 +432,19 @@ class Scanner:
     def _scan_images(self, inputs: Iterable[Any], names: Iterable[str] | None = None) -> Iterator[ScanResult]:
         t0 = time.time()
         for rec in self.engine.score_paths(inputs, names):
-            stab = None
-            if (
-                self.check_stability
-                and rec.score is not None
-                and UNCERTAIN_BAND[0] <= rec.score.probability <= UNCERTAIN_BAND[1]
-                and rec.loaded is not None
-            ):
-                stab = self._stability(rec)
-            res = fuse(rec, stab, self._local(rec), self.sensitivity)
+            stab, skipped = None, None
+            local = self._local(rec)
+            if rec.score is not None:
+                if not self.check_stability:
+                    skipped = "turned off (check_stability=False)"
+                elif rec.loaded is None:
+                    skipped = "no decoded pixels"
+                else:
+                    skipped = stability_skip_reason(rec, local, self.sensitivity)
+                    if skipped is None:
+                        stab = self._stability(rec)
+            res = fuse(rec, stab, local, self.sensitivity)
+            res.stability_skipped = skipped if stab is None else None
             tiles = tile_map(self.detector, rec.score)
             if tiles is not None:  # the report draws its heat map from these, with no detector pass
                 res.local = {**(res.local or {}), "tile_map": tiles}
@@ -439,7 +478,7 @@ class Scanner:
         # the engine's batch size: the network has run that shape already (a new one costs ~0.1 s
         # of first-call set-up on CPU; the logits are the same)
         return stability(self.detector, rec.loaded.array, threshold=THRESHOLD, score=rec.score.probability,
-                         batch_size=self.engine.batch_size)
+                         batch_size=self.engine.batch_size, stop_at_flip=True)
 
     def close(self) -> None:
         if self._store is not None:
@@ -499,15 +538,22 @@ def scan_video(scanner: Scanner, source, name: str, options=None) -> ScanResult:
     image = {"format": f"{sampled.info.container}/{sampled.info.codec}", "width": sampled.info.width,
              "height": sampled.info.height, "bytes": (rep.input.bytes if rep else None),
              "media_type": (rep.input.media_type if rep else None), "conversions": [], "notes": sampled.notes}
-    stab, stab_frame = None, None
-    if agg is not None and scanner.check_stability:
-        if UNCERTAIN_BAND[0] <= agg.probability <= UNCERTAIN_BAND[1]:
+    stab, stab_frame, skipped = None, None, None
+    pooled = ScoreRecord(name, agg, image, None, None, rep)
+    sens = getattr(scanner, "sensitivity", None)
+    if agg is not None:
+        skipped = (stability_skip_reason(pooled, None, sens) if scanner.check_stability
+                   else "turned off (check_stability=False)")
+        if skipped is None:
             closest = min((r for _, r, _ in per_frame if r.score is not None and r.loaded is not None),
                           key=lambda r: abs(r.score.probability - agg.probability), default=None)
             if closest is not None:
                 stab = scanner._stability(closest)
                 stab_frame = closest.input
-    res = fuse(ScoreRecord(name, agg, image, None, None, rep), stab, sensitivity=getattr(scanner, "sensitivity", None))
+            else:
+                skipped = "no decoded frame kept"
+    res = fuse(pooled, stab, sensitivity=sens)
+    res.stability_skipped = skipped if stab is None else None
     facts["frames"] = [frame_row(f, r, fres) for f, r, fres in per_frame]
     if stab_frame is not None:
         facts["stability_frame"] = stab_frame  # the frame the stability check perturbed

@@ -93,6 +93,7 @@ class StabilityVerdict:
     probability: float
     perturbed: dict[str, float] = field(default_factory=dict)
     uncertain: bool = False
+    not_scored: list[str] = field(default_factory=list)  # copies left unscored once one had flipped
 
     @property
     def spread(self) -> float:
@@ -101,17 +102,32 @@ class StabilityVerdict:
 
 
 def stability(det: Detector, image: np.ndarray, *, threshold: float = 0.5, score: float | None = None,
-              batch_size: int = 256) -> StabilityVerdict:
+              batch_size: int = 256, stop_at_flip: bool = False) -> StabilityVerdict:
     """Score ``image`` and its mildly perturbed copies; uncertain when the verdict flips.
 
     ``score``: the image's own p(generated) when the caller already has it (the scan engine
     does), so only the perturbed copies go through the network. ``batch_size``: the scan
-    passes its engine's, so the network runs batches of a shape it has already run."""
-    perturbed = [p(image) for p in MILD_PERTURBATIONS.values()]
+    passes its engine's, so the network runs batches of a shape it has already run.
+    ``stop_at_flip`` (needs ``score``): score the copies one at a time and stop at the first
+    one on the other side of ``threshold``: the answer (uncertain) is then known, and the
+    copies left are named in ``not_scored``."""
     if score is None:
+        perturbed = [p(image) for p in MILD_PERTURBATIONS.values()]
         s = [x.probability for x in det.score_many([image] + perturbed, batch_size)]
-    else:
-        s = [float(score)] + [x.probability for x in det.score_many(perturbed, batch_size)]
-    sides = {v >= threshold for v in s}
-    return StabilityVerdict(s[0], dict(zip(MILD_PERTURBATIONS, s[1:], strict=True)), uncertain=len(sides) > 1)
+        sides = {v >= threshold for v in s}
+        return StabilityVerdict(s[0], dict(zip(MILD_PERTURBATIONS, s[1:], strict=True)), uncertain=len(sides) > 1)
+    base = float(score)
+    if not stop_at_flip:
+        perturbed = [p(image) for p in MILD_PERTURBATIONS.values()]
+        s = [x.probability for x in det.score_many(perturbed, batch_size)]
+        return StabilityVerdict(base, dict(zip(MILD_PERTURBATIONS, s, strict=True)),
+                                uncertain=any((v >= threshold) != (base >= threshold) for v in s))
+    got: dict[str, float] = {}
+    names = list(MILD_PERTURBATIONS)
+    for k, name in enumerate(names):
+        v = det.score_many([MILD_PERTURBATIONS[name](image)], batch_size)[0].probability
+        got[name] = v
+        if (v >= threshold) != (base >= threshold):
+            return StabilityVerdict(base, got, uncertain=True, not_scored=names[k + 1:])
+    return StabilityVerdict(base, got, uncertain=False)
 
