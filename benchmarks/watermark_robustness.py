@@ -104,7 +104,7 @@ def held_out(size: int, n: int, seed: int) -> list[tuple[str, np.ndarray]]:
 def h264_soft(be, img: np.ndarray, crf: int, frames: int = 4) -> np.ndarray:
     import av
 
-    from genvis_trust.video.frames import encode_mp4
+    from genvis_trust.media.frames import encode_mp4
 
     data = encode_mp4([img] * frames, fps=12, crf=crf)
     with av.open(io.BytesIO(data)) as c:
