@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .published import WeightsSource
 from .registry import CheckpointImportError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -34,6 +35,10 @@ CLIP_WEIGHTS_ENV = "GENVIS_TRUST_CLIP_WEIGHTS"
 CLIP_HUB_REPO = "timm/vit_large_patch14_clip_224.openai"
 CLIP_HUB_FILE = "open_clip_model.safetensors"
 CLIP_HUB_URL = f"https://huggingface.co/{CLIP_HUB_REPO}/resolve/main/{CLIP_HUB_FILE}"
+# the backbone as a weights source on univfd's and rine's cards (both read only its 'visual.*' tensors)
+CLIP_BACKBONE_SOURCE = WeightsSource(CLIP_HUB_URL, CLIP_HUB_FILE, variant="backbone",
+                                     note="OpenAI CLIP ViT-L/14 (open_clip's copy on the Hugging Face hub); "
+                                          "only its 'visual.*' tensors are used")
 EXTRA = "published"  # the pyproject extra that installs the optional packages below
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .clip_backbone import (
-    CLIP_HUB_URL,
+    CLIP_BACKBONE_SOURCE,
     VIT_L14,
     build_clip_visual,
     clip_input,
@@ -68,9 +68,7 @@ class RINENet(nn.Module):
             WeightsSource(f"{REPO}/raw/{REPO_COMMIT}/ckpt/model_2class_trainable.pth",
                           "model_2class_trainable.pth", size=1139686, variant="2class",
                           note="trained on 2 ProGAN classes; nproj=4, proj_dim=128 (read from the shapes)"),
-            WeightsSource(CLIP_HUB_URL, "open_clip_model.safetensors", variant="backbone",
-                          note="OpenAI CLIP ViT-L/14 (open_clip's copy on the Hugging Face hub); "
-                               "only its 'visual.*' tensors are used"),
+            CLIP_BACKBONE_SOURCE,
         ],
         checkpoint_key=None,
         requires=["open_clip_torch"],

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .clip_backbone import (
-    CLIP_HUB_URL,
+    CLIP_BACKBONE_SOURCE,
     VIT_L14,
     build_clip_visual,
     clip_input,
@@ -52,9 +52,7 @@ class UnivFDNet(nn.Module):
         weights=[
             WeightsSource(f"{REPO}/raw/{REPO_COMMIT}/pretrained_weights/fc_weights.pth", "fc_weights.pth",
                           size=4083, note="the linear head only (committed in the repository)"),
-            WeightsSource(CLIP_HUB_URL, "open_clip_model.safetensors", variant="backbone",
-                          note="OpenAI CLIP ViT-L/14 (open_clip's copy on the Hugging Face hub); "
-                               "only its 'visual.*' tensors are used"),
+            CLIP_BACKBONE_SOURCE,
         ],
         checkpoint_key=None,
         requires=["open_clip_torch"],
