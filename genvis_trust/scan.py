@@ -94,6 +94,11 @@ class ScanResult:
             v = self.stability
             d["stability"] = {"perturbed": {k: round(x, 4) for k, x in v.perturbed.items()},
                               "uncertain": v.uncertain, "spread": round(v.spread, 4)}
+            if v.tiles:  # the sequential check: how much of each copy was read
+                d["stability"]["tiles"] = {k: f"{used}/{n}" for k, (used, n) in v.tiles.items()}
+                if v.estimated:
+                    d["stability"]["estimated"] = ("a copy's p is estimated from the tiles read: scoring stopped "
+                                                   "once its side of the threshold was clear (4 standard errors)")
             if v.not_scored:
                 d["stability"]["not_scored"] = {"copies": list(v.not_scored),
                                                 "why": "an earlier copy already flipped the verdict"}
@@ -379,11 +384,15 @@ class Scanner:
         fetch_remote: bool = False,
         video=None,
         faces: bool = True,
+        exact_stability: bool = False,
     ):
         """``max_pixels``: larger images become ``too_large`` error records (the service lowers it).
         ``fetch_remote``: fetch remote C2PA manifests (default: reported with their URL).
         ``video``: a :class:`~genvis_trust.media.VideoOptions` (frames sampled, limits).
-        ``faces``: find faces and score each on denser tiles (:mod:`genvis_trust.faces`)."""
+        ``faces``: find faces and score each on denser tiles (:mod:`genvis_trust.faces`).
+        ``exact_stability``: the stability check scores every tile of every perturbed copy
+        (default: each copy's tiles until its side of the threshold is clear, see
+        :func:`~genvis_trust.detectors.evaluation.sequential_copy_score`)."""
         from genvis_trust.media import VideoLimits, VideoOptions
 
         self.video_options = video or VideoOptions(limits=VideoLimits(max_pixels=max_pixels))
@@ -391,6 +400,7 @@ class Scanner:
         self.on_decoded: Any = None
         self.provenance = provenance
         self.check_stability = check_stability
+        self.exact_stability = exact_stability
         self.faces = faces
         self._verify_kwargs: dict[str, Any] = {}
         self._store = None
@@ -477,8 +487,13 @@ class Scanner:
 
         # the engine's batch size: the network has run that shape already (a new one costs ~0.1 s
         # of first-call set-up on CPU; the logits are the same)
-        return stability(self.detector, rec.loaded.array, threshold=THRESHOLD, score=rec.score.probability,
-                         batch_size=self.engine.batch_size, stop_at_flip=True)
+        # sequential: each copy's tiles are read until its side of the threshold is clear
+        # (``exact_stability``: every tile of every copy, as before)
+        if self.exact_stability:
+            return stability(self.detector, rec.loaded.array, threshold=THRESHOLD, score=rec.score.probability,
+                             batch_size=self.engine.batch_size, stop_at_flip=True)
+        return stability(self.detector, rec.loaded.array, threshold=THRESHOLD, base=rec.score,
+                         batch_size=self.engine.batch_size)
 
     def close(self) -> None:
         if self._store is not None:

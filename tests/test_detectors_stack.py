@@ -247,3 +247,31 @@ def test_stack_with_two_generated_folders_writes_a_sensitivity_scan_quotes(data,
     assert sens["generators"] == 2 and sens["orig"]["samples"] == 24 and 0 <= sens["orig"]["real_fpr"] <= 1
     assert weak_negative_note(sens) is not None
     assert json.loads(r.stdout)["sensitivity"] == sens
+
+
+def test_sub_tiles_scored_in_chunks_give_the_logits_of_one_call(monkeypatch):
+    """A stack hands a small-input member (zed, 64 px) its 128 px tiles' sub-tiles at most
+    SUB_BATCH at a time when no gradient is needed (faster on CPU): same logits as one call."""
+    from genvis_trust.detectors import stack as stack_mod
+    from genvis_trust.detectors.registry import build_net
+
+    torch.manual_seed(0)
+    net = build_net("stack").eval()
+    x = torch.rand(9, 3, 128, 128)  # 36 zed sub-tiles: three calls of at most 16
+    calls: list[int] = []
+    zed = net.members[1]
+    hook = zed.register_forward_pre_hook(lambda m, a: calls.append(len(a[0])))
+    with torch.no_grad():
+        chunked = net.member_logits(x)
+    assert calls == [16, 16, 4]
+    calls.clear()
+    monkeypatch.setattr(stack_mod, "SUB_BATCH", 10_000)
+    with torch.no_grad():
+        whole = net.member_logits(x)
+    assert calls == [36]
+    assert torch.equal(chunked, whole)
+    monkeypatch.setattr(stack_mod, "SUB_BATCH", 16)
+    calls.clear()
+    net.member_logits(x)  # with gradients (training): the member sees one call
+    assert calls == [36]
+    hook.remove()

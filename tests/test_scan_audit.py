@@ -439,6 +439,30 @@ def test_include_exclude_and_files_vanishing_during_the_walk(tmp_path):
     assert got[:3] == [("a.jpg", None), ("b.jpg", "vanished"), ("c.png", None)]
 
 
+
+def test_scan_of_a_folder_says_how_many_own_outputs_and_filtered_files_it_did_not_read(det_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from genvis_trust.cli.main import app
+
+    root = tmp_path / "f"
+    (root / "cache").mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg", "cache/c.jpg"):
+        (root / name).write_bytes(encode_image(photo(2, 64), "JPEG"))
+    from genvis_trust.provenance.store import ProvenanceStore
+
+    ProvenanceStore(root / "provenance.db").close()  # a provenance store: the toolkit's own output
+    base = ["scan", str(root), "--detector", str(det_dir), "--device", "cpu", "--workers", "1", "--no-provenance"]
+    r = CliRunner().invoke(app, [*base, "--json", "--exclude", "cache"])
+    assert r.exit_code == 0, r.output
+    assert sorted(os.path.basename(json.loads(x)["input"]) for x in r.stdout.splitlines() if x.startswith("{")) == ["a.jpg", "b.jpg"]
+    assert "not read: 1 of the toolkit's own outputs, 1 left out by --include/--exclude" in r.stderr
+    r = CliRunner().invoke(app, [*base, "--exclude", "provenance.db"])  # the store filtered out before it is read
+    assert r.exit_code == 0 and "not read: 0 of the toolkit's own outputs, 1 left out" in r.stderr
+    r = CliRunner().invoke(app, [str(x) for x in (*base[:1], root / "a.jpg", *base[2:])])
+    assert r.exit_code == 0 and "not read" not in r.stderr
+
+
 # ---------------------------------------------------------------- tampering in the headline
 
 

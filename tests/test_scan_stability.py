@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from genvis_trust.detectors import Detector
-from genvis_trust.detectors.evaluation import MILD_PERTURBATIONS, stability
+from genvis_trust.detectors.evaluation import (
+    MILD_PERTURBATIONS,
+    SEQUENTIAL_CHUNK,
+    _spread_order,
+    sequential_copy_score,
+    stability,
+)
 from genvis_trust.evidence import Evidence
 from genvis_trust.scan import THRESHOLD, Scanner, stability_skip_reason
 from genvis_trust.scoring.engine import ScoreRecord
@@ -28,7 +34,8 @@ def spied(monkeypatch):
     import torch
 
     torch.manual_seed(0)
-    sc = Scanner(Detector.create("cnn", device="cpu"), device="cpu", provenance=False, faces=False)
+    # every tile of every copy (the copy-level rules; the sequential tile reading is tested below)
+    sc = Scanner(Detector.create("cnn", device="cpu"), device="cpu", provenance=False, faces=False, exact_stability=True)
     calls: list[int] = []
     real = sc.detector.score_many
 
@@ -124,3 +131,103 @@ def test_skip_only_where_the_verdict_cannot_change():
     r = stability_skip_reason(_record(0.45, ood=[ood]))
     assert r is not None and "not used" in r
     assert "outside the uncertain band" in stability_skip_reason(_record(0.9))
+
+
+# -- the sequential check: each copy's tiles read until its side of the threshold is clear
+
+
+def _tile_detector(seed: int = 0):
+    import torch
+
+    torch.manual_seed(seed)
+    return Detector.create("cnn", device="cpu")  # 32 px tiles, up to 64 per image
+
+
+def _count_tiles(det, monkeypatch) -> list[int]:
+    seen: list[int] = []
+    real = det.logits
+
+    def counting(tiles, *a, **k):
+        seen.append(len(tiles))
+        return real(tiles, *a, **k)
+
+    monkeypatch.setattr(det, "logits", counting)
+    return seen
+
+
+def test_spread_order_is_a_permutation_whose_prefixes_cover_the_image():
+    for n in (1, 2, 5, 16, 49, 64, 100):
+        o = _spread_order(n)
+        assert sorted(o.tolist()) == list(range(n))
+    o = _spread_order(64)
+    first = sorted(o[:16].tolist())  # an 8 x 8 grid: the first 16 tiles reach every quarter of it
+    assert {(i // 8 >= 4, i % 8 >= 4) for i in first} == {(False, False), (False, True), (True, False), (True, True)}
+
+
+def _copy_case(monkeypatch, seed: int, perturbation: str):
+    """A random tile detector, a 256 px image (64 tiles) and its score, one perturbed copy and
+    that copy's p scored whole, and the list of tile counts the detector is asked for from now on."""
+    det = _tile_detector()
+    img = _image(seed, side=256)
+    base = det.score(img)
+    copy = MILD_PERTURBATIONS[perturbation](img)
+    whole = det.score(copy).probability
+    return det, base, copy, whole, _count_tiles(det, monkeypatch)
+
+
+def test_a_copy_read_to_the_end_scores_exactly_as_the_whole_copy(monkeypatch):
+    det, base, copy, whole, seen = _copy_case(monkeypatch, 4, "blur_0.5")
+    # no stopping (infinitely many standard errors): every chunk read, the p is the whole copy's
+    p, used, n = sequential_copy_score(det, copy, base, batch_size=16, sigmas=float("inf"))
+    assert (used, n) == (64, 64) and seen == [SEQUENTIAL_CHUNK] * (64 // SEQUENTIAL_CHUNK)
+    assert abs(p - whole) < 1e-6
+
+
+def test_a_copy_far_from_the_threshold_stops_early_and_estimates_close_to_the_whole_copy(monkeypatch):
+    det, base, copy, whole, seen = _copy_case(monkeypatch, 5, "jpeg_90")
+    # a threshold well away from this image's p: its side is clear after the first chunk
+    far = 0.05 if whole > 0.5 else 0.95
+    p, used, n = sequential_copy_score(det, copy, base, threshold=far, batch_size=16)
+    assert (used, n) == (SEQUENTIAL_CHUNK, 64) and seen == [SEQUENTIAL_CHUNK]
+    assert (p >= far) == (whole >= far)
+    assert abs(p - whole) < 0.05  # paired with the original's tiles: a close estimate from a quarter of them
+
+
+def test_a_copy_at_the_threshold_is_read_to_the_end(monkeypatch):
+    det, base, copy, whole, seen = _copy_case(monkeypatch, 6, "resize_0.9")
+    # the threshold at the copy's own p: no estimate short of every tile can settle its side
+    p, used, n = sequential_copy_score(det, copy, base, threshold=whole, batch_size=16)
+    assert (used, n) == (64, 64) and sum(seen) == 64
+    assert abs(p - whole) < 1e-6
+
+
+@pytest.mark.parametrize("seed", [7, 8, 9])
+def test_the_sequential_check_answers_as_the_exact_one(seed):
+    det = _tile_detector(seed)
+    img = _image(seed, side=256)
+    base = det.score(img)
+    for thr in (0.3, 0.45, 0.5, 0.55, 0.7):
+        exact = stability(det, img, threshold=thr, score=base.probability, batch_size=16)
+        seq = stability(det, img, threshold=thr, base=base, batch_size=16)
+        assert seq.uncertain == exact.uncertain
+        for k, v in seq.perturbed.items():
+            used, n = seq.tiles[k]
+            assert abs(v - exact.perturbed[k]) < (1e-6 if used == n else 0.05)
+
+
+def test_scan_records_how_many_tiles_of_each_copy_were_read():
+    import torch
+
+    torch.manual_seed(0)
+    sc = Scanner(Detector.create("cnn", device="cpu"), device="cpu", provenance=False, faces=False)
+    img = _image(10, side=256)
+    p = sc.detector.score(img).probability
+    if not 0.2 <= p <= 0.8:
+        pytest.skip("this random detector's p is outside the band where the check runs")
+    (res,) = sc.scan([img], names=["x"])
+    st = res.to_dict()["detector"]["stability"]
+    assert set(st["tiles"]) <= set(MILD_PERTURBATIONS)
+    for v in st["tiles"].values():
+        used, n = map(int, v.split("/"))
+        assert n == 64 and SEQUENTIAL_CHUNK <= used <= n
+    assert ("estimated" in st) == any(v != "64/64" for v in st["tiles"].values())

@@ -69,12 +69,13 @@ CUTS_HELP = "Video: also examine the frames that open a new shot."
 DURATION_HELP = "Video: longest video decoded, in seconds (checked before decoding; longer ones get an error record)."
 
 
-def _expand(paths: list[Path], include: list[str] | None = None,
-            exclude: list[str] | None = None) -> list[tuple[str, dict | None, dict | None]]:
+def _expand(paths: list[Path], include: list[str] | None = None, exclude: list[str] | None = None,
+            not_read: dict[str, int] | None = None) -> list[tuple[str, dict | None, dict | None]]:
     """(path to scan, link, ready record) per input: a folder gives one per entry below it
     (a record for an empty one too), its files that are not media a ``skipped`` record, the
     toolkit's own outputs none; a file named on the command line is always scanned (a
-    missing one so that its record says so)."""
+    missing one so that its record says so). ``not_read``: gains the folders' counts of own
+    outputs (``own_outputs``) and of files the filter left out (``excluded``)."""
     from genvis_trust.audit import FolderWalk, problem_record, skipped_record
     from genvis_trust.triage import Filter
 
@@ -85,7 +86,8 @@ def _expand(paths: list[Path], include: list[str] | None = None,
             plan.append((str(p), None, None))
             continue
         n = len(plan)
-        for e, skip in FolderWalk(p, filter=flt):
+        walk = FolderWalk(p, filter=flt)
+        for e, skip in walk:
             name = str(e.path)
             if e.error is not None:
                 plan.append((name, e.link, {**problem_record(e), "input": name}))
@@ -93,6 +95,10 @@ def _expand(paths: list[Path], include: list[str] | None = None,
                 plan.append((name, e.link, {**skipped_record(e, *skip), "input": name}))
             else:
                 plan.append((name, e.link, None))
+        if not_read is not None:
+            c = walk.counts()
+            for k in ("own_outputs", "excluded"):
+                not_read[k] = not_read.get(k, 0) + int(c.get(k) or 0)
         if len(plan) == n:
             from genvis_trust.scan import ScanResult
 
@@ -162,8 +168,9 @@ def scan_cmd(
     from genvis_trust.scan import Scanner
 
     wanted = _fail_on(fail_on)
+    not_read: dict[str, int] = {}
     with phase("listing files"):
-        plan = _expand(paths, include, exclude)
+        plan = _expand(paths, include, exclude, not_read)
     if not plan:
         fail("no files to scan", 2)
     with friendly_errors(ArtifactError, FileNotFoundError, ValueError), phase("loading the detector"):
@@ -201,6 +208,9 @@ def scan_cmd(
     if html_out is not None:
         _write_scan_html(html_out, results, scanner.detector)
         err.print(f"HTML report: {html_out}")
+    if not_read.get("own_outputs") or not_read.get("excluded"):  # on stderr: --json keeps stdout to records
+        err.print(f"not read: {not_read.get('own_outputs', 0)} of the toolkit's own outputs, "
+                  f"{not_read.get('excluded', 0)} left out by --include/--exclude")
     if n_err:
         err.print(f"[yellow]{n_err} of {len(plan)} input(s) could not be scanned; their records say why[/]")
     if n_trip:

@@ -19,6 +19,7 @@ import numpy as np
 from genvis_trust.datasets.base import Source
 from genvis_trust.datasets.perturbations import apply_batch, create_perturbation
 
+from .calibration import apply_calibration
 from .detector import Detector
 from .metrics import detection_report
 from .training import collect, merge
@@ -94,15 +95,100 @@ class StabilityVerdict:
     perturbed: dict[str, float] = field(default_factory=dict)
     uncertain: bool = False
     not_scored: list[str] = field(default_factory=list)  # copies left unscored once one had flipped
+    # sequential check: per copy, (tiles scored, tiles in the image); fewer means its p is an estimate
+    tiles: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def spread(self) -> float:
         vals = [self.probability, *self.perturbed.values()]
         return float(max(vals) - min(vals))
 
+    @property
+    def estimated(self) -> bool:
+        """Whether any copy's p was estimated from part of its tiles (:func:`sequential_copy_score`)."""
+        return any(k < n for k, n in self.tiles.values())
+
+
+# The sequential check (see :func:`sequential_copy_score`): tiles scored per step, and how many
+# standard errors the estimate of a copy's mean logit must stay clear of the threshold to stop.
+SEQUENTIAL_CHUNK = 16
+SEQUENTIAL_SIGMAS = 4.0
+
+
+def _spread_order(n: int) -> np.ndarray:
+    """A fixed order of ``n`` tile indices whose every prefix is spread over the image (the
+    bit-reversal permutation of ``range(n)``: 0, n/2, n/4, 3n/4, ...), so the first tiles
+    scored are not one corner of it."""
+    bits = max(1, int(np.ceil(np.log2(max(n, 2)))))
+    rev = [int(format(i, f"0{bits}b")[::-1], 2) for i in range(1 << bits)]
+    return np.array([r for r in rev if r < n], np.int64)
+
+
+def _calibration_of(det: Detector, head: str | None) -> dict[str, Any] | None:
+    if head is None:
+        return det.calibration
+    spec = det.calibration["heads"][head]
+    return {"method": "platt", "a": float(spec["a"]), "b": float(spec["b"])}
+
+
+def sequential_copy_score(det: Detector, copy: np.ndarray, base: Any, *, threshold: float = 0.5,
+                          batch_size: int = 256, chunk: int = SEQUENTIAL_CHUNK,
+                          sigmas: float = SEQUENTIAL_SIGMAS) -> tuple[float, int, int]:
+    """p(generated) of a perturbed ``copy`` of an image whose own score is ``base`` (its
+    :class:`~.detector.DetectionScore`, with tile logits), scoring the copy's tiles ``chunk``
+    at a time and stopping once its side of ``threshold`` is clear. Returns ``(p, tiles
+    scored, tiles)``; with every tile scored, ``p`` is exactly what :meth:`Detector.score`
+    gives the copy.
+
+    A mild perturbation keeps the image's size, so the copy's tiles sit where the original's
+    do and the copy's mean logit is the original's plus the mean per-tile change. After ``k``
+    of ``n`` tiles (taken in a spread-out fixed order) that change is estimated from the ``k``
+    paired differences, with the standard error of a sample drawn without replacement
+    (``sd / sqrt(k) * sqrt((n - k) / (n - 1))``). The check stops when the calibrated p at the
+    estimate plus and minus ``sigmas`` standard errors lies on one side of ``threshold``;
+    otherwise it scores the next ``chunk`` tiles, up to all of them. Where the copy is read
+    by another domain head than the original (or its tiles are placed otherwise) the tiles
+    are not paired and the copy's own tile logits are the sample."""
+    tiles, positions, grid, notes = det.inputs(copy)
+    ood = det.domain_check(copy)
+    n = len(tiles)
+    order = _spread_order(n)
+    z_all = np.zeros(n, np.float32)
+    m_all: np.ndarray | None = None
+    z_base = None if base is None or base.tile_logits is None else np.asarray(base.tile_logits, np.float64)
+    paired_positions = (z_base is not None and len(z_base) == n
+                        and [tuple(p) for p in (base.tile_positions or [])] == [tuple(p) for p in positions])
+    for start in range(0, n, chunk):
+        idx = order[start : start + chunk]
+        z, m = det.logits(tiles[idx], batch_size, members=True)
+        z_all[idx] = z
+        if m is not None:
+            if m_all is None:
+                m_all = np.zeros((n, m.shape[1]), np.float32)
+            m_all[idx] = m
+        k = start + len(idx)
+        sub = np.sort(order[:k])
+        s = det.aggregate(z_all[sub], tiles[sub], [positions[i] for i in sub], grid, list(notes), ood,
+                          members=None if m_all is None else m_all[sub])
+        if k == n:
+            return float(s.probability), n, n
+        zt = np.asarray(s.tile_logits, np.float64)
+        if paired_positions and s.head == base.head:
+            d = zt - z_base[sub]
+            est = float(z_base.mean() + d.mean())
+        else:
+            d = zt
+            est = float(zt.mean())
+        se = float(d.std(ddof=1)) / np.sqrt(k) * np.sqrt((n - k) / (n - 1))
+        cal = _calibration_of(det, s.head)
+        lo, mid, hi = (float(v) for v in apply_calibration(cal, np.array([est - sigmas * se, est, est + sigmas * se])))
+        if (lo >= threshold) == (hi >= threshold):
+            return mid, k, n
+    raise AssertionError("unreachable: the last chunk scores every tile")
+
 
 def stability(det: Detector, image: np.ndarray, *, threshold: float = 0.5, score: float | None = None,
-              batch_size: int = 256, stop_at_flip: bool = False) -> StabilityVerdict:
+              batch_size: int = 256, stop_at_flip: bool = False, base: Any = None) -> StabilityVerdict:
     """Score ``image`` and its mildly perturbed copies; uncertain when the verdict flips.
 
     ``score``: the image's own p(generated) when the caller already has it (the scan engine
@@ -110,24 +196,36 @@ def stability(det: Detector, image: np.ndarray, *, threshold: float = 0.5, score
     passes its engine's, so the network runs batches of a shape it has already run.
     ``stop_at_flip`` (needs ``score``): score the copies one at a time and stop at the first
     one on the other side of ``threshold``: the answer (uncertain) is then known, and the
-    copies left are named in ``not_scored``."""
+    copies left are named in ``not_scored``. ``base`` (the image's own
+    :class:`~.detector.DetectionScore`, with tile logits; implies ``stop_at_flip``): score each
+    copy sequentially (:func:`sequential_copy_score`), stopping once its side of the threshold
+    is clear; ``tiles`` says how many of each copy's tiles were read."""
+    if base is not None:
+        score = base.probability if score is None else score
+        stop_at_flip = True
     if score is None:
         perturbed = [p(image) for p in MILD_PERTURBATIONS.values()]
         s = [x.probability for x in det.score_many([image] + perturbed, batch_size)]
         sides = {v >= threshold for v in s}
         return StabilityVerdict(s[0], dict(zip(MILD_PERTURBATIONS, s[1:], strict=True)), uncertain=len(sides) > 1)
-    base = float(score)
+    base_p = float(score)
     if not stop_at_flip:
         perturbed = [p(image) for p in MILD_PERTURBATIONS.values()]
         s = [x.probability for x in det.score_many(perturbed, batch_size)]
-        return StabilityVerdict(base, dict(zip(MILD_PERTURBATIONS, s, strict=True)),
-                                uncertain=any((v >= threshold) != (base >= threshold) for v in s))
+        return StabilityVerdict(base_p, dict(zip(MILD_PERTURBATIONS, s, strict=True)),
+                                uncertain=any((v >= threshold) != (base_p >= threshold) for v in s))
     got: dict[str, float] = {}
+    read: dict[str, tuple[int, int]] = {}
     names = list(MILD_PERTURBATIONS)
     for k, name in enumerate(names):
-        v = det.score_many([MILD_PERTURBATIONS[name](image)], batch_size)[0].probability
+        copy = MILD_PERTURBATIONS[name](image)
+        if base is not None and not det.whole_image:
+            v, used, n = sequential_copy_score(det, copy, base, threshold=threshold, batch_size=batch_size)
+            read[name] = (used, n)
+        else:
+            v = det.score_many([copy], batch_size)[0].probability
         got[name] = v
-        if (v >= threshold) != (base >= threshold):
-            return StabilityVerdict(base, got, uncertain=True, not_scored=names[k + 1:])
-    return StabilityVerdict(base, got, uncertain=False)
+        if (v >= threshold) != (base_p >= threshold):
+            return StabilityVerdict(base_p, got, uncertain=True, not_scored=names[k + 1:], tiles=read)
+    return StabilityVerdict(base_p, got, uncertain=False, tiles=read)
 

@@ -21,6 +21,21 @@ from torch import nn
 
 from .registry import build_net, get_family, register_detector
 
+SUB_BATCH = 16
+
+
+def _chunked(net: nn.Module, sub: torch.Tensor) -> torch.Tensor:
+    """``net`` on a member's sub-tiles, at most :data:`SUB_BATCH` per call when no gradient is
+    needed. A 128 px tile is four 64 px sub-tiles, so a batch of 16 tiles gives the zero-shot
+    member 64 inputs whose activations (64 x 32 x 64 x 64 floats, 34 MB a layer) no longer fit
+    the caches: the same sub-tiles 16 at a time ran 1.6x faster for that member and 1.2x for
+    the whole default network (0.51 vs 0.62 s per 64 tiles, 2 cores), with identical logits
+    (each sub-tile's result does not depend on its batch-mates; ``tests/test_detectors_stack.py``
+    checks it). Training and tracing see one call."""
+    if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting() or len(sub) <= SUB_BATCH:
+        return net(sub)
+    return torch.cat([net(sub[i : i + SUB_BATCH]) for i in range(0, len(sub), SUB_BATCH)])
+
 
 @register_detector("stack", "several families on the same tiles, combined by a fitted logistic regression (the bundled default)", patch=128)
 class StackNet(nn.Module):
@@ -49,7 +64,7 @@ class StackNet(nn.Module):
                 # unfold(...).reshape(-1, c, p, p) and view(n, -1) as 3 (ONNX Runtime then
                 # rejected the graph); same elements, same order, identical logits
                 sub = x.reshape(n, c, hi, p, wi, p).permute(0, 2, 4, 1, 3, 5).reshape(n * hi * wi, c, p, p)
-                cols.append(net(sub).reshape(n, hi * wi).mean(1))
+                cols.append(_chunked(net, sub).reshape(n, hi * wi).mean(1))
             else:
                 cols.append(net(x))
         return torch.stack(cols, 1)
