@@ -40,6 +40,7 @@ from genvis_trust.audit import (
     target_recorded_itself,
     write_summary,
 )
+from genvis_trust.triage import Filter
 
 
 class _ScanActor:
@@ -71,8 +72,11 @@ def run_audit_ray(
     actors: int | None = None,
     batch_size: int = 32,
     num_cpus_per_actor: float = 1.0,
+    include: list[str] | tuple[str, ...] = (),
+    exclude: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Audit ``root`` into ``out`` with Ray Data; same outputs and resume rules as ``run_audit``."""
+    """Audit ``root`` into ``out`` with Ray Data; same outputs, resume rules and
+    ``include``/``exclude`` globs as ``run_audit``."""
     import ray
 
     root, out = Path(root), Path(out)
@@ -81,7 +85,8 @@ def run_audit_ray(
     done = load_done(results)
     items, problems, links = [], [], []
     out_rel = rel_inside(out, root)
-    walk = FolderWalk(root, exclude=out)  # own outputs left out, non-media recorded as skipped
+    # own outputs and what the filter leaves out not walked, non-media recorded as skipped
+    walk = FolderWalk(root, exclude=out, filter=Filter(include, exclude))
     for entry, skip in walk:
         if entry.rel in done:
             continue

@@ -34,6 +34,9 @@ def test_ray_audit_matches_local(tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         dist = run_audit_ray(root, tmp_path / "ray", scanner_kwargs=kw, actors=2, batch_size=3)
+        # --include/--exclude: the same walk as the local engine's
+        flt = {"include": ["a/*", "*.jpg"], "exclude": ["a/[45].png"]}
+        dist_f = run_audit_ray(root, tmp_path / "ray-f", scanner_kwargs=kw, actors=2, batch_size=3, **flt)
     finally:
         ray.shutdown()
     assert dist["records"] == local["records"] == 9
@@ -45,3 +48,8 @@ def test_ray_audit_matches_local(tmp_path):
                       for r in rows)
 
     assert recs(tmp_path / "ray") == recs(tmp_path / "local")
+
+    local_f = run_audit(root, tmp_path / "local-f", scanner_kwargs=kw, **flt)
+    assert recs(tmp_path / "ray-f") == recs(tmp_path / "local-f")
+    assert sorted(r[0] for r in recs(tmp_path / "ray-f")) == ["a/0.png", "a/1.png", "a/2.png", "a/3.png", "bad.jpg"]
+    assert dist_f["not_recorded"]["excluded"] == local_f["not_recorded"]["excluded"] > 0

@@ -317,9 +317,7 @@ def audit_cmd(
         if engine == "ray":
             from genvis_trust.ray_engine import run_audit_ray
 
-            if include or exclude:
-                fail("--include/--exclude work with --engine local only", 2)
-            summary = run_audit_ray(folder, out_dir, scanner_kwargs=kwargs)
+            summary = run_audit_ray(folder, out_dir, scanner_kwargs=kwargs, include=include or (), exclude=exclude or ())
         elif engine == "local":
             with progress() as bar:
                 task = bar.add_task("audit", total=total, completed=min(done, total))
