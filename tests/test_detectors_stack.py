@@ -17,27 +17,15 @@ from typer.testing import CliRunner
 
 from genvis_trust.cli.main import app
 from genvis_trust.detectors import Detector, load_detector
-from genvis_trust.io import encode_image, load_image
+from genvis_trust.io import load_image
 
 runner = CliRunner()
 
 
-def _write(folder, images):
-    folder.mkdir(parents=True)
-    for i, im in enumerate(images):
-        (folder / f"{i:03d}.png").write_bytes(encode_image(im, "PNG"))
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, noise_folders):
     tmp = tmp_path_factory.mktemp("stackcli")
-    rng = np.random.default_rng(0)
-    # "photographs": full-resolution noise; "generated": 2x nearest-neighbour up-sampled noise
-    # (the trace NPR's residual isolates)
-    real = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(12)]
-    gen = [cv2.resize(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (64, 48), interpolation=cv2.INTER_NEAREST) for _ in range(12)]
-    _write(tmp / "real", real)
-    _write(tmp / "gen", gen)
+    real, _ = noise_folders(tmp, 48, 64)  # noise "photographs", 2x up-sampled noise "generated"
     torch.manual_seed(0)
     paths = {}
     for name, fam, cfg in (("a", "npr", {"width": 8, "blocks": [1, 1]}), ("z", "zed", {"width": 8, "levels": 2})):
@@ -184,7 +172,7 @@ def test_stack_card_licence_is_the_strictest_of_its_members(data, home, tmp_path
     assert card["commercial_use"] is False and card["licence"].startswith(f"non-commercial: {tmp_path / 'nc'}")
 
 
-def test_stack_upscaled_head(data, home, tmp_path):
+def test_stack_upscaled_head(data, home, tmp_path, noise_folders):
     tmp, paths, _ = data
     rng = np.random.default_rng(1)
     # the domain member declares the up-scaled check; generated samples: half sharp, half smooth
@@ -192,7 +180,7 @@ def test_stack_upscaled_head(data, home, tmp_path):
     dom.save(tmp_path / "a-dom", card={"domain": {"min_hf_share": 0.02}})
     sharp = [cv2.resize(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (128, 96), interpolation=cv2.INTER_NEAREST) for _ in range(12)]
     smooth = [cv2.resize(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (128, 96), interpolation=cv2.INTER_CUBIC) for _ in range(12)]
-    _write(tmp_path / "gen", sharp + smooth)
+    noise_folders.write(tmp_path / "gen", sharp + smooth)
     r = runner.invoke(app, ["detectors", "stack", "--member", str(tmp_path / "a-dom"), "--member", str(paths["z"]),
                             "--real", str(tmp / "real"), "--generated", str(tmp_path / "gen"), "--upscaled-head", "--name", "headed", "--json"])
     assert r.exit_code == 0, r.output
@@ -233,12 +221,12 @@ def test_held_out_sensitivity_measures_unseen_generators():
     assert held_out_sensitivity(X0, F0, none0, none0, I0, ~none0, X1[:n], F1[:n], none1[:n], none1[:n], G1[:n], 0.05, False) is None
 
 
-def test_stack_with_two_generated_folders_writes_a_sensitivity_scan_quotes(data, home, tmp_path):
+def test_stack_with_two_generated_folders_writes_a_sensitivity_scan_quotes(data, home, tmp_path, noise_folders):
     from genvis_trust.scan import weak_negative_note
 
     tmp, paths, _ = data
     rng = np.random.default_rng(2)
-    _write(tmp_path / "gen2", [cv2.resize(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (64, 48), interpolation=cv2.INTER_CUBIC)
+    noise_folders.write(tmp_path / "gen2", [cv2.resize(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (64, 48), interpolation=cv2.INTER_CUBIC)
                                for _ in range(12)])
     r = runner.invoke(app, ["detectors", "stack", "--member", str(paths["a"]), "--member", str(paths["z"]), "--real", str(tmp / "real"),
                             "--generated", str(tmp / "gen"), "--generated", str(tmp_path / "gen2"), "--name", "two", "--json"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -18,26 +17,14 @@ from genvis_trust.artifacts import ArtifactError
 from genvis_trust.cli.main import app
 from genvis_trust.detectors import Detector, load_detector
 from genvis_trust.detectors.published import seeded_state_dict
-from genvis_trust.io import encode_image
 
 runner = CliRunner()
 
 
-def _write(folder, images):
-    folder.mkdir(parents=True)
-    for i, im in enumerate(images):
-        (folder / f"{i:03d}.png").write_bytes(encode_image(im, "PNG"))
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, noise_folders):
     tmp = tmp_path_factory.mktemp("fusion")
-    rng = np.random.default_rng(0)
-    # "photographs": full-resolution noise; "generated": 2x nearest-neighbour up-sampled noise; odd sizes on purpose
-    real = [rng.integers(0, 256, (47, 63, 3), dtype=np.uint8) for _ in range(12)]
-    gen = [cv2.resize(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (63, 47), interpolation=cv2.INTER_NEAREST) for _ in range(12)]
-    _write(tmp / "real", real)
-    _write(tmp / "gen", gen)
+    real, gen = noise_folders(tmp, 47, 63)  # noise "photographs", 2x up-sampled noise "generated"; odd sizes on purpose
     # a published-form NPR checkpoint (the raw state dict NPR's code saves), seeded weights, imported
     template = Detector.create("npr", device="cpu", width=8, blocks=[1, 1], whole_image=True).net.state_dict()
     torch.save(seeded_state_dict(template, 3), tmp / "NPR.pth")
