@@ -393,13 +393,22 @@ def write_fixture(fixtures: Path, family: str, res: dict, images: Path, ref: dic
         "layout": ref["layout"]}, separators=(",", ":"), indent=None) + "\n")
 
 
+# the package's copy of the joined results (an installed wheel has no benchmarks/): `detectors list` reads it
+PACKAGED = ROOT / "genvis_trust" / "assets" / "published-fidelity.json"
+
+
 def write_results(out: Path, results: dict) -> None:
+    """Merge ``results`` (family -> entry) into ``out``/published-fidelity.json, rewrite its
+    Markdown, and, when ``out`` is this repository's results folder, the packaged copy."""
     out.mkdir(parents=True, exist_ok=True)
     jf = out / "published-fidelity.json"
     data = json.loads(jf.read_text()) if jf.is_file() else {"families": {}}
     data["families"].update(results)
     data["target"] = "max |logit difference| <= 1e-4 in float32, every family, every image"
-    jf.write_text(json.dumps(data, indent=1) + "\n")
+    text = json.dumps(data, indent=1) + "\n"
+    jf.write_text(text)
+    if out.resolve() == RESULTS.resolve():
+        PACKAGED.write_text(text)
     lines = [
         "# Published families: fidelity to the reference code",
         "",

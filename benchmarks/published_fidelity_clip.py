@@ -452,6 +452,11 @@ def write_results(results: dict, n_images: int, args, argv) -> None:
         old = json.loads(path.read_text())["families"]
         out["families"] = {**old, **out["families"]}
     path.write_text(json.dumps(out, indent=1) + "\n")
+    # ... and into the joined file of every published family (with the package's copy of it)
+    from benchmarks.published_fidelity import RESULTS, write_results as write_joined
+
+    md = f"benchmarks/results/{path.with_suffix('.md').name}"  # where each family's details are
+    write_joined(RESULTS, {f: {**r, "results": md} for f, r in out["families"].items()})
     lines = ["# Published families (CLIP / ViT): fidelity against the reference code", "",
              "Largest |logit difference| between the reference repository's own code (its test transform and "
              "forward) and the toolkit's family (`prepare_input` + `forward`, loaded through "
