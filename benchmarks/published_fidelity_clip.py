@@ -453,7 +453,8 @@ def write_results(results: dict, n_images: int, args, argv) -> None:
         out["families"] = {**old, **out["families"]}
     path.write_text(json.dumps(out, indent=1) + "\n")
     # ... and into the joined file of every published family (with the package's copy of it)
-    from benchmarks.published_fidelity import RESULTS, write_results as write_joined
+    from benchmarks.published_fidelity import RESULTS
+    from benchmarks.published_fidelity import write_results as write_joined
 
     md = f"benchmarks/results/{path.with_suffix('.md').name}"  # where each family's details are
     write_joined(RESULTS, {f: {**r, "results": md} for f, r in out["families"].items()})
