@@ -81,11 +81,14 @@ def test_path_arguments_say_what_is_wrong(tmp_path):
         (["datasets", "verify", img], "a.png: corpus folder is a file, not a folder"),
         (["datasets", "verify", tmp_path / "nope"], "nope: corpus folder does not exist"),
         (["detectors", "explain", tmp_path / "nope.png", "-o", tmp_path / "o.png"], "nope.png: image does not exist"),
+        (["audit", tmp_path / "nope", "--out", tmp_path / "o"], "nope: folder to audit does not exist"),
+        (["audit", img, "--out", tmp_path / "o"], f"a.png: folder to audit is a file, not a folder; for one file use `genvis-trust scan {img}`"),
     ]
     for args, want in cases:
         r = runner.invoke(app, [str(a) for a in args])
         assert r.exit_code == 2, (args, r.output)
         assert want in r.output.replace("\n", ""), (args, r.output)
+    assert not (tmp_path / "o").exists()  # a refused command leaves no output folder behind
 
 
 def test_input_files_say_what_is_wrong(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from .common import EXIT_PROBLEM, err, fail, friendly_errors, out, phase, progress
+from .common import EXIT_PROBLEM, check_path, err, fail, friendly_errors, out, phase, progress
 
 _VERDICT_STYLE = {
     "generated": "bold red",
@@ -303,8 +303,8 @@ def audit_cmd(
     from genvis_trust.audit import RESULTS, SUMMARY_HTML, FolderWalk, load_done, run_audit
     from genvis_trust.triage import Filter
 
-    if not folder.is_dir():
-        fail(f"{folder}: not a folder", 2)
+    check_path(folder, "folder", "folder to audit",
+               f"for one file use `genvis-trust scan {folder}`" if folder.is_file() else "")
     wanted = _fail_on(fail_on)
     kwargs = _scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch,
                              frames, scene_cuts, max_duration)
