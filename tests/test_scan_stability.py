@@ -231,3 +231,31 @@ def test_scan_records_how_many_tiles_of_each_copy_were_read():
         used, n = map(int, v.split("/"))
         assert n == 64 and SEQUENTIAL_CHUNK <= used <= n
     assert ("estimated" in st) == any(v != "64/64" for v in st["tiles"].values())
+
+
+def test_cli_exact_stability_reads_every_tile_of_every_copy(tmp_path):
+    import json
+
+    import torch
+    from typer.testing import CliRunner
+
+    from genvis_trust.cli.main import app
+    from genvis_trust.io import encode_image
+
+    torch.manual_seed(0)
+    Detector.create("cnn", device="cpu").save(tmp_path / "det", card={"name": "rnd"})
+    f = tmp_path / "a.png"
+    f.write_bytes(encode_image(_image(10, side=256)))
+    base = [str(f), "--detector", str(tmp_path / "det"), "--device", "cpu", "--no-provenance", "--json"]
+
+    def stab(*extra):
+        r = CliRunner().invoke(app, ["scan", *base, *extra])
+        assert r.exit_code == 0, r.output
+        return json.loads(next(x for x in r.stdout.splitlines() if x.startswith("{")))["detector"]["stability"]
+
+    seq, exact = stab(), stab("--exact-stability")
+    if "skipped" in seq:
+        pytest.skip("this random detector's p is outside the band where the check runs")
+    assert exact["tiles"] == {k: "64/64" for k in exact["perturbed"]} and "estimated" not in exact
+    assert exact["uncertain"] == seq["uncertain"]
+    assert any(v != "64/64" for v in seq["tiles"].values()) == ("estimated" in seq)

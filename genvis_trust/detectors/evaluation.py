@@ -223,7 +223,10 @@ def stability(det: Detector, image: np.ndarray, *, threshold: float = 0.5, score
             v, used, n = sequential_copy_score(det, copy, base, threshold=threshold, batch_size=batch_size)
             read[name] = (used, n)
         else:
-            v = det.score_many([copy], batch_size)[0].probability
+            sc = det.score_many([copy], batch_size)[0]
+            v = sc.probability
+            if not det.whole_image:
+                read[name] = (sc.tiles, sc.tiles)
         got[name] = v
         if (v >= threshold) != (base_p >= threshold):
             return StabilityVerdict(base_p, got, uncertain=True, not_scored=names[k + 1:], tiles=read)
