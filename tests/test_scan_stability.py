@@ -259,3 +259,12 @@ def test_cli_exact_stability_reads_every_tile_of_every_copy(tmp_path):
     assert exact["tiles"] == {k: "64/64" for k in exact["perturbed"]} and "estimated" not in exact
     assert exact["uncertain"] == seq["uncertain"]
     assert any(v != "64/64" for v in seq["tiles"].values()) == ("estimated" in seq)
+
+
+def test_with_large_batches_each_copy_is_read_whole_in_one_pass(monkeypatch):
+    det = _tile_detector()
+    img = _image(11, side=256)
+    base = det.score(img)
+    seen = _count_tiles(det, monkeypatch)
+    v = stability(det, img, threshold=0.99 if base.probability < 0.5 else 0.01, base=base, batch_size=1024)
+    assert seen == [64, 64, 64] and v.tiles == {k: (64, 64) for k in MILD_PERTURBATIONS} and not v.estimated

@@ -199,7 +199,9 @@ def stability(det: Detector, image: np.ndarray, *, threshold: float = 0.5, score
     copies left are named in ``not_scored``. ``base`` (the image's own
     :class:`~.detector.DetectionScore`, with tile logits; implies ``stop_at_flip``): score each
     copy sequentially (:func:`sequential_copy_score`), stopping once its side of the threshold
-    is clear; ``tiles`` says how many of each copy's tiles were read."""
+    is clear, in steps of at least ``batch_size`` tiles (so where batches are large, as on a
+    GPU, each copy is read whole in one pass); ``tiles`` says how many of each copy's tiles
+    were read."""
     if base is not None:
         score = base.probability if score is None else score
         stop_at_flip = True
@@ -220,7 +222,9 @@ def stability(det: Detector, image: np.ndarray, *, threshold: float = 0.5, score
     for k, name in enumerate(names):
         copy = MILD_PERTURBATIONS[name](image)
         if base is not None and not det.whole_image:
-            v, used, n = sequential_copy_score(det, copy, base, threshold=threshold, batch_size=batch_size)
+            # a step is at least one forward batch: on a GPU (batches of 1024) a copy is read whole in one pass
+            v, used, n = sequential_copy_score(det, copy, base, threshold=threshold, batch_size=batch_size,
+                                               chunk=max(SEQUENTIAL_CHUNK, batch_size))
             read[name] = (used, n)
         else:
             sc = det.score_many([copy], batch_size)[0]
