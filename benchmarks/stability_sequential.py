@@ -16,7 +16,8 @@ Images (none from the sources reserved for evaluation):
 - the scan-speed folder (``benchmarks/scan_speed.py``: 18 images at 1024x1024);
 - camera JPEGs of ``--photos``, files of 200 kB and more (the run recorded: the ``jpg/`` folder
   of github.com/ianare/exif-samples at commit 5332a9c, every blob of it that the snapshot holds,
-  17 such files; MIT licence; not kept in this repository), each whole and as up to four
+  17 such files; CC BY-SA 4.0 as a repository, most images from Wikimedia Commons each with
+  its own licence; not kept in this repository), each whole and as up to four
   1024x1024 crops at native resolution.
 
 Reported: answers compared (agreements, disagreements with their image, threshold and p's),
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
     if args.out:
         stem = Path(args.out)
         stem.parent.mkdir(parents=True, exist_ok=True)
-        stem.with_suffix(".json").write_text(json.dumps({**summary, "rows": rows}, indent=1) + "\n")
+        stem.with_suffix(".json").write_text(json.dumps({**summary, "rows": rows}, separators=(",", ":")) + "\n")
         s = summary
         lines = [
             "# The sequential stability check against the exact one", "",

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genvis_trust.detectors.detector import score_counts
 from genvis_trust.evidence import Evidence
 from genvis_trust.io import DEFAULT_MAX_PIXELS
 from genvis_trust.scoring.engine import ScoreRecord, ScoringEngine
@@ -203,8 +204,9 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
     calibrated = bool(score is not None and score.calibrated)
     p_used = p
     # Out of domain, a low score means nothing; a high one still counts only for small images of
-    # a kind the detector was trained on (the bundled generators' samples).
-    if ood and p is not None and (p < THRESHOLD or any(o["code"] != "small" for o in ood)):
+    # a kind the detector was evaluated on (the bundled generators' 32x32 samples), above the
+    # p its card allows there
+    if ood and p is not None and not score_counts(ood, p, THRESHOLD):
         p_used = None
     verdict, summary = _decide(evidence, p_used, stability, calibrated)
     if p_used is None and p is not None and verdict == "no_evidence":

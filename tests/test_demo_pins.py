@@ -8,7 +8,10 @@ Re-written once since, when a below-threshold detector score began to quote the 
 sensitivity (issue 13): only those seven detector evidence texts changed. Re-written on
 2026-12-07 to add each input's pixel hash: the records were unchanged except the scores of
 one diffusion sample (logit 6.39861 -> 6.405958) whose pixels the sampler drew differently on
-this machine.
+this machine. Re-written again the same day when the bundled card began to name the small
+sizes at which its score counts (32x32, above p 0.5632; benchmarks/results/small-images.md):
+only the 30 generated samples' detector evidence texts changed (they gained that sentence);
+verdicts, summaries, scores and pixel hashes were kept from the earlier fixture.
 
 Only the store's issuer seed is fixed: it goes into the watermark payload and so into the
 stamped pixels; the C2PA keys and signatures change per run and do not reach the records

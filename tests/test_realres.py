@@ -234,6 +234,38 @@ def test_out_of_domain_scores_are_not_presented_as_meaningful():
     assert r_flat.verdict == "no_evidence" and "not a photograph" in r_flat.summary
 
 
+
+def test_small_images_count_only_at_the_sizes_and_above_the_p_the_card_names():
+    from genvis_trust.detectors import Detector
+
+    det = Detector.create("cnn", patch=32, device="cpu")
+    det.card = {"domain": {"min_side": 64, "photographic": True, "small_images": "the bundled 40 px generators",
+                           "small_sizes": [[40, 40]], "small_threshold": 0.9, "small_threshold_note": "fitted",
+                           "small_sizes_note": "thumbnails flagged often"}}
+    known, other = _photo(6, 40, 40), _photo(7, 48, 40)
+    det.calibration = {"method": "platt", "a": 0.0, "b": 5.0}  # every p = 0.993
+    r_known, r_other = _scan_with(det, [known, other])
+    assert r_known.detector["out_of_domain"][0]["counts_above"] == 0.9
+    assert r_known.verdict == "likely_generated"  # the known size, above its threshold: counts
+    assert r_other.detector["out_of_domain"][0]["counts_above"] is None
+    assert r_other.verdict == "no_evidence" and "40x48" in r_other.summary and "not used" in r_other.summary
+    det.calibration = {"method": "platt", "a": 0.0, "b": 1.0}  # every p = 0.731: above 0.5, below the card's 0.9
+    r_known, r_other = _scan_with(det, [known, other])
+    assert r_known.verdict == "no_evidence" and "p >= 0.90" in r_known.summary
+    assert r_other.verdict == "no_evidence"
+
+
+def test_the_bundled_detector_counts_small_images_only_at_its_generators_size():
+    from genvis_trust.detectors import load_detector
+
+    det = load_detector("default", device="cpu")
+    dom = det.card["domain"]
+    assert dom["small_sizes"] == [[32, 32]] and 0.5 < dom["small_threshold"] < 0.7
+    (k,) = det.domain_check(np.zeros((32, 32, 3), np.uint8) + 100)[:1]
+    assert k["code"] == "small" and k["counts_above"] == dom["small_threshold"]
+    thumb = det.domain_check(_photo(8, 75, 100))  # a camera thumbnail
+    assert thumb[0]["code"] == "small" and thumb[0]["counts_above"] is None
+
 def test_reconstruct_max_side_crops_on_the_jpeg_grid(photo_corpus, tmp_path):
     from genvis_trust.generators.reconstruct import centre_crop
 

@@ -123,11 +123,35 @@ def high_frequency_share(image: np.ndarray) -> float:
     return float(power[r > 0.6].sum() / max(power[(r > 0.15) & (r <= 0.6)].sum(), 1e-12))
 
 
+def score_counts(out_of_domain: list[dict[str, Any]], p: float, threshold: float = 0.5) -> bool:
+    """Whether a detector score ``p`` still counts as evidence for an input outside the
+    detector's domain for these reasons: only when every reason is ``small`` and ``p`` is at
+    least what each allows (``counts_above``; a card without ``small_sizes``: ``threshold``).
+    Out of domain, a low score means nothing; a high one counts only for small images of a kind
+    the detector was evaluated on.
+
+    >>> score_counts([{"code": "small"}], 0.6), score_counts([{"code": "upscaled"}], 0.9)
+    (True, False)
+    >>> score_counts([{"code": "small", "counts_above": 0.56}], 0.55), score_counts([{"code": "small", "counts_above": None}], 0.99)
+    (False, False)
+    """
+    for o in out_of_domain:
+        if o["code"] != "small":
+            return False
+        above = o.get("counts_above", threshold)
+        if above is None or p < max(above, threshold):
+            return False
+    return True
+
+
 def domain_check(domain: dict[str, Any] | None, image: np.ndarray, fmt: str | None = None, n_bytes: int | None = None) -> list[dict[str, str]]:
     """Why ``image`` is outside a detector's declared ``domain`` (its card's ``domain``:
     ``min_side``, ``photographic``, ``min_jpeg_bpp``, ``min_hf_share``, ``small_images``), as
     ``{"code", "message"}`` with codes ``small``, ``non_photographic``, ``compressed``,
-    ``upscaled``. Empty when inside or when the detector declares no domain.
+    ``upscaled``. Empty when inside or when the detector declares no domain. Where the domain
+    names ``small_sizes`` (``[[w, h], ...]``), a ``small`` entry also says above which p its
+    score still counts (``counts_above``: the domain's ``small_threshold`` at those sizes,
+    ``None`` at any other: never; see :func:`score_counts`).
 
     >>> domain_check({"min_side": 128}, np.zeros((32, 40, 3), np.uint8))[0]["code"]
     'small'
@@ -143,8 +167,19 @@ def domain_check(domain: dict[str, Any] | None, image: np.ndarray, fmt: str | No
     ms = domain.get("min_side")
     if ms and min(h, w) < ms:
         known = domain.get("small_images")
-        out.append({"code": "small", "message": f"image is {w}x{h}, smaller than the {ms}px native-resolution crops the detector reads"
-                    + (f" (small images it knows only from {known})" if known else "")})
+        entry = {"code": "small", "message": f"image is {w}x{h}, smaller than the {ms}px native-resolution crops the detector reads"
+                 + (f" (small images it knows only from {known})" if known else "")}
+        sizes = domain.get("small_sizes")
+        if sizes is not None:  # the card says at which sizes a small image's score may count, and above what p
+            if [w, h] in [list(x) for x in sizes]:
+                entry["counts_above"] = float(domain.get("small_threshold", 0.5))
+                if domain.get("small_threshold_note"):
+                    entry["message"] += f"; at this size its score counts only at p >= {entry['counts_above']:.2f} ({domain['small_threshold_note']})"
+            else:
+                entry["counts_above"] = None
+                entry["message"] += "; at this size its score is not used" + (
+                    f" ({domain['small_sizes_note']})" if domain.get("small_sizes_note") else "")
+        out.append(entry)
     if domain.get("photographic") and not looks_photographic(image):
         out.append({"code": "non_photographic", "message": "large exactly-flat areas: graphics, a screenshot or a render, not a photograph (trained on photographs only)"})
     hf_min = domain.get("min_hf_share")

@@ -278,7 +278,9 @@ class StackFit:
 
 
 def _void(codes: list[str]) -> bool:
-    # as scan treats it: any reason but "small" voids the detector's evidence
+    # as scan treats it: any reason but "small" voids the detector's evidence (scan also voids a
+    # small image at a size the card does not name, or below its small-size threshold:
+    # detector.score_counts; stacks are fitted on folders of photographs and generated images)
     return any(c != "small" for c in codes)
 
 
