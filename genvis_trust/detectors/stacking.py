@@ -277,6 +277,19 @@ class StackFit:
     sensitivity: dict[str, Any] | None = None  # held-out rates (two or more generated folders), as scan quotes them
 
 
+def inherited_domain(domain: dict | None) -> dict | None:
+    """A member's domain as a new stack declares it: everything but the small-image threshold,
+    which was fitted on the member's own calibrated p (``small_threshold`` and its note), so the
+    new detector's small images of the named sizes count at p >= 0.5 until one is fitted for it.
+
+    >>> inherited_domain({"min_side": 128, "small_sizes": [[32, 32]], "small_threshold": 0.56})
+    {'min_side': 128, 'small_sizes': [[32, 32]]}
+    """
+    if not domain:
+        return domain
+    return {k: v for k, v in domain.items() if k not in ("small_threshold", "small_threshold_note")}
+
+
 def _void(codes: list[str]) -> bool:
     # as scan treats it: any reason but "small" voids the detector's evidence (scan also voids a
     # small image at a size the card does not name, or below its small-size threshold:
@@ -351,10 +364,12 @@ def refit_stack(
     if len(pre) > 1 and not fused:  # a fusion's members each read through their own codec
         raise ValueError(f"the members read images through different codecs ({sorted(map(str, pre))}); a stack has one")
 
+    domain = inherited_domain(dom.card.get("domain"))
+
     def build(w, b, z_t, head=None, **kw):
         if fused:
-            return build_fusion(members, dets, w, b, z_t, fpr, domain=dom.card.get("domain"))
-        return build_stack(members, w, b, z_t, fpr, domain=dom.card.get("domain"), max_tiles=dom.max_tiles,
+            return build_fusion(members, dets, w, b, z_t, fpr, domain=domain)
+        return build_stack(members, w, b, z_t, fpr, domain=domain, max_tiles=dom.max_tiles,
                            preprocess=next(iter(pre)), head=head, **kw)
 
     # built first with placeholder weights: the features are computed by the stack itself
