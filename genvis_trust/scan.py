@@ -50,7 +50,9 @@ if TYPE_CHECKING:
     from genvis_trust.detectors.evaluation import StabilityVerdict
     from genvis_trust.provenance.verify import ProvenanceReport
 
-SCAN_SCHEMA_VERSION = "1.1"  # 1.1: "flags" (tampered), the "skipped" verdict and its reason
+# 1.1: "flags" (tampered), the "skipped" verdict and its reason; 1.2: the stability check's
+# "tiles" read per copy and "estimated", a small out_of_domain entry's "counts_above"
+SCAN_SCHEMA_VERSION = "1.2"
 VERDICTS = ("generated", "likely_generated", "uncertain", "no_evidence", "error", "skipped")
 FLAGS = ("tampered",)
 THRESHOLD = 0.5
@@ -96,7 +98,7 @@ class ScanResult:
             d["stability"] = {"perturbed": {k: round(x, 4) for k, x in v.perturbed.items()},
                               "uncertain": v.uncertain, "spread": round(v.spread, 4)}
             if v.tiles:  # the sequential check: how much of each copy was read
-                d["stability"]["tiles"] = {k: f"{used}/{n}" for k, (used, n) in v.tiles.items()}
+                d["stability"]["tiles"] = {k: {"read": used, "of": n} for k, (used, n) in v.tiles.items()}
                 if v.estimated:
                     d["stability"]["estimated"] = ("a copy's p is estimated from the tiles read: scoring stopped "
                                                    "once its side of the threshold was clear (4 standard errors)")
@@ -170,6 +172,10 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
     score = record.score
     p = score.probability if score is not None else None
     ood = list(score.out_of_domain) if score is not None else []
+    # Out of domain, a low score means nothing; a high one still counts only for small images of
+    # a kind the detector was evaluated on (the bundled generators' 32x32 samples), above the
+    # p its card allows there
+    counts = p is not None and (not ood or score_counts(ood, p, THRESHOLD))
     if score is not None:
         cal = "calibrated" if score.calibrated else "uncalibrated"
         detail = {"probability": round(p, 6), "calibrated": score.calibrated, "detector": score.detector}
@@ -192,7 +198,9 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
             if weak:
                 detail["sensitivity"] = sensitivity
                 text += "; " + weak
-        evidence.append(Evidence("detector", "learned", text, "generated" if p >= THRESHOLD else "none", detail))
+        if p >= THRESHOLD and not counts:  # reported, but not evidence of anything
+            text += "; the score is not used"
+        evidence.append(Evidence("detector", "learned", text, "generated" if p >= THRESHOLD and counts else "none", detail))
     local_ev: list[Evidence] = []
     local_extra: dict[str, Any] = {}
     if local and score is not None:
@@ -203,10 +211,7 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
         evidence += local_ev
     calibrated = bool(score is not None and score.calibrated)
     p_used = p
-    # Out of domain, a low score means nothing; a high one still counts only for small images of
-    # a kind the detector was evaluated on (the bundled generators' 32x32 samples), above the
-    # p its card allows there
-    if ood and p is not None and not score_counts(ood, p, THRESHOLD):
+    if p is not None and not counts:
         p_used = None
     verdict, summary = _decide(evidence, p_used, stability, calibrated)
     if p_used is None and p is not None and verdict == "no_evidence":
@@ -220,6 +225,18 @@ def fuse(record: ScoreRecord, stability: StabilityVerdict | None = None, local: 
                                   f"likely generated in {what} (p={d['probability']:.2f} at {d['box']}; whole-image detector")
     return ScanResult(record.input, verdict, summary, evidence, image, score, stability if score is not None else None, prov,
                       local=local_extra or None)
+
+
+def verdict_threshold(out_of_domain: list[dict[str, Any]]) -> float:
+    """The p at which the detector's score decides the verdict: :data:`THRESHOLD`, or a small
+    image's higher ``counts_above`` where its card names one (what the stability check asks
+    a perturbed copy to stay on the same side of).
+
+    >>> verdict_threshold([]), verdict_threshold([{"code": "small", "counts_above": 0.56}])
+    (0.5, 0.56)
+    """
+    above = [o.get("counts_above") for o in out_of_domain if o.get("code") == "small"]
+    return max([THRESHOLD, *(a for a in above if a is not None)])
 
 
 def stability_skip_reason(record: ScoreRecord, local: dict | None = None, sensitivity: dict | None = None,
@@ -491,10 +508,11 @@ class Scanner:
         # of first-call set-up on CPU; the logits are the same)
         # sequential: each copy's tiles are read until its side of the threshold is clear
         # (``exact_stability``: every tile of every copy, as before)
+        thr = verdict_threshold(rec.score.out_of_domain)
         if self.exact_stability:
-            return stability(self.detector, rec.loaded.array, threshold=THRESHOLD, score=rec.score.probability,
+            return stability(self.detector, rec.loaded.array, threshold=thr, score=rec.score.probability,
                              batch_size=self.engine.batch_size, stop_at_flip=True)
-        return stability(self.detector, rec.loaded.array, threshold=THRESHOLD, base=rec.score,
+        return stability(self.detector, rec.loaded.array, threshold=thr, base=rec.score,
                          batch_size=self.engine.batch_size)
 
     def close(self) -> None:

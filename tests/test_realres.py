@@ -202,10 +202,10 @@ def test_reconstruction_of_a_jpeg_keeps_its_codec():
         assert a.format == "JPEG" and a.quantization == b.quantization
 
 
-def _scan_with(det, images):
+def _scan_with(det, images, check_stability: bool = False):
     from genvis_trust.scan import Scanner
 
-    sc = Scanner(detector=det, device="cpu", provenance=False, check_stability=False)
+    sc = Scanner(detector=det, device="cpu", provenance=False, check_stability=check_stability)
     try:
         return list(sc.scan(images, names=[f"im{i}" for i in range(len(images))]))
     finally:
@@ -254,6 +254,25 @@ def test_small_images_count_only_at_the_sizes_and_above_the_p_the_card_names():
     assert r_known.verdict == "no_evidence" and "p >= 0.90" in r_known.summary
     assert r_other.verdict == "no_evidence"
 
+
+def test_a_counted_small_image_is_checked_for_stability_against_its_own_threshold(monkeypatch):
+    import math
+
+    from genvis_trust.detectors import Detector, evaluation
+
+    det = Detector.create("cnn", patch=32, device="cpu")
+    det.card = {"domain": {"min_side": 64, "small_sizes": [[40, 40]], "small_threshold": 0.6}}
+    det.calibration = {"method": "platt", "a": 0.0, "b": math.log(0.65 / 0.35)}  # every p = 0.65: counts above 0.6
+    seen = []
+    real = evaluation.stability
+    monkeypatch.setattr(evaluation, "stability", lambda *a, **k: seen.append(k["threshold"]) or real(*a, **k))
+    (r,) = _scan_with(det, [_photo(6, 40, 40)], check_stability=True)
+    assert seen == [0.6]  # a copy below 0.6 would void the score: that is the flip to look for
+    ev = next(e for e in r.evidence if e.kind == "detector")
+    assert r.verdict == "likely_generated" and ev.indicates == "generated"
+    (r,) = _scan_with(det, [_photo(7, 48, 40)], check_stability=True)  # a size the card does not name
+    ev = next(e for e in r.evidence if e.kind == "detector")
+    assert r.verdict == "no_evidence" and ev.indicates == "none" and "the score is not used" in ev.summary
 
 def test_the_bundled_detector_counts_small_images_only_at_its_generators_size():
     from genvis_trust.detectors import load_detector

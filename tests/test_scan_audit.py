@@ -282,7 +282,7 @@ def test_scanner_verdicts_are_known_values(det_dir, tmp_path):
     assert [r.verdict in VERDICTS for r in res] == [True, True]
     assert res[1].verdict == "error" and res[1].error["code"] == "not_found"
     d = res[0].to_dict()
-    assert d["schema_version"] == "1.1" and d["flags"] == [] and {e["kind"] for e in d["evidence"]} >= {"c2pa", "metadata", "watermark", "detector"}
+    assert d["schema_version"] == "1.2" and d["flags"] == [] and {e["kind"] for e in d["evidence"]} >= {"c2pa", "metadata", "watermark", "detector"}
 
 
 def test_engine_records_carry_the_hooks_provenance_report(tmp_path):

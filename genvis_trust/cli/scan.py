@@ -67,9 +67,10 @@ def video_options(frames: int, scene_cuts: bool, max_duration: float):
 
 
 FRAMES_HELP = "Video: frames examined, spread evenly (plus up to 8 at scene cuts)."
-EXACT_HELP = ("Stability check: score every tile of each perturbed copy. Default: a copy's tiles are read 16 at a "
-              "time until its side of the threshold is clear (the same answers in every case measured, at a third of the "
-              "tiles or fewer; the record says how many were read).")
+EXACT_HELP = ("Stability check: score every tile of each perturbed copy. Default on CPU: a copy's tiles are read 16 "
+              "at a time (a batch at a time with --batch above 16, and on a GPU, whole) until its side of the threshold "
+              "is clear (the same answers in every case measured, at a third of the tiles or fewer; the record says how "
+              "many were read).")
 CUTS_HELP = "Video: also examine the frames that open a new shot."
 DURATION_HELP = "Video: longest video decoded, in seconds (checked before decoding; longer ones get an error record)."
 

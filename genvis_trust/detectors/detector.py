@@ -54,8 +54,9 @@ class DetectionScore:
     notes: list[str] = field(default_factory=list)
     tile_logits: np.ndarray | None = None  # per tile, in ``tile_positions`` order
     tile_positions: list[tuple[int, int]] | None = None  # (y, x) of each tile
-    # why this input is outside what the detector was trained on: [{"code", "message"}] (empty: inside)
-    out_of_domain: list[dict[str, str]] = field(default_factory=list)
+    # why this input is outside what the detector was trained on: [{"code", "message"}] (empty: inside;
+    # a "small" one may say above which p its score still counts: "counts_above")
+    out_of_domain: list[dict[str, Any]] = field(default_factory=list)
     # the domain head that scored an input the main head would void (e.g. ``upscaled``), else None
     head: str | None = None
     # a fusion's members, each with its own image logit, p and licence (see .fusion), else None
@@ -144,7 +145,7 @@ def score_counts(out_of_domain: list[dict[str, Any]], p: float, threshold: float
     return True
 
 
-def domain_check(domain: dict[str, Any] | None, image: np.ndarray, fmt: str | None = None, n_bytes: int | None = None) -> list[dict[str, str]]:
+def domain_check(domain: dict[str, Any] | None, image: np.ndarray, fmt: str | None = None, n_bytes: int | None = None) -> list[dict[str, Any]]:
     """Why ``image`` is outside a detector's declared ``domain`` (its card's ``domain``:
     ``min_side``, ``photographic``, ``min_jpeg_bpp``, ``min_hf_share``, ``small_images``), as
     ``{"code", "message"}`` with codes ``small``, ``non_photographic``, ``compressed``,
@@ -485,7 +486,7 @@ class Detector:
                  f"(network input {x.shape[-1]}x{x.shape[-2]}): {self.family} preprocessing, no tiles"]
         return x[None], [(0, 0)], (1, 1), notes
 
-    def domain_check(self, image: np.ndarray, fmt: str | None = None, n_bytes: int | None = None) -> list[dict[str, str]]:
+    def domain_check(self, image: np.ndarray, fmt: str | None = None, n_bytes: int | None = None) -> list[dict[str, Any]]:
         """Why ``image`` is outside what this detector was trained on (see :func:`domain_check`)."""
         return domain_check(self.card.get("domain"), image, fmt, n_bytes)
 
@@ -517,7 +518,7 @@ class Detector:
         return out
 
     # -- domain heads: a second decision for inputs the main head would void
-    def domain_head(self, out_of_domain: list[dict[str, str]]) -> str | None:
+    def domain_head(self, out_of_domain: list[dict[str, Any]]) -> str | None:
         """The head that scores an input outside the main domain for exactly one reason that the
         detector has a head for (the bundled default: ``upscaled``), else None."""
         heads = self.calibration.get("heads") or {}
@@ -538,7 +539,7 @@ class Detector:
         return (torch.from_numpy(members).float() @ w + float(spec["bias"])).numpy()
 
     def aggregate(self, z: np.ndarray, tiles: np.ndarray, positions, grid, notes: list[str],
-                  out_of_domain: list[dict[str, str]], members: np.ndarray | None = None) -> DetectionScore:
+                  out_of_domain: list[dict[str, Any]], members: np.ndarray | None = None) -> DetectionScore:
         """One image's verdict from its tile logits (the single aggregation every scoring path
         uses): mean logit, then calibration. An input outside the main domain for a reason the
         detector has a head for is re-scored by that head from the member logits of the same

@@ -115,13 +115,11 @@ SEQUENTIAL_CHUNK = 16
 SEQUENTIAL_SIGMAS = 4.0
 
 
-def _spread_order(n: int) -> np.ndarray:
-    """A fixed order of ``n`` tile indices whose every prefix is spread over the image (the
-    bit-reversal permutation of ``range(n)``: 0, n/2, n/4, 3n/4, ...), so the first tiles
-    scored are not one corner of it."""
-    bits = max(1, int(np.ceil(np.log2(max(n, 2)))))
-    rev = [int(format(i, f"0{bits}b")[::-1], 2) for i in range(1 << bits)]
-    return np.array([r for r in rev if r < n], np.int64)
+def _sample_order(n: int) -> np.ndarray:
+    """The order in which a copy's ``n`` tiles are read: a fixed pseudo-random permutation
+    (seed 0), so every prefix is a simple random sample of the tiles (what the standard error
+    of :func:`sequential_copy_score` assumes) and the same image is always read the same way."""
+    return np.random.default_rng(0).permutation(n)
 
 
 def _calibration_of(det: Detector, head: str | None) -> dict[str, Any] | None:
@@ -142,9 +140,10 @@ def sequential_copy_score(det: Detector, copy: np.ndarray, base: Any, *, thresho
 
     A mild perturbation keeps the image's size, so the copy's tiles sit where the original's
     do and the copy's mean logit is the original's plus the mean per-tile change. After ``k``
-    of ``n`` tiles (taken in a spread-out fixed order) that change is estimated from the ``k``
-    paired differences, with the standard error of a sample drawn without replacement
-    (``sd / sqrt(k) * sqrt((n - k) / (n - 1))``). The check stops when the calibrated p at the
+    of ``n`` tiles (a fixed pseudo-random sample, :func:`_sample_order`) that change is
+    estimated from the ``k`` paired differences, with the standard error of a sample drawn
+    without replacement (``sd / sqrt(k) * sqrt((n - k) / n)``; a zero or undefined one never
+    stops the reading). The check stops when the calibrated p at the
     estimate plus and minus ``sigmas`` standard errors lies on one side of ``threshold``;
     otherwise it scores the next ``chunk`` tiles, up to all of them. Where the copy is read
     by another domain head than the original (or its tiles are placed otherwise) the tiles
@@ -152,14 +151,14 @@ def sequential_copy_score(det: Detector, copy: np.ndarray, base: Any, *, thresho
     tiles, positions, grid, notes = det.inputs(copy)
     ood = det.domain_check(copy)
     n = len(tiles)
-    order = _spread_order(n)
+    order = _sample_order(n)
     z_all = np.zeros(n, np.float32)
     m_all: np.ndarray | None = None
     z_base = None if base is None or base.tile_logits is None else np.asarray(base.tile_logits, np.float64)
     paired_positions = (z_base is not None and len(z_base) == n
                         and [tuple(p) for p in (base.tile_positions or [])] == [tuple(p) for p in positions])
     for start in range(0, n, chunk):
-        idx = order[start : start + chunk]
+        idx = np.sort(order[start : start + chunk])  # in image order within a step, as score_many batches them
         z, m = det.logits(tiles[idx], batch_size, members=True)
         z_all[idx] = z
         if m is not None:
@@ -179,7 +178,12 @@ def sequential_copy_score(det: Detector, copy: np.ndarray, base: Any, *, thresho
         else:
             d = zt
             est = float(zt.mean())
-        se = float(d.std(ddof=1)) / np.sqrt(k) * np.sqrt((n - k) / (n - 1))
+        if k < 2:
+            continue
+        # standard error of a mean of k drawn without replacement from n
+        se = float(d.std(ddof=1)) / np.sqrt(k) * np.sqrt((n - k) / n)
+        if not np.isfinite(se) or se <= 0.0:  # k equal changes say nothing of the tiles not read
+            continue
         cal = _calibration_of(det, s.head)
         lo, mid, hi = (float(v) for v in apply_calibration(cal, np.array([est - sigmas * se, est, est + sigmas * se])))
         if (lo >= threshold) == (hi >= threshold):

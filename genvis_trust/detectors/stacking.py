@@ -278,16 +278,16 @@ class StackFit:
 
 
 def inherited_domain(domain: dict | None) -> dict | None:
-    """A member's domain as a new stack declares it: everything but the small-image threshold,
-    which was fitted on the member's own calibrated p (``small_threshold`` and its note), so the
-    new detector's small images of the named sizes count at p >= 0.5 until one is fitted for it.
+    """A member's domain as a new stack declares it: everything but what was measured on the
+    member's own calibrated p (``small_threshold`` and the notes quoting its rates), so the new
+    detector's small images of the named sizes count at p >= 0.5 until one is fitted for it.
 
     >>> inherited_domain({"min_side": 128, "small_sizes": [[32, 32]], "small_threshold": 0.56})
     {'min_side': 128, 'small_sizes': [[32, 32]]}
     """
     if not domain:
         return domain
-    return {k: v for k, v in domain.items() if k not in ("small_threshold", "small_threshold_note")}
+    return {k: v for k, v in domain.items() if k not in ("small_threshold", "small_threshold_note", "small_threshold_command", "small_sizes_note")}
 
 
 def _void(codes: list[str]) -> bool:
