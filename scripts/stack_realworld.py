@@ -122,6 +122,9 @@ def main() -> int:
     ap.add_argument("--learned", help="same as a first --member")
     ap.add_argument("--zeroshot", help="same as a --member after --learned")
     ap.add_argument("--domain-from", help="the member whose domain the stack declares (default: the first)")
+    ap.add_argument("--domain-set", help="JSON object merged into that domain, e.g. the small-image fields the bundled default "
+                    "carries: '{\"small_sizes\": [[32, 32]], \"small_threshold\": 0.5632}' (fitted by benchmarks/small_images.py "
+                    "on the rebuilt detector, not copied)")
     ap.add_argument("--fpr", type=float, default=0.05)
     ap.add_argument("--out-results", required=True)
     ap.add_argument("--out-detector")
@@ -272,7 +275,7 @@ def build_default(args, w, b, z_t, res, head=None) -> None:
         "name": "default",
         "summary": "stack of learned NPR detectors (real photographs vs aligned reconstructions and the bundled generators' samples) "
                    "and the zero-shot zed coding-cost statistic" + ("; inputs that look up-scaled are decided by a head of their own" if head else ""),
-        "domain": dom.card.get("domain"),
+        "domain": {**(dom.card.get("domain") or {}), **json.loads(args.domain_set or "{}")} or None,
         "members": {n: {"artifact": Path(p).name, "family": d.family, "weights_sha256": d.sha256,
                         "card": {k: d.card.get(k) for k in ("command", "data", "metrics", "wall_time_s")}}
                     for n, p, d in zip(names, args.member, dets, strict=True)},
