@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genvis_trust.detectors.detector import score_counts
+from genvis_trust.detectors.detector import counting_threshold, score_counts
 from genvis_trust.evidence import Evidence
 from genvis_trust.io import DEFAULT_MAX_PIXELS
 from genvis_trust.scoring.engine import ScoreRecord, ScoringEngine
@@ -235,8 +235,8 @@ def verdict_threshold(out_of_domain: list[dict[str, Any]]) -> float:
     >>> verdict_threshold([]), verdict_threshold([{"code": "small", "counts_above": 0.56}])
     (0.5, 0.56)
     """
-    above = [o.get("counts_above") for o in out_of_domain if o.get("code") == "small"]
-    return max([THRESHOLD, *(a for a in above if a is not None)])
+    t = counting_threshold(out_of_domain, THRESHOLD)
+    return THRESHOLD if t is None else t
 
 
 def stability_skip_reason(record: ScoreRecord, local: dict | None = None, sensitivity: dict | None = None,

@@ -49,9 +49,8 @@ def _trips(rec: dict, wanted: set[str]) -> bool:
 def _scanner_kwargs(detector, device, store, trust_anchors, no_provenance, backends, workers, batch,
                     frames=16, scene_cuts=True, max_duration=1800.0, exact_stability=False):
     kw = dict(detector=detector, device=device, provenance=not no_provenance, store=store, trust_anchors=trust_anchors,
-              workers=workers, batch_size=batch, video=video_options(frames, scene_cuts, max_duration))
-    if exact_stability:
-        kw["exact_stability"] = True
+              workers=workers, batch_size=batch, video=video_options(frames, scene_cuts, max_duration),
+              exact_stability=exact_stability)
     if backends:
         kw["watermark_backends"] = tuple(b.strip() for b in backends.split(",") if b.strip())
     return kw

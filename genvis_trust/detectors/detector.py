@@ -124,25 +124,36 @@ def high_frequency_share(image: np.ndarray) -> float:
     return float(power[r > 0.6].sum() / max(power[(r > 0.15) & (r <= 0.6)].sum(), 1e-12))
 
 
-def score_counts(out_of_domain: list[dict[str, Any]], p: float, threshold: float = 0.5) -> bool:
-    """Whether a detector score ``p`` still counts as evidence for an input outside the
-    detector's domain for these reasons: only when every reason is ``small`` and ``p`` is at
-    least what each allows (``counts_above``; a card without ``small_sizes``: ``threshold``).
-    Out of domain, a low score means nothing; a high one counts only for small images of a kind
-    the detector was evaluated on.
+def counting_threshold(out_of_domain: list[dict[str, Any]], threshold: float = 0.5) -> float | None:
+    """The p from which a detector score counts as evidence for an input with these
+    out-of-domain reasons: ``threshold`` inside the domain; for an input outside it only for
+    being ``small``, the highest ``counts_above`` of those entries (a card without
+    ``small_sizes``: ``threshold``); ``None`` (never) for any other reason or a small size the
+    card does not name. Out of domain, a low score means nothing; a high one counts only for
+    small images of a kind the detector was evaluated on.
 
-    >>> score_counts([{"code": "small"}], 0.6), score_counts([{"code": "upscaled"}], 0.9)
-    (True, False)
-    >>> score_counts([{"code": "small", "counts_above": 0.56}], 0.55), score_counts([{"code": "small", "counts_above": None}], 0.99)
-    (False, False)
+    >>> counting_threshold([]), counting_threshold([{"code": "small"}]), counting_threshold([{"code": "upscaled"}])
+    (0.5, 0.5, None)
+    >>> counting_threshold([{"code": "small", "counts_above": 0.56}]), counting_threshold([{"code": "small", "counts_above": None}])
+    (0.56, None)
     """
+    t = threshold
     for o in out_of_domain:
-        if o["code"] != "small":
-            return False
-        above = o.get("counts_above", threshold)
-        if above is None or p < max(above, threshold):
-            return False
-    return True
+        above = o.get("counts_above", threshold) if o["code"] == "small" else None
+        if above is None:
+            return None
+        t = max(t, above)
+    return t
+
+
+def score_counts(out_of_domain: list[dict[str, Any]], p: float, threshold: float = 0.5) -> bool:
+    """Whether a detector score ``p`` counts as evidence (:func:`counting_threshold`).
+
+    >>> score_counts([{"code": "small", "counts_above": 0.56}], 0.55), score_counts([{"code": "small"}], 0.6)
+    (False, True)
+    """
+    t = counting_threshold(out_of_domain, threshold)
+    return t is not None and p >= t
 
 
 def domain_check(domain: dict[str, Any] | None, image: np.ndarray, fmt: str | None = None, n_bytes: int | None = None) -> list[dict[str, Any]]:
@@ -538,6 +549,14 @@ class Detector:
         w = torch.tensor(spec["weights"], dtype=torch.float32)
         return (torch.from_numpy(members).float() @ w + float(spec["bias"])).numpy()
 
+    def calibration_for(self, head: str | None) -> dict[str, Any] | None:
+        """The calibration that turns an image logit into p: the detector's own, or a domain
+        head's (its Platt parameters) for inputs that head decides."""
+        if head is None:
+            return self.calibration
+        spec = self.calibration["heads"][head]
+        return {"method": "platt", "a": float(spec["a"]), "b": float(spec["b"])}
+
     def aggregate(self, z: np.ndarray, tiles: np.ndarray, positions, grid, notes: list[str],
                   out_of_domain: list[dict[str, Any]], members: np.ndarray | None = None) -> DetectionScore:
         """One image's verdict from its tile logits (the single aggregation every scoring path
@@ -546,11 +565,10 @@ class Detector:
         pass (``members``; recomputed when not given), with the head's own calibration, and is
         then inside what the detector knows (the note says which head and why)."""
         head = self.domain_head(out_of_domain)
-        calibration = self.calibration
+        calibration = self.calibration_for(head)
         if head is not None:
             spec = self.calibration["heads"][head]
             z = self.head_logits(tiles, head, members=members)
-            calibration = {"method": "platt", "a": float(spec["a"]), "b": float(spec["b"])}
             why = out_of_domain[0]["message"].split(":")[0]
             notes = [*notes, f"decided by the detector's {head!r} head ({why}), whose threshold keeps "
                      f"{spec.get('fpr_budget', 0.05):.0%} false positives on {spec.get('fitted_on', 'such photographs')}"]

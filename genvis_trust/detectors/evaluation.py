@@ -122,13 +122,6 @@ def _sample_order(n: int) -> np.ndarray:
     return np.random.default_rng(0).permutation(n)
 
 
-def _calibration_of(det: Detector, head: str | None) -> dict[str, Any] | None:
-    if head is None:
-        return det.calibration
-    spec = det.calibration["heads"][head]
-    return {"method": "platt", "a": float(spec["a"]), "b": float(spec["b"])}
-
-
 def sequential_copy_score(det: Detector, copy: np.ndarray, base: Any, *, threshold: float = 0.5,
                           batch_size: int = 256, chunk: int = SEQUENTIAL_CHUNK,
                           sigmas: float = SEQUENTIAL_SIGMAS) -> tuple[float, int, int]:
@@ -184,7 +177,7 @@ def sequential_copy_score(det: Detector, copy: np.ndarray, base: Any, *, thresho
         se = float(d.std(ddof=1)) / np.sqrt(k) * np.sqrt((n - k) / n)
         if not np.isfinite(se) or se <= 0.0:  # k equal changes say nothing of the tiles not read
             continue
-        cal = _calibration_of(det, s.head)
+        cal = det.calibration_for(s.head)
         lo, mid, hi = (float(v) for v in apply_calibration(cal, np.array([est - sigmas * se, est, est + sigmas * se])))
         if (lo >= threshold) == (hi >= threshold):
             return mid, k, n
