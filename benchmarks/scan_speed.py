@@ -87,6 +87,33 @@ def child(folder: Path) -> None:
     print(json.dumps({"package": genvis_trust.__file__, "wall_s": wall, "cpu_s": cpu, "n": len(files), "rows": rows}))
 
 
+def profile(folder: Path) -> None:
+    """One pass of this tree over the folder under cProfile (after the untimed first call):
+    where the time goes, by the scan's stages (cumulative seconds)."""
+    import cProfile
+    import pstats
+
+    from genvis_trust.scan import Scanner
+
+    files = sorted(str(p) for p in folder.glob("*.jpg"))
+    s = Scanner("default", device="cpu")
+    list(s.scan(files[:1]))
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.enable()
+    list(s.scan(files))
+    prof.disable()
+    wall = time.perf_counter() - t
+    s.close()
+    stages = {"score_paths": "the engine: decode, network on the images", "_stability": "the stability check",
+              "_local": "faces and regions", "find_faces": "finding faces"}
+    stats = pstats.Stats(prof).stats
+    print(f"{len(files)} images in {wall:.1f} s (under cProfile)")
+    for fn, what in stages.items():
+        cum = sum(v[3] for k, v in stats.items() if k[2] == fn)
+        print(f"  {fn:12s} {cum:6.1f} s  {what}")
+
+
 def run_tree(tree: Path, folder: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree))
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(folder)], env=env,
@@ -102,9 +129,14 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", default=None, help="path stem: writes STEM.json and STEM.md")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--profile", action="store_true", help="profile one pass of this tree instead (stages, seconds)")
     args = ap.parse_args(argv)
     if args.child:
         child(Path(args.child))
+        return 0
+    if args.profile:
+        make_folder(Path(args.folder))
+        profile(Path(args.folder))
         return 0
     files = make_folder(Path(args.folder))
     trees = {"before": Path(args.before_tree).resolve(), "after": Path(args.after_tree).resolve()}

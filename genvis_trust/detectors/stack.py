@@ -28,10 +28,10 @@ def _chunked(net: nn.Module, sub: torch.Tensor) -> torch.Tensor:
     """``net`` on a member's sub-tiles, at most :data:`SUB_BATCH` per call when no gradient is
     needed. A 128 px tile is four 64 px sub-tiles, so a batch of 16 tiles gives the zero-shot
     member 64 inputs whose activations (64 x 32 x 64 x 64 floats, 34 MB a layer) no longer fit
-    the caches: the same sub-tiles 16 at a time ran 1.6x faster for that member and 1.2x for
-    the whole default network (0.51 vs 0.62 s per 64 tiles, 2 cores), with identical logits
-    (each sub-tile's result does not depend on its batch-mates; ``tests/test_detectors_stack.py``
-    checks it). Training, tracing and GPUs see one call."""
+    the caches: the same sub-tiles 16 at a time ran the whole default network 1.2x faster on 2
+    cores (0.56 vs 0.69 s per 64 tiles: ``benchmarks/sub_batch.py``,
+    ``benchmarks/results/sub-batch.json``), with identical logits (each sub-tile's result does
+    not depend on its batch-mates; ``tests/test_detectors_stack.py`` checks it). Training, tracing and GPUs see one call."""
     if (torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting() or len(sub) <= SUB_BATCH
             or sub.device.type != "cpu"):  # a GPU wants its large batches whole
         return net(sub)
